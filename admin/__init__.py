@@ -1,0 +1,1 @@
+"""The admin web app and the REST API (later issues)."""

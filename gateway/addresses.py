@@ -1,0 +1,133 @@
+"""Address parsing and normalization: pure functions, no database.
+
+Header values are parsed with the header objects of `email.policy.default`
+(groups, comments, quoted local parts, RFC 2047 encoded words), never with the
+legacy `getaddresses`/`parseaddr`, which pick the wrong mailbox for
+CVE-2023-27043 shapes. Raw 8-bit header bytes (SMTPUTF8 local parts, IDN
+U-labels) arrive as surrogate escapes and are decoded as UTF-8 first.
+
+`normalize()` gives the key addresses are compared by: local part NFC (lower
+case unless configured "exact", never accent-folded), domain lower case,
+IDNA (UTS 46) A-label, no trailing dot.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from email import policy
+
+import idna
+
+_FACTORY = policy.default.header_factory
+MAX_ADDRESS_LENGTH = 320
+# Characters that never appear in a usable address, quoted or not.
+_FORBIDDEN = re.compile(r"[\x00-\x20\x7f\u0080-\u009f\u2028\u2029<>]")
+_DOMAIN_LITERAL = re.compile(r"^\[[^\[\]\\]+\]$")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """One mailbox from a header: what was written and the key it matches by."""
+
+    display_name: str
+    addr_spec: str
+    normalized: str
+
+
+def fix_surrogates(value: str) -> str:
+    """Turn surrogate-escaped raw 8-bit bytes back into text (UTF-8, else replaced)."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value
+    data = value.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "replace")
+
+
+def normalize(addr_spec: str, local_part_case: str = "lower") -> str | None:
+    """The comparison key of `addr_spec`, or None when it is not a usable address."""
+    addr_spec = unicodedata.normalize("NFC", addr_spec.strip())
+    if not addr_spec or len(addr_spec) > MAX_ADDRESS_LENGTH or "@" not in addr_spec:
+        return None
+    local, _, domain = addr_spec.rpartition("@")
+    if not local or not domain or _FORBIDDEN.search(addr_spec):
+        return None
+    ascii_domain = _normalize_domain(domain)
+    if ascii_domain is None:
+        return None
+    if local_part_case == "lower":
+        local = local.lower()
+    return f"{local}@{ascii_domain}"
+
+
+def _normalize_domain(domain: str) -> str | None:
+    domain = domain.rstrip(".").lower()
+    if not domain or ".." in domain or domain.startswith("."):
+        return None
+    if domain.startswith("["):
+        return domain if _DOMAIN_LITERAL.match(domain) else None
+    if domain.isascii():
+        return domain if re.fullmatch(r"[a-z0-9_.-]+", domain) else None
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+
+
+def domain_of(normalized: str) -> str:
+    return normalized.rpartition("@")[2]
+
+
+def local_part_of(normalized: str) -> str:
+    return normalized.rpartition("@")[0]
+
+
+def parse_address_list(value: str, local_part_case: str = "lower") -> list[Address]:
+    """Every usable mailbox in one header value (To, Cc, From, ...); never raises.
+
+    Groups contribute their members (`undisclosed-recipients:;` none). Display
+    names stay display names even when an encoded word decodes to something
+    that looks like an address.
+    """
+    value = fix_surrogates(value)
+    try:
+        parsed = _FACTORY("to", value).addresses
+    except Exception:
+        # The stdlib parser still raises on some hostile inputs; fall back to
+        # addr-specs written outside comments and quotes in the raw text.
+        return _fallback_addresses(value, local_part_case)
+    out: list[Address] = []
+    for mailbox in parsed:
+        username, domain = mailbox.username, mailbox.domain
+        if not username or not domain:
+            continue
+        addr_spec = f"{username}@{domain}"
+        key = normalize(addr_spec, local_part_case)
+        if key is not None:
+            out.append(Address(mailbox.display_name or "", addr_spec, key))
+    return out
+
+
+_COMMENT_OR_QUOTED = re.compile(r'\((?:[^()\\]|\\.)*\)|"(?:[^"\\]|\\.)*"|=\?[^?]*\?[^?]*\?[^?]*\?=')
+_ADDR_SPEC = re.compile(r"[^\s<>(),;:\"@\[\]]+@[^\s<>(),;:\"@\[\]]+")
+
+
+def _fallback_addresses(value: str, local_part_case: str) -> list[Address]:
+    text = _COMMENT_OR_QUOTED.sub(" ", value)
+    out: list[Address] = []
+    for match in _ADDR_SPEC.finditer(text):
+        key = normalize(match.group(0), local_part_case)
+        if key is not None:
+            out.append(Address("", match.group(0), key))
+    return out
+
+
+def is_valid_address(addr_spec: str) -> bool:
+    """True when `addr_spec` is a single plain address a person could type."""
+    if normalize(addr_spec) is None:
+        return False
+    found = parse_address_list(addr_spec)
+    return len(found) == 1 and found[0].normalized == normalize(addr_spec)

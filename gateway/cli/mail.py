@@ -1,0 +1,104 @@
+"""`gateway ingest` and `gateway messages list`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from gateway.accounts import get_account, get_user
+from gateway.cli.context import Context
+from gateway.ingest import ingest
+from gateway.messages import list_messages
+from gateway.sources import open_source
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("ingest", help="import an .eml, an mbox or a Maildir for a user")
+    p.add_argument("path", type=Path)
+    p.add_argument("--user", required=True, metavar="EMAIL", help="whose mail this is")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=cmd_ingest)
+
+    p = sub.add_parser("messages", help="stored messages")
+    msub = p.add_subparsers(dest="messages_command", required=True)
+    a = msub.add_parser("list", help="list messages, newest first")
+    a.add_argument("--contact", metavar="EMAIL", help="only those attached to this contact")
+    a.add_argument("--user", metavar="EMAIL", help="only those seen for this user")
+    a.add_argument("--unattached", action="store_true", help="only those on no contact")
+    a.add_argument("--limit", type=int, default=50)
+    a.add_argument("--account", help="account name (default: the only one)")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_list)
+
+
+def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
+    source = open_source(args.path)
+    with ctx.db.session() as session:
+        user_id = get_user(session, ctx.config, args.user).id
+    with Progress(
+        TextColumn("ingesting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=ctx.err,
+        transient=True,
+        disable=args.json,
+    ) as progress:
+        task = progress.add_task("ingest", total=source.count)
+        report = ingest(
+            ctx.db,
+            ctx.config,
+            user_id,
+            source,
+            progress=lambda n: progress.advance(task, n),
+        )
+    if args.json:
+        ctx.print_json(report.__dict__)
+    else:
+        ctx.console.print(
+            f"{args.path}: {source.count} message(s): {report.new_messages} new "
+            f"({report.attached} on contacts, {report.unattached} unattached), "
+            f"{report.already_known} already known, {report.discarded} malformed and "
+            f"matching no contact (not kept), {len(report.failed)} failed"
+        )
+    for label, why in report.malformed:
+        ctx.err.print(f"{label}: malformed: {why}", markup=False)
+    for label, why in report.failed:
+        ctx.err.print(f"{label}: failed: {why}", markup=False)
+    return 1 if report.failed else 0
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.db.session() as session:
+        account = get_account(session, args.account)
+        user_id = get_user(session, ctx.config, args.user).id if args.user else None
+        views = list_messages(
+            session,
+            account.id,
+            contact_email=args.contact,
+            user_id=user_id,
+            unattached=args.unattached,
+            limit=args.limit,
+            case=ctx.config.addresses.local_part_case,
+        )
+    if args.json:
+        ctx.print_json([v.as_dict() for v in views])
+        return 0
+    ctx.print_table(
+        ["id", "date", "dir", "from", "subject", "contacts", "flags"],
+        [
+            [
+                v.id,
+                v.date.strftime("%Y-%m-%d %H:%M") if v.date else "",
+                "out" if v.direction == "outgoing" else "in",
+                v.author_text,
+                v.subject,
+                v.contacts or "(unattached)",
+                v.flags,
+            ]
+            for v in views
+        ],
+    )
+    return 0

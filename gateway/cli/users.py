@@ -1,0 +1,89 @@
+"""`gateway user add|list|show`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from gateway.accounts import add_user, dropbox_address, get_account, get_user, list_users
+from gateway.cli.context import Context
+from gateway.config import Config
+from gateway.models import User
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("user", help="manage the CRM's users")
+    usub = p.add_subparsers(dest="user_command", required=True)
+    a = usub.add_parser("add", help="add a user and print their dropbox address")
+    a.add_argument("email")
+    a.add_argument("--name", default="")
+    a.add_argument("--alias", action="append", default=[], help="another address of theirs")
+    a.add_argument("--admin", action="store_true", help="may sign in to the admin page")
+    a.add_argument("--account", help="account name (default: the only one)")
+    a.set_defaults(handler=cmd_add)
+    a = usub.add_parser("list", help="list users")
+    a.add_argument("--account", help="account name (default: the only one)")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_list)
+    a = usub.add_parser("show", help="show one user")
+    a.add_argument("email")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_show)
+
+
+def user_dict(config: Config, user: User) -> dict[str, Any]:
+    return {
+        "email": user.email,
+        "name": user.name,
+        "admin": user.is_admin,
+        "addresses": [a.address for a in user.addresses],
+        "dropbox_address": dropbox_address(config, user),
+        "created_at": user.created_at.isoformat(),
+    }
+
+
+def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.db.session() as session:
+        account = get_account(session, args.account)
+        user, password = add_user(
+            session, ctx.config, account, args.email, args.name, args.alias, args.admin
+        )
+        data = user_dict(ctx.config, user)
+    ctx.console.print(f"added user {data['email']}")
+    ctx.console.print(f"dropbox address: {data['dropbox_address']}")
+    if password:
+        ctx.console.print(f"one-time password (change it at first sign-in): {password}")
+    return 0
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.db.session() as session:
+        account = get_account(session, args.account)
+        rows = [user_dict(ctx.config, u) for u in list_users(session, account)]
+    if args.json:
+        ctx.print_json(rows)
+    else:
+        ctx.print_table(
+            ["email", "name", "admin", "aliases", "dropbox address"],
+            [
+                [
+                    r["email"],
+                    r["name"],
+                    "yes" if r["admin"] else "",
+                    r["addresses"][1:],
+                    r["dropbox_address"],
+                ]
+                for r in rows
+            ],
+        )
+    return 0
+
+
+def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.db.session() as session:
+        data = user_dict(ctx.config, get_user(session, ctx.config, args.email))
+    if args.json:
+        ctx.print_json(data)
+    else:
+        ctx.print_table(["field", "value"], list(data.items()))
+    return 0

@@ -1,0 +1,393 @@
+"""Typed configuration: config.toml overlaid by GATEWAY_<TABLE>__<KEY> variables.
+
+`load_config()` reads the TOML file (if any), applies environment overrides,
+validates every value and returns a frozen `Config`.  Any unknown table, unknown
+key or bad value raises `ConfigError` naming the key and where it came from.
+The schema below is also the source of config.example.toml
+(`render_example()`), so the example documents every key with its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError
+
+ENV_PREFIX = "GATEWAY_"
+DEFAULT_CONFIG_FILE = "config.toml"
+
+
+def _doc(text: str, choices: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"doc": text, "choices": choices}
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Where the gateway keeps its files."""
+
+    var_dir: str = field(
+        default="var",
+        metadata=_doc(
+            "Directory for the SQLite database, the secret key file and TLS material. "
+            "Relative paths are taken from the directory of the config file."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """The one database that holds all state."""
+
+    url: str = field(
+        default="",
+        metadata=_doc(
+            "SQLAlchemy URL. Empty: SQLite at <var_dir>/gateway.db (WAL, synchronous=FULL). "
+            'PostgreSQL: "postgresql+psycopg://user@host:5432/dbname".'
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class AddressesConfig:
+    """How addresses are compared."""
+
+    local_part_case: str = field(
+        default="lower",
+        metadata=_doc(
+            'How local parts compare: "lower" ignores case (what mail providers do), '
+            '"exact" keeps them case-sensitive as RFC 5321 allows. Domains always ignore case.',
+            ("lower", "exact"),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class ContactsConfig:
+    """Automatic creation of contacts from mail (switched on per account)."""
+
+    auto_create_max_per_message: int = field(
+        default=20,
+        metadata=_doc("At most this many contacts are auto-created from one message."),
+    )
+    blocked_domains: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Domains never auto-created as contacts, for every account (accounts add their own)."
+        ),
+    )
+    excluded_local_parts: tuple[str, ...] = field(
+        default=(
+            "noreply*",
+            "no-reply*",
+            "no_reply*",
+            "donotreply*",
+            "do-not-reply*",
+            "do_not_reply*",
+            "mailer-daemon",
+            "postmaster",
+            "bounce",
+            "bounces",
+            "bounce-*",
+            "bounces-*",
+            "bounces+*",
+            "abuse",
+        ),
+        metadata=_doc(
+            "Glob patterns of local parts (automated senders) never auto-created as contacts."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class DropboxConfig:
+    """The BCC dropbox addresses handed to users."""
+
+    domain: str = field(
+        default="dropbox.localhost",
+        metadata=_doc("Domain of every dropbox address; point its MX at the gateway."),
+    )
+    address_format: str = field(
+        default="{token}",
+        metadata=_doc(
+            'Local part of a dropbox address; must contain "{token}" (e.g. "bcc-{token}").'
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The worker that finishes stored messages (parse, match, thread, attach)."""
+
+    poll_interval: float = field(
+        default=2.0,
+        metadata=_doc("Seconds between looks for unfinished messages."),
+    )
+    batch_size: int = field(
+        default=100,
+        metadata=_doc("Messages finished per database transaction."),
+    )
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What `gateway serve` runs."""
+
+    roles: tuple[str, ...] = field(
+        default=("pipeline",),
+        metadata=_doc(
+            'Roles started by `gateway serve`. Available now: "pipeline" (finishes every '
+            "stored message, including those interrupted by a crash)."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Logging."""
+
+    level: str = field(
+        default="info",
+        metadata=_doc("Log level.", ("debug", "info", "warning", "error")),
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    paths: PathsConfig = PathsConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    addresses: AddressesConfig = AddressesConfig()
+    contacts: ContactsConfig = ContactsConfig()
+    dropbox: DropboxConfig = DropboxConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    serve: ServeConfig = ServeConfig()
+    log: LogConfig = LogConfig()
+    # Where relative paths are resolved from (the config file's directory).
+    base_dir: Path = Path(".")
+    source: str = "defaults"
+
+    @property
+    def var_dir(self) -> Path:
+        return (self.base_dir / self.paths.var_dir).resolve()
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{self.var_dir / 'gateway.db'}"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.var_dir / "secret.key"
+
+
+KNOWN_ROLES = ("pipeline",)
+_SECTIONS: dict[str, type] = {
+    f.name: typing.get_type_hints(Config)[f.name]
+    for f in dataclasses.fields(Config)
+    if f.name not in ("base_dir", "source")
+}
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Load config from `path` (default: $GATEWAY_CONFIG or ./config.toml if present)."""
+    environ = os.environ if environ is None else environ
+    if path is None:
+        path = environ.get("GATEWAY_CONFIG") or None
+        explicit = path is not None
+        path = path or DEFAULT_CONFIG_FILE
+    else:
+        explicit = True
+    file = Path(path)
+    data: dict[str, Any] = {}
+    if file.exists():
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError("(file)", str(file), f"not valid TOML: {exc}") from exc
+        source = str(file)
+    elif explicit:
+        raise ConfigError("(file)", str(file), "file not found")
+    else:
+        source = "defaults"
+    base_dir = file.resolve().parent if file.exists() else Path.cwd()
+    sections: dict[str, Any] = {}
+    for table, values in data.items():
+        if table not in _SECTIONS:
+            raise ConfigError(table, source, f"unknown table [{table}]")
+        if not isinstance(values, dict):
+            raise ConfigError(table, source, f"[{table}] must be a table")
+        sections[table] = _build_section(table, _SECTIONS[table], values, source)
+    for table, cls in _SECTIONS.items():
+        overrides = _env_overrides(table, cls, environ)
+        if overrides:
+            current = sections.get(table, cls())
+            sections[table] = dataclasses.replace(current, **overrides)
+    config = Config(**sections, base_dir=base_dir, source=source)
+    _check(config)
+    return config
+
+
+def _build_section(table: str, cls: type, values: dict[str, Any], source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(f"{table}.{key}", source, "unknown key")
+        kwargs[key] = _coerce(f"{table}.{key}", source, hints[key], value)
+    return cls(**kwargs)
+
+
+def _env_overrides(table: str, cls: type, environ: Mapping[str, str]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    prefix = f"{ENV_PREFIX}{table.upper()}__"
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(prefix):
+            continue
+        key = name[len(prefix) :].lower()
+        where = f"environment variable {name}"
+        if key not in hints:
+            raise ConfigError(f"{table}.{key}", where, "unknown key")
+        out[key] = _coerce(f"{table}.{key}", where, hints[key], _env_value(hints[key], raw))
+    # A variable naming an unknown table is an error too, not silently ignored.
+    for name in environ:
+        if name.startswith(ENV_PREFIX) and "__" in name[len(ENV_PREFIX) :]:
+            t = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
+            if t not in _SECTIONS:
+                raise ConfigError(t, f"environment variable {name}", f"unknown table [{t}]")
+    return out
+
+
+def _env_value(hint: Any, raw: str) -> Any:
+    if typing.get_origin(hint) is tuple:
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                return tomllib.loads(f"v = {text}")["v"]
+            except tomllib.TOMLDecodeError:
+                return raw
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if hint is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        return raw
+    if hint is int:
+        try:
+            return int(raw)
+        except ValueError:
+            return raw
+    if hint is float:
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def _coerce(key: str, source: str, hint: Any, value: Any) -> Any:
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, source, "must be a list of strings")
+        return tuple(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, source, "must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, source, "must be an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key, source, "must be a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, source, "must be a string")
+        return value
+    raise ConfigError(key, source, f"unsupported type {hint}")  # pragma: no cover
+
+
+def _check(config: Config) -> None:
+    src = config.source
+    for table, cls in _SECTIONS.items():
+        section = getattr(config, table)
+        for f in dataclasses.fields(cls):
+            choices = f.metadata.get("choices") or ()
+            if choices and getattr(section, f.name) not in choices:
+                raise ConfigError(f"{table}.{f.name}", src, f"must be one of {', '.join(choices)}")
+    if config.contacts.auto_create_max_per_message < 0:
+        raise ConfigError("contacts.auto_create_max_per_message", src, "must be 0 or more")
+    if "{token}" not in config.dropbox.address_format:
+        raise ConfigError("dropbox.address_format", src, 'must contain "{token}"')
+    if not config.dropbox.domain or "@" in config.dropbox.domain:
+        raise ConfigError("dropbox.domain", src, "must be a domain name")
+    if config.pipeline.poll_interval <= 0:
+        raise ConfigError("pipeline.poll_interval", src, "must be greater than 0")
+    if config.pipeline.batch_size < 1:
+        raise ConfigError("pipeline.batch_size", src, "must be at least 1")
+    for role in config.serve.roles:
+        if role not in KNOWN_ROLES:
+            raise ConfigError("serve.roles", src, f"unknown role {role!r} (known: {KNOWN_ROLES})")
+    url = config.database.url
+    if url and not (url.startswith(("sqlite", "postgresql"))):
+        raise ConfigError("database.url", src, "must be a sqlite:// or postgresql+psycopg:// URL")
+
+
+def render_example() -> str:
+    """The text of config.example.toml: every key, its default and what it does."""
+    lines = [
+        "# CRM Email Gateway configuration.",
+        "# Every key is shown with its default. Any key can be overridden by an",
+        "# environment variable GATEWAY_<TABLE>__<KEY>, e.g. GATEWAY_DATABASE__URL.",
+        "# Lists in environment variables: TOML syntax or comma-separated.",
+    ]
+    for table, cls in _SECTIONS.items():
+        lines += ["", f"[{table}]"]
+        doc = (cls.__doc__ or "").strip()
+        if doc:
+            lines.append(f"# {doc}")
+        default = cls()
+        for f in dataclasses.fields(cls):
+            for chunk in _wrap(f.metadata.get("doc", "")):
+                lines.append(f"# {chunk}")
+            lines.append(f"{f.name} = {_toml_value(getattr(default, f.name))}")
+    return "\n".join(lines) + "\n"
+
+
+def _wrap(text: str, width: int = 76) -> list[str]:
+    words, out, line = text.split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            out.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    if line:
+        out.append(line)
+    return out
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(type(value))  # pragma: no cover

@@ -1,0 +1,101 @@
+"""Database engines and sessions: SQLite (WAL, synchronous=FULL) or PostgreSQL.
+
+`Database.session()` is the one way code touches the database: a short
+transaction committed on success and rolled back on error. Sessions never
+span network I/O. `migrate()` brings the schema to the newest Alembic head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Engine, Table, create_engine, event, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class Database:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(
+                url, echo=echo, connect_args={"timeout": 30, "isolation_level": None}
+            )
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
+        else:
+            self.engine = create_engine(url, echo=echo, pool_pre_ping=True)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back on error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def migrate(self, revision: str = "head") -> None:
+        with self.engine.begin() as connection:
+            cfg = alembic_config(self.url)
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, revision)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL + synchronous=FULL: a commit is on disk before we acknowledge anything.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # pysqlite's own transaction handling is off (isolation_level=None); take the
+    # write lock up front so that concurrent writers wait instead of failing.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def insert_ignore(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    conflict: Sequence[str],
+) -> None:
+    """INSERT ... ON CONFLICT (conflict) DO NOTHING, on SQLite and PostgreSQL."""
+    if not rows:
+        return
+    name = session.get_bind().dialect.name
+    if name == "sqlite":
+        stmt: Any = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    elif name == "postgresql":
+        stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    else:  # pragma: no cover
+        stmt = insert(table)
+    session.execute(stmt, list(rows))

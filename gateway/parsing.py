@@ -1,0 +1,166 @@
+"""parse(raw) -> ParsedMessage: the header facts the pipeline needs; never raises.
+
+Only the header section is parsed (the body is not needed to match or
+thread). Address headers go through `gateway.addresses`; Message-IDs are
+taken as the `<...>` tokens of their headers. Serious defects become
+`flags`; the raw bytes are never changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import errors, policy
+from email.parser import BytesParser
+from email.utils import parsedate_to_datetime
+
+from gateway.addresses import Address, fix_surrogates, parse_address_list
+
+MAX_MESSAGE_ID = 998
+ADDRESS_HEADERS = ("from", "sender", "reply-to", "to", "cc", "bcc")
+# Flags that make a message "malformed": kept only where a contact is involved
+# unless it was pushed on purpose, and always shown with the message.
+MALFORMED_FLAGS = frozenset(
+    {"no_headers", "missing_header_separator", "multiple_from", "no_from", "invalid_header"}
+)
+_MSGID = re.compile(r"<([^<>\s\x00-\x1f\x7f]{1,998})>")
+_BARE_MSGID = re.compile(r"^[^<>\s\x00-\x1f\x7f]+@[^<>\s\x00-\x1f\x7f]+$")
+_WS = re.compile(r"\s+")
+_REPLY_PREFIX = re.compile(
+    r"^\s*((re|fw|fwd|aw|wg|sv|vs|tr|rif|r|antw|odp|enc|res)\s*(\[\d+\])?\s*:\s*)+",
+    re.IGNORECASE,
+)
+_PARSER = BytesParser(policy=policy.compat32)
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    message_id: str | None
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    subject: str
+    date: datetime | None
+    addresses: dict[str, tuple[Address, ...]] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+
+    @property
+    def from_(self) -> tuple[Address, ...]:
+        return self.addresses.get("from", ())
+
+    @property
+    def malformed(self) -> bool:
+        return any(flag in MALFORMED_FLAGS for flag in self.flags)
+
+    @property
+    def subject_key(self) -> str:
+        return thread_subject(self.subject)
+
+    def identity(self) -> str:
+        """Identity within an account: Message-ID confirmed by author, date and subject.
+
+        A message that reuses another's Message-ID with a different author, date
+        or subject gets a different identity, so it can never hide the first.
+        """
+        parts = [
+            self.message_id or "",
+            ",".join(sorted({a.normalized for a in self.from_})),
+            self.date.isoformat() if self.date else "",
+            self.subject,
+        ]
+        if self.message_id is None:
+            # No Message-ID: the recipients join the stable headers.
+            for name in ("to", "cc"):
+                parts.append(",".join(sorted({a.normalized for a in self.addresses.get(name, ())})))
+        return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def thread_subject(subject: str) -> str:
+    """Subject without reply/forward prefixes, case-folded: the last-resort thread key."""
+    return _WS.sub(" ", _REPLY_PREFIX.sub("", subject)).strip().casefold()[:200]
+
+
+def parse(raw: bytes, local_part_case: str = "lower") -> ParsedMessage:
+    try:
+        msg = _PARSER.parsebytes(raw, headersonly=True)
+        items = msg.raw_items()
+        defects = msg.defects
+    except Exception:  # the compat32 feed parser is lenient; this is belt and braces
+        return ParsedMessage(None, (), (), "", None, {}, ("no_headers",))
+    flags: list[str] = []
+    headers: dict[str, list[str]] = {}
+    for name, value in items:
+        headers.setdefault(name.lower(), []).append(value)
+    if not headers:
+        flags.append("no_headers")
+    if any(isinstance(d, errors.MissingHeaderBodySeparatorDefect) for d in defects):
+        flags.append("missing_header_separator")
+    if any(isinstance(d, errors.InvalidHeaderDefect) for d in defects):
+        flags.append("invalid_header")
+
+    addresses: dict[str, tuple[Address, ...]] = {}
+    for name in ADDRESS_HEADERS:
+        found: list[Address] = []
+        for value in headers.get(name, ()):
+            found.extend(parse_address_list(value, local_part_case))
+        addresses[name] = tuple(found)
+    if len(headers.get("from", ())) > 1:
+        flags.append("multiple_from")
+    elif headers and not addresses["from"]:
+        flags.append("no_from")
+
+    return ParsedMessage(
+        message_id=_first_message_id(headers.get("message-id", ())),
+        in_reply_to=tuple(_message_ids(headers.get("in-reply-to", ()))),
+        references=tuple(_message_ids(headers.get("references", ()))),
+        subject=_subject(headers.get("subject", ())),
+        date=_date(headers.get("date", ())),
+        addresses=addresses,
+        flags=tuple(flags),
+    )
+
+
+def _message_ids(values: list[str] | tuple[str, ...]) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        for token in _MSGID.findall(fix_surrogates(value)):
+            if token not in out:
+                out.append(token)
+    return out
+
+
+def _first_message_id(values: list[str] | tuple[str, ...]) -> str | None:
+    if not values:
+        return None
+    found = _message_ids(values[:1])
+    if found:
+        return found[0]
+    bare = fix_surrogates(values[0]).strip()
+    return bare if _BARE_MSGID.match(bare) and len(bare) <= MAX_MESSAGE_ID else None
+
+
+def _subject(values: list[str] | tuple[str, ...]) -> str:
+    if not values:
+        return ""
+    value = fix_surrogates(values[0])
+    try:
+        text = str(policy.default.header_factory("subject", value))
+    except Exception:
+        text = value
+    return _WS.sub(" ", text).strip()
+
+
+def _date(values: list[str] | tuple[str, ...]) -> datetime | None:
+    if not values:
+        return None
+    try:
+        parsed = parsedate_to_datetime(fix_surrogates(values[0]).strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None

@@ -1,0 +1,1 @@
+"""Inbound mail: the BCC dropbox SMTP server and IMAP sync (later issues)."""

@@ -1,0 +1,1 @@
+"""Outbound mail: SMTP submission, DKIM signing, the delivery queue (later issues)."""
