@@ -10,7 +10,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from gateway.addresses import is_valid_address, normalize
+from gateway.addresses import parse_one
 from gateway.config import Config
 from gateway.errors import Conflict, InputError, NotFound
 from gateway.matching import match_contacts
@@ -71,11 +71,11 @@ def add_user(
     case = config.addresses.local_part_case
     keys: list[str] = []
     for address in [email, *aliases]:
-        key = normalize(address, case)
-        if key is None or not is_valid_address(address):
+        parsed = parse_one(address, case)
+        if parsed is None:
             raise InputError(address, "not a valid email address")
-        if key not in keys:
-            keys.append(key)
+        if parsed.normalized not in keys:
+            keys.append(parsed.normalized)
     login = keys[0]
     if session.scalar(select(func.count()).select_from(User).where(User.email == login)):
         raise Conflict(f"user {login} already exists")
@@ -112,11 +112,13 @@ def add_user(
 
 
 def get_user(session: Session, config: Config, email: str) -> User:
-    key = normalize(email, config.addresses.local_part_case)
+    parsed = parse_one(email, config.addresses.local_part_case)
     user = None
-    if key is not None:
+    if parsed is not None:
         user = session.scalar(
-            select(User).where(User.email == key).options(selectinload(User.addresses))
+            select(User)
+            .where(User.email == parsed.normalized)
+            .options(selectinload(User.addresses))
         )
     if user is None:
         raise NotFound(f"no user {email}")

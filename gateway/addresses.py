@@ -24,6 +24,8 @@ _FACTORY = policy.default.header_factory
 MAX_ADDRESS_LENGTH = 320
 # Characters that never appear in a usable address, quoted or not.
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f\u0080-\u009f\u2028\u2029<>]")
+_FORBIDDEN_IN_QUOTES = re.compile(r"[\x00-\x1f\x7f\u0080-\u009f\u2028\u2029]")
+_QUOTED_LOCAL = re.compile(r'^"(?:[^"\\]|\\.)*"$')
 _DOMAIN_LITERAL = re.compile(r"^\[[^\[\]\\]+\]$")
 
 
@@ -53,7 +55,12 @@ def normalize(addr_spec: str, local_part_case: str = "lower") -> str | None:
     if not addr_spec or len(addr_spec) > MAX_ADDRESS_LENGTH or "@" not in addr_spec:
         return None
     local, _, domain = addr_spec.rpartition("@")
-    if not local or not domain or _FORBIDDEN.search(addr_spec):
+    if not local or not domain or _FORBIDDEN.search(domain):
+        return None
+    if _QUOTED_LOCAL.match(local):
+        if _FORBIDDEN_IN_QUOTES.search(local):
+            return None
+    elif _FORBIDDEN.search(local):
         return None
     ascii_domain = _normalize_domain(domain)
     if ascii_domain is None:
@@ -93,21 +100,20 @@ def parse_address_list(value: str, local_part_case: str = "lower") -> list[Addre
     that looks like an address.
     """
     value = fix_surrogates(value)
+    out: list[Address] = []
     try:
-        parsed = _FACTORY("to", value).addresses
+        for mailbox in _FACTORY("to", value).addresses:
+            username, domain = mailbox.username, mailbox.domain
+            if not username or not domain:
+                continue
+            addr_spec = mailbox.addr_spec  # local part quoted only where it must be
+            key = normalize(addr_spec, local_part_case)
+            if key is not None:
+                out.append(Address(mailbox.display_name or "", addr_spec, key))
     except Exception:
         # The stdlib parser still raises on some hostile inputs; fall back to
         # addr-specs written outside comments and quotes in the raw text.
         return _fallback_addresses(value, local_part_case)
-    out: list[Address] = []
-    for mailbox in parsed:
-        username, domain = mailbox.username, mailbox.domain
-        if not username or not domain:
-            continue
-        addr_spec = f"{username}@{domain}"
-        key = normalize(addr_spec, local_part_case)
-        if key is not None:
-            out.append(Address(mailbox.display_name or "", addr_spec, key))
     return out
 
 
@@ -125,9 +131,16 @@ def _fallback_addresses(value: str, local_part_case: str) -> list[Address]:
     return out
 
 
-def is_valid_address(addr_spec: str) -> bool:
-    """True when `addr_spec` is a single plain address a person could type."""
-    if normalize(addr_spec) is None:
-        return False
-    found = parse_address_list(addr_spec)
-    return len(found) == 1 and found[0].normalized == normalize(addr_spec)
+def parse_one(text: str, local_part_case: str = "lower") -> Address | None:
+    """One typed address (`a@b`, `"a b"@c`, `Name <a@b>`), or None if it is not one.
+
+    Goes through the same header parser as mail, so a quoted local part typed
+    by a person matches the same address in a header.
+    """
+    if not text.strip() or _FORBIDDEN_TYPED.search(text):
+        return None
+    found = parse_address_list(text, local_part_case)
+    return found[0] if len(found) == 1 else None
+
+
+_FORBIDDEN_TYPED = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")

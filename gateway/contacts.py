@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
 from gateway import events
-from gateway.addresses import is_valid_address, normalize
+from gateway.addresses import Address, parse_one
 from gateway.db import insert_ignore
 from gateway.directory import AccountDirectory
 from gateway.errors import Conflict, CsvImportError, InputError, NotFound
@@ -44,17 +44,17 @@ class ImportResult:
     ignored_columns: list[str] = field(default_factory=list)
 
 
-def check_address(directory: AccountDirectory, email: str, case: str) -> str:
-    """The normalized key of `email`, or InputError saying why it cannot be a contact."""
+def check_address(directory: AccountDirectory, email: str, case: str) -> Address:
+    """`email` parsed, or InputError saying why it cannot be a contact."""
     email = email.strip()
-    key = normalize(email, case)
-    if key is None or not is_valid_address(email):
+    address = parse_one(email, case)
+    if address is None:
         raise InputError(email or "(empty)", "not a valid email address")
-    if directory.is_user(key):
+    if directory.is_user(address.normalized):
         raise InputError(email, "is an address of a user of this account, not a contact")
-    if directory.is_dropbox(key):
+    if directory.is_dropbox(address.normalized):
         raise InputError(email, "is a dropbox address")
-    return key
+    return address
 
 
 def create_contact(
@@ -94,7 +94,8 @@ def create_contact(
 def add_contact(
     session: Session, directory: AccountDirectory, emails: Sequence[str], name: str, case: str
 ) -> Contact:
-    keys = [(check_address(directory, e, case), e.strip()) for e in emails]
+    parsed = [check_address(directory, e, case) for e in emails]
+    keys = [(a.normalized, a.addr_spec) for a in parsed]
     taken = match_contacts(session, directory.account_id, [k for k, _ in keys])
     if taken:
         address = sorted(taken)[0]
@@ -118,7 +119,8 @@ def remove_contact(session: Session, account_id: int, email: str, case: str) -> 
 
 
 def find_contact(session: Session, account_id: int, email: str, case: str) -> Contact:
-    key = normalize(email, case)
+    parsed = parse_one(email, case)
+    key = parsed.normalized if parsed else None
     contact = None
     if key is not None:
         contact = session.scalar(
@@ -234,15 +236,16 @@ def import_csv(
             if not email.strip():
                 continue
             try:
-                key = check_address(directory, email, case)
+                address = check_address(directory, email, case)
             except InputError as exc:
                 errors.append((line, f"{exc.where}: {exc.reason}"))
                 continue
+            key = address.normalized
             if key in first_line and first_line[key] != line:
                 errors.append((line, f"{email.strip()} is also on line {first_line[key]}"))
                 continue
             first_line[key] = line
-            keys.append((key, email.strip()))
+            keys.append((key, address.addr_spec))
         planned.append((line, _unique(keys), values.get("name", "").strip()))
     if errors:
         raise CsvImportError(str(path), errors)

@@ -78,16 +78,22 @@ class Pipeline:
         self.config = config
 
     def run_pending(self, limit: int | None = None) -> list[Outcome]:
-        """Finish pending sightings in batches until none is left (or `limit` done)."""
+        """Finish pending sightings in batches until none is left (or `limit` done).
+
+        Each sighting is tried at most once per call: one that fails stays
+        pending for the next call, until MAX_ATTEMPTS park it as failed.
+        """
         outcomes: list[Outcome] = []
+        after = 0
         while limit is None or len(outcomes) < limit:
             size = self.config.pipeline.batch_size
             if limit is not None:
                 size = min(size, limit - len(outcomes))
-            batch = self._run_batch(size)
+            batch = self._run_batch(size, after)
             if not batch:
                 break
             outcomes += batch
+            after = max(o.sighting_id for o in batch)
         return outcomes
 
     def process(self, sighting_ids: Sequence[int]) -> list[Outcome]:
@@ -101,11 +107,11 @@ class Pipeline:
             ).all()
             return self._finish(session, sightings)
 
-    def _run_batch(self, size: int) -> list[Outcome]:
+    def _run_batch(self, size: int, after: int) -> list[Outcome]:
         with self.db.session() as session:
             sightings = session.scalars(
                 select(Sighting)
-                .where(Sighting.state == SightingState.PENDING.value)
+                .where(Sighting.state == SightingState.PENDING.value, Sighting.id > after)
                 .order_by(Sighting.id)
                 .limit(size)
                 .with_for_update(skip_locked=True)

@@ -1,0 +1,85 @@
+"""Fixtures: a migrated database per test (SQLite file, or PostgreSQL when
+GATEWAY_TEST_DATABASE_URL is set), a Config pointing at it, and mail builders."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from gateway.accounts import add_user, create_account
+from gateway.config import Config, DatabaseConfig, PathsConfig
+from gateway.db import Database
+from gateway.models import Base
+
+PG_URL = os.environ.get("GATEWAY_TEST_DATABASE_URL", "")
+
+
+def pytest_report_header() -> str:
+    return f"database: {'PostgreSQL ' + PG_URL if PG_URL else 'SQLite'}"
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database at the newest migration; tests get a copy (SQLite) or a truncation (PG)."""
+    if PG_URL:
+        db = Database(PG_URL)
+        with db.engine.begin() as conn:
+            Base.metadata.drop_all(conn)
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        db.migrate()
+        db.dispose()
+        return PG_URL
+    path = tmp_path_factory.mktemp("template") / "gateway.db"
+    db = Database(f"sqlite:///{path}")
+    db.migrate()
+    db.dispose()  # closing the last connection checkpoints the WAL into the file
+    assert not path.with_name("gateway.db-wal").exists()
+    return str(path)
+
+
+@pytest.fixture
+def database_url(migrated_template: str, tmp_path: Path) -> str:
+    if PG_URL:
+        db = Database(PG_URL)
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        with db.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        db.dispose()
+        return PG_URL
+    target = tmp_path / "var" / "gateway.db"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(migrated_template, target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture
+def config(database_url: str, tmp_path: Path) -> Config:
+    return replace(
+        Config(),
+        paths=PathsConfig(var_dir=str(tmp_path / "var")),
+        database=DatabaseConfig(url=database_url),
+        base_dir=tmp_path,
+    )
+
+
+@pytest.fixture
+def db(config: Config) -> Iterator[Database]:
+    database = Database(config.database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def account_id(db: Database, config: Config) -> int:
+    """An account "acme" with users bob@acme.com (alias bob@acme.org) and ann@acme.com."""
+    with db.session() as session:
+        account = create_account(session, "acme")
+        add_user(session, config, account, "bob@acme.com", "Bob", ["bob@acme.org"])
+        add_user(session, config, account, "ann@acme.com", "Ann")
+        return account.id

@@ -1,0 +1,104 @@
+"""parse(): header facts from raw bytes, never raising."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.parsing import parse, thread_subject
+from tests.mail import make_message
+
+
+def test_basic_fields() -> None:
+    raw = make_message(
+        message_id="<abc@x.com>",
+        in_reply_to="<p1@x.com>",
+        references="<p0@x.com>\r\n <p1@x.com>",
+        subject="=?utf-8?q?Caf=C3=A9?= plans",
+        cc="dan@client.com",
+    )
+    parsed = parse(raw)
+    assert parsed.message_id == "abc@x.com"
+    assert parsed.in_reply_to == ("p1@x.com",)
+    assert parsed.references == ("p0@x.com", "p1@x.com")
+    assert parsed.subject == "Caf\u00e9 plans"
+    assert parsed.date == datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    assert [a.normalized for a in parsed.addresses["cc"]] == ["dan@client.com"]
+    assert not parsed.malformed
+
+
+def test_two_from_headers_are_flagged() -> None:
+    parsed = parse(make_message(from_=["a@x.com", "b@y.com"]))
+    assert "multiple_from" in parsed.flags and parsed.malformed
+    assert [a.normalized for a in parsed.from_] == ["a@x.com", "b@y.com"]
+
+
+def test_missing_message_id_still_has_a_stable_identity() -> None:
+    one = parse(make_message(message_id=None))
+    again = parse(make_message(message_id=None, extra=["Received: from x by y"]))
+    other = parse(make_message(message_id=None, to="someone@else.com"))
+    assert one.message_id is None
+    assert one.identity() == again.identity() != other.identity()
+
+
+def test_message_id_reuse_changes_identity() -> None:
+    real = parse(make_message(message_id="<same@x.com>"))
+    forged = parse(make_message(message_id="<same@x.com>", from_="eve@evil.com"))
+    assert real.identity() != forged.identity()
+
+
+def test_garbage_is_malformed_not_an_exception() -> None:
+    assert parse(b"").flags == ("no_headers",)
+    assert parse(b"just some text\n").malformed
+    assert parse(b"\x00\xff\xfe binary").malformed
+
+
+def test_raw_utf8_subject_and_addresses() -> None:
+    raw = "From: J\u00f6rg <j\u00f6rg@b\u00fccher.de>\r\nTo: x@y.com\r\nSubject: \u00e9t\u00e9\r\n\r\nx".encode()
+    parsed = parse(raw)
+    assert parsed.subject == "\u00e9t\u00e9"
+    assert parsed.from_[0].normalized == "j\u00f6rg@xn--bcher-kva.de"
+
+
+def test_hostile_message_ids_are_not_taken() -> None:
+    assert parse(make_message(message_id="<a\x00b@x>")).message_id is None
+    assert parse(make_message(message_id="not an id")).message_id is None
+
+
+def test_thread_subject() -> None:
+    assert thread_subject("Re: RE: Fwd: AW: Hello  world") == "hello world"
+    assert thread_subject("Re[2]: Hello") == "hello"
+
+
+@given(st.binary(max_size=2000))
+@settings(max_examples=300, deadline=None)
+def test_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
+    parse(raw)
+
+
+_header_names = st.sampled_from(
+    [
+        "From",
+        "To",
+        "Cc",
+        "Bcc",
+        "Reply-To",
+        "Sender",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "References",
+        "In-Reply-To",
+        "X-Other",
+    ]
+)
+
+
+@given(st.lists(st.tuples(_header_names, st.text(max_size=120)), max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_never_raises_on_arbitrary_headers(headers: list[tuple[str, str]]) -> None:
+    text = "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\nbody"
+    parsed = parse(text.encode("utf-8", "surrogatepass"))
+    parsed.identity()

@@ -1,0 +1,39 @@
+"""Pushing raw mail through the store and the pipeline, as the roles do."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from gateway.accounts import get_user
+from gateway.config import Config
+from gateway.db import Database
+from gateway.models import Keep, Sighting, Source
+from gateway.pipeline import Outcome, Pipeline
+from gateway.store import Arrival, MessageStore
+
+
+def push(
+    db: Database,
+    config: Config,
+    raw: bytes,
+    *,
+    user: str = "bob@acme.com",
+    source: Source = Source.IMPORT,
+    keep: Keep = Keep.ALWAYS,
+    key: str | None = None,
+) -> Outcome:
+    with db.session() as session:
+        user_id = get_user(session, config, user).id
+    accepted = MessageStore(db).accept(raw, Arrival(user_id, source, keep, source_key=key))
+    outcomes = Pipeline(db, config).process([accepted.sighting_id])
+    if outcomes:
+        return outcomes[0]
+    # Already finished earlier (the same arrival again): report it as stored.
+    with db.session() as session:
+        sighting = session.get_one(Sighting, accepted.sighting_id)
+        return Outcome(sighting.id, sighting.state, sighting.message_id)
+
+
+def count(db: Database, model: type) -> int:
+    with db.session() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
