@@ -23,7 +23,7 @@ class Context:
         # Piped output keeps whole lines: no wrapping at 80 columns.
         width = None if sys.stdout.isatty() else 200
         self.console = Console(highlight=False, width=width)
-        self.err = Console(stderr=True, highlight=False)
+        self.err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
     @property
     def config(self) -> Config:

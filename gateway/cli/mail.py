@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,9 @@ def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
             f"matching no contact (not kept), {len(report.failed)} failed"
         )
     for label, why in report.malformed:
-        ctx.err.print(f"{label}: malformed: {why}", markup=False)
+        print(f"{label}: malformed: {why}", file=sys.stderr)
     for label, why in report.failed:
-        ctx.err.print(f"{label}: failed: {why}", markup=False)
+        print(f"{label}: failed: {why}", file=sys.stderr)
     return 1 if report.failed else 0
 
 

@@ -56,7 +56,10 @@ def test_garbage_is_malformed_not_an_exception() -> None:
 
 
 def test_raw_utf8_subject_and_addresses() -> None:
-    raw = "From: J\u00f6rg <j\u00f6rg@b\u00fccher.de>\r\nTo: x@y.com\r\nSubject: \u00e9t\u00e9\r\n\r\nx".encode()
+    raw = (
+        "From: J\u00f6rg <j\u00f6rg@b\u00fccher.de>\r\n"
+        "To: x@y.com\r\nSubject: \u00e9t\u00e9\r\n\r\nx"
+    ).encode()
     parsed = parse(raw)
     assert parsed.subject == "\u00e9t\u00e9"
     assert parsed.from_[0].normalized == "j\u00f6rg@xn--bcher-kva.de"

@@ -113,7 +113,10 @@ def test_comments_and_quoted_local_parts(db, config, account_id) -> None:
 
 def test_idn_domains_match_in_every_spelling(db, config, account_id) -> None:
     jorg = contact(db, config, account_id, "j\u00f6rg@b\u00fccher.de")
-    utf8 = "From: J\u00f6rg <J\u00f6rg@B\u00fccher.DE>\r\nTo: bob@acme.com\r\nSubject: x\r\nMessage-ID: <u1@x>\r\n\r\nx"
+    utf8 = (
+        "From: J\u00f6rg <J\u00f6rg@B\u00fccher.DE>\r\nTo: bob@acme.com\r\n"
+        "Subject: x\r\nMessage-ID: <u1@x>\r\n\r\nx"
+    )
     alabel = make_message(from_="j\u00f6rg@xn--bcher-kva.de", message_id="<u2@x>")
     for raw in (utf8.encode("utf-8"), alabel):
         outcome = push(db, config, raw)

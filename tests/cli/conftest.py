@@ -1,0 +1,54 @@
+"""Running the `gateway` command in-process against a config file in a temp dir."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.cli import main
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, database_url: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[paths]\nvar_dir = "var"\n[database]\nurl = "{database_url}"\n', encoding="utf-8"
+    )
+    return path
+
+
+@pytest.fixture
+def gateway(config_file: Path, capsys: pytest.CaptureFixture[str]) -> Run:
+    def run(*args: str) -> Result:
+        code = main(["--config", str(config_file), *args])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def initialized(gateway: Run) -> Run:
+    assert gateway("init").code == 0
+    assert (
+        gateway("user", "add", "bob@acme.com", "--name", "Bob", "--alias", "bob@acme.org").code == 0
+    )
+    return gateway
