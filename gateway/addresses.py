@@ -92,6 +92,47 @@ def local_part_of(normalized: str) -> str:
     return normalized.rpartition("@")[0]
 
 
+# The common shapes, checked whole: `a@b.c`, `Name <a@b.c>`, `"Name" <a@b.c>`,
+# comma-separated, plain ASCII, no comments, quotes inside names, encoded words
+# or groups. Anything else goes to the full RFC 5322 parser.
+_SIMPLE_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_SIMPLE_DOMAIN = (
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
+)
+_SIMPLE_NAME = r"[A-Za-z0-9][A-Za-z0-9 .'_-]*"
+_SIMPLE_ITEM = re.compile(
+    rf"\s*(?:(?P<name>{_SIMPLE_NAME}|\"{_SIMPLE_NAME}\")?\s*"
+    rf"<(?P<angle>{_SIMPLE_LOCAL}@{_SIMPLE_DOMAIN})>|(?P<bare>{_SIMPLE_LOCAL}@{_SIMPLE_DOMAIN}))\s*"
+)
+_SIMPLE_SEPARATOR = re.compile(r",\s*")
+
+
+def _simple_addresses(value: str, local_part_case: str) -> list[Address] | None:
+    """The addresses of a header in one of the common shapes, else None."""
+    if not value.isascii():
+        return None
+    out: list[Address] = []
+    pos, end = 0, len(value)
+    while True:
+        match = _SIMPLE_ITEM.match(value, pos)
+        if match is None:
+            return None
+        spec = match.group("angle") or match.group("bare")
+        name = (match.group("name") or "").strip().strip('"')
+        name = " ".join(name.split())
+        key = normalize(spec, local_part_case)
+        if key is None:
+            return None
+        out.append(Address(name, spec, key))
+        pos = match.end()
+        if pos == end:
+            return out
+        separator = _SIMPLE_SEPARATOR.match(value, pos)
+        if separator is None or separator.end() == end:
+            return None
+        pos = separator.end()
+
+
 def parse_address_list(value: str, local_part_case: str = "lower") -> list[Address]:
     """Every usable mailbox in one header value (To, Cc, From, ...); never raises.
 
@@ -100,6 +141,14 @@ def parse_address_list(value: str, local_part_case: str = "lower") -> list[Addre
     that looks like an address.
     """
     value = fix_surrogates(value)
+    simple = _simple_addresses(value.replace("\r\n", "").replace("\n", ""), local_part_case)
+    if simple is not None:
+        return simple
+    return full_parse_address_list(value, local_part_case)
+
+
+def full_parse_address_list(value: str, local_part_case: str = "lower") -> list[Address]:
+    """parse_address_list() through the stdlib RFC 5322 parser only."""
     out: list[Address] = []
     try:
         for mailbox in _FACTORY("to", value).addresses:

@@ -23,7 +23,7 @@ from gateway.db import insert_ignore
 from gateway.directory import AccountDirectory
 from gateway.errors import Conflict, CsvImportError, InputError, NotFound
 from gateway.matching import match_contacts
-from gateway.models import Contact, ContactEmail, MessageAddress, MessageContact
+from gateway.models import Contact, ContactEmail, MessageAddress, MessageContact, table_of
 
 CHUNK = 500
 # Spreadsheet formula triggers (OWASP CSV injection).
@@ -168,7 +168,7 @@ def attach_existing(
         rows += [{"message_id": m, "contact_id": contact_id, "role": role} for m, role in found]
     insert_ignore(
         session,
-        MessageContact.__table__,  # type: ignore[arg-type]
+        table_of(MessageContact),
         rows,
         ["message_id", "contact_id", "role"],
     )

@@ -1,85 +1,117 @@
-"""thread(): put a message into a Conversation by Message-ID, In-Reply-To, References.
+"""Threads: which Conversation a new message joins (Message-ID, In-Reply-To, References).
 
-Parents found by the Message-IDs this message names; children that arrived
-first are found through message_references naming this message's Message-ID;
-several conversations joined by one message are merged. The subject is only a
-last resort: a reply ("Re: ...", or with references we have not seen) joins a
-recent conversation with the same subject that shares an address.
+Parents are found by the Message-IDs the message names; children that
+arrived first are found through message_references naming its Message-ID;
+several conversations joined by one message are merged into the oldest. The
+subject is only a last resort: a reply ("Re: ...", or with references we
+have not seen) joins a recent conversation with the same subject that shares
+an address.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, union, update
 from sqlalchemy.orm import Session
 
 from gateway.db import insert_ignore
-from gateway.models import Conversation, Message, MessageAddress, MessageReference
+from gateway.models import Conversation, Message, MessageAddress, MessageReference, table_of, utcnow
 from gateway.parsing import ParsedMessage, thread_subject
 
 SUBJECT_WINDOW = timedelta(days=30)
+MAX_REFS = 200
 
 
-def thread(
-    session: Session, message: Message, parsed: ParsedMessage, addresses: Sequence[str]
-) -> Conversation:
+def references_of(parsed: ParsedMessage) -> list[str]:
     refs = list(dict.fromkeys([*parsed.references, *parsed.in_reply_to]))
-    refs = [r for r in refs if r != parsed.message_id]
-    account_id = message.account_id
-    found: set[int | None] = set()
-    if refs:
-        found |= set(
-            session.scalars(
-                select(Message.conversation_id).where(
-                    Message.account_id == account_id,
-                    Message.message_id_header.in_(refs[-200:]),
-                    Message.conversation_id.is_not(None),
-                )
-            ).all()
-        )
-        insert_ignore(
-            session,
-            MessageReference.__table__,  # type: ignore[arg-type]
-            [{"message_id": message.id, "ref": r, "account_id": account_id} for r in refs],
-            ["message_id", "ref"],
-        )
-    if parsed.message_id:
-        found |= set(
-            session.scalars(
-                select(Message.conversation_id)
-                .join(MessageReference, MessageReference.message_id == Message.id)
-                .where(
-                    MessageReference.account_id == account_id,
-                    MessageReference.ref == parsed.message_id,
-                    Message.conversation_id.is_not(None),
-                )
-            ).all()
-        )
-    found.discard(None)
-    if not (found - {None}) and _looks_like_reply(parsed, refs):
-        by_subject = _by_subject(session, message, parsed, addresses)
+    return [r for r in refs if r != parsed.message_id][-MAX_REFS:]
+
+
+_messages = table_of(Message).c
+_refs = table_of(MessageReference).c
+_conversations = table_of(Conversation).c
+_PARENTS = select(_messages.conversation_id).where(
+    _messages.account_id == bindparam("account_id"),
+    _messages.message_id_header.in_(bindparam("refs", expanding=True)),
+)
+_CHILDREN = (
+    select(_messages.conversation_id)
+    .join(table_of(MessageReference), _refs.message_id == _messages.id)
+    .where(_refs.account_id == bindparam("account_id"), _refs.ref == bindparam("message_id"))
+)
+_PARENTS_AND_CHILDREN = union(_PARENTS, _CHILDREN)
+_TOUCH = (
+    update(table_of(Conversation))
+    .where(
+        _conversations.id == bindparam("b_target"),
+        or_(
+            _conversations.last_message_at.is_(None),
+            _conversations.last_message_at < bindparam("b_when"),
+        ),
+    )
+    .values(last_message_at=bindparam("b_when"))
+)
+_CREATE = insert(table_of(Conversation)).returning(_conversations.id)
+
+
+def find_conversation(
+    session: Session,
+    account_id: int,
+    parsed: ParsedMessage,
+    addresses: Sequence[str],
+    when: datetime,
+) -> int:
+    """The id of the conversation the message belongs to (created if need be)."""
+    connection = session.connection()
+    refs = references_of(parsed)
+    params = {"account_id": account_id, "refs": refs, "message_id": parsed.message_id}
+    if refs and parsed.message_id:
+        statement: Any = _PARENTS_AND_CHILDREN
+    elif refs:
+        statement = _PARENTS
+    elif parsed.message_id:
+        statement = _CHILDREN
+    else:
+        statement = None
+    found: set[int] = set()
+    if statement is not None:
+        found = {c for c in connection.scalars(statement, params) if c is not None}
+    if not found and _looks_like_reply(parsed, refs):
+        by_subject = _by_subject(session, account_id, parsed, addresses, when)
         if by_subject is not None:
             found.add(by_subject)
-    ids = sorted(c for c in found if c is not None)
-    if ids:
-        conversation = _merge(session, ids)
-    else:
-        conversation = Conversation(
-            account_id=account_id,
-            subject=parsed.subject,
-            subject_key=thread_subject(parsed.subject),
-        )
-        session.add(conversation)
-        session.flush()
-    message.conversation_id = conversation.id
-    when = message.sent_at or message.created_at
-    if when is not None and (
-        conversation.last_message_at is None or when > conversation.last_message_at
-    ):
-        conversation.last_message_at = when
-    return conversation
+    if found:
+        target = _merge(session, sorted(found))
+        connection.execute(_TOUCH, {"b_target": target, "b_when": when})
+        return target
+    created: int = connection.execute(
+        _CREATE,
+        {
+            "account_id": account_id,
+            "subject": parsed.subject,
+            "subject_key": thread_subject(parsed.subject),
+            "last_message_at": when,
+            "created_at": utcnow(),
+        },
+    ).scalar_one()
+    return created
+
+
+def record_references(
+    session: Session, account_id: int, message_id: int, parsed: ParsedMessage
+) -> None:
+    insert_ignore(
+        session,
+        table_of(MessageReference),
+        [
+            {"message_id": message_id, "ref": ref, "account_id": account_id}
+            for ref in references_of(parsed)
+        ],
+        ["message_id", "ref"],
+    )
 
 
 def _looks_like_reply(parsed: ParsedMessage, refs: list[str]) -> bool:
@@ -87,47 +119,44 @@ def _looks_like_reply(parsed: ParsedMessage, refs: list[str]) -> bool:
 
 
 def _by_subject(
-    session: Session, message: Message, parsed: ParsedMessage, addresses: Sequence[str]
+    session: Session,
+    account_id: int,
+    parsed: ParsedMessage,
+    addresses: Sequence[str],
+    when: datetime,
 ) -> int | None:
     key = thread_subject(parsed.subject)
     if not key or not addresses:
         return None
-    since = (message.sent_at or message.created_at) - SUBJECT_WINDOW
     return session.scalar(
         select(Conversation.id)
         .join(Message, Message.conversation_id == Conversation.id)
         .join(MessageAddress, MessageAddress.message_id == Message.id)
         .where(
-            Conversation.account_id == message.account_id,
+            Conversation.account_id == account_id,
             Conversation.subject_key == key,
-            Conversation.last_message_at >= since,
-            MessageAddress.address.in_(list(addresses)[:200]),
-            Message.id != message.id,
+            Conversation.last_message_at >= when - SUBJECT_WINDOW,
+            MessageAddress.address.in_(list(addresses)[:MAX_REFS]),
         )
         .order_by(Conversation.last_message_at.desc())
         .limit(1)
     )
 
 
-def _merge(session: Session, ids: list[int]) -> Conversation:
-    target = session.get(Conversation, ids[0])
-    assert target is not None
-    others = ids[1:]
+def _merge(session: Session, ids: list[int]) -> int:
+    """Fold conversations `ids` into the first; returns its id."""
+    target, others = ids[0], ids[1:]
     if others:
-        latest = [
-            c.last_message_at
-            for c in session.scalars(select(Conversation).where(Conversation.id.in_(others)))
-            if c.last_message_at is not None
-        ]
+        latest = session.scalar(
+            select(func.max(Conversation.last_message_at)).where(Conversation.id.in_(ids))
+        )
         session.execute(
             update(Message)
             .where(Message.conversation_id.in_(others))
-            .values(conversation_id=target.id)
-            .execution_options(synchronize_session="fetch")
+            .values(conversation_id=target)
         )
         session.execute(delete(Conversation).where(Conversation.id.in_(others)))
-        if latest:
-            newest = max(latest)
-            if target.last_message_at is None or newest > target.last_message_at:
-                target.last_message_at = newest
+        session.execute(
+            update(Conversation).where(Conversation.id == target).values(last_message_at=latest)
+        )
     return target

@@ -6,12 +6,14 @@
                                                                |
              nothing matched and scanned (keep=if_matched)? --yes--> discarded, raw deleted
                                                                |no
-         Message + addresses --> thread --> attach --> event --> sighting done
+         thread --> Message + addresses --> attach --> event --> sighting done
 
-Each sighting is finished in a savepoint of one batch transaction, so every
-step is redone from database state after a crash: a sighting is either still
-pending (and done again from the start) or done, never half done. Workers
-claim batches with FOR UPDATE SKIP LOCKED on PostgreSQL.
+A batch of sightings is finished in one transaction, so every step is redone
+from database state after a crash: a sighting is either still pending (and
+done again from the start) or done, never half done. If one message of a
+batch fails, the batch is redone one message per savepoint, and the failing
+one is retried on later runs until MAX_ATTEMPTS park it as failed. Workers
+claim sightings with FOR UPDATE SKIP LOCKED on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -19,21 +21,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import delete, exists, insert, select
+from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import events
 from gateway.addresses import Address
 from gateway.config import Config
 from gateway.contacts import create_contact
-from gateway.conversations import thread
+from gateway.conversations import find_conversation, record_references
 from gateway.db import Database, insert_ignore
 from gateway.directory import AccountDirectory
 from gateway.matching import match_contacts
 from gateway.models import (
     Account,
     Direction,
+    Event,
     Keep,
     Message,
     MessageAddress,
@@ -42,6 +46,7 @@ from gateway.models import (
     Role,
     Sighting,
     SightingState,
+    table_of,
     utcnow,
 )
 from gateway.parsing import ParsedMessage, parse
@@ -60,6 +65,19 @@ _ROLE_OF_HEADER = {
 _AUTO_CREATE_ROLES = (Role.TO, Role.CC, Role.BCC)
 
 
+@dataclass(frozen=True)
+class Work:
+    """A pending sighting with its raw bytes."""
+
+    sighting_id: int
+    account_id: int
+    user_id: int
+    source: str
+    keep: str
+    raw_message_id: int | None
+    data: bytes | None
+
+
 @dataclass
 class Outcome:
     sighting_id: int
@@ -76,6 +94,7 @@ class Pipeline:
     def __init__(self, db: Database, config: Config) -> None:
         self.db = db
         self.config = config
+        self.case = config.addresses.local_part_case
 
     def run_pending(self, limit: int | None = None) -> list[Outcome]:
         """Finish pending sightings in batches until none is left (or `limit` done).
@@ -89,7 +108,8 @@ class Pipeline:
             size = self.config.pipeline.batch_size
             if limit is not None:
                 size = min(size, limit - len(outcomes))
-            batch = self._run_batch(size, after)
+            with self.db.session() as session:
+                batch = self._finish(session, _claim(session, Sighting.id > after, limit=size))
             if not batch:
                 break
             outcomes += batch
@@ -99,133 +119,118 @@ class Pipeline:
     def process(self, sighting_ids: Sequence[int]) -> list[Outcome]:
         """Finish the given sightings (those still pending) in one transaction."""
         with self.db.session() as session:
-            sightings = session.scalars(
-                select(Sighting)
-                .where(Sighting.id.in_(list(sighting_ids)), Sighting.state == "pending")
-                .order_by(Sighting.id)
-                .with_for_update(skip_locked=True)
-            ).all()
-            return self._finish(session, sightings)
+            return self._finish(session, _claim(session, Sighting.id.in_(list(sighting_ids))))
 
-    def _run_batch(self, size: int, after: int) -> list[Outcome]:
-        with self.db.session() as session:
-            sightings = session.scalars(
-                select(Sighting)
-                .where(Sighting.state == SightingState.PENDING.value, Sighting.id > after)
-                .order_by(Sighting.id)
-                .limit(size)
-                .with_for_update(skip_locked=True)
-            ).all()
-            return self._finish(session, sightings)
-
-    def _finish(self, session: Session, sightings: Sequence[Sighting]) -> list[Outcome]:
+    def _finish(self, session: Session, works: Sequence[Work]) -> list[Outcome]:
+        if not works:
+            return []
         directories: dict[int, AccountDirectory] = {}
-        outcomes = []
-        for sighting in sightings:
-            directory = directories.get(sighting.account_id)
-            if directory is None:
-                account = session.get(Account, sighting.account_id)
-                assert account is not None
-                directory = AccountDirectory.load(session, account, self.config)
-                directories[sighting.account_id] = directory
-            outcomes.append(self._finish_one(session, sighting, directory))
-        return outcomes
-
-    def _finish_one(
-        self, session: Session, sighting: Sighting, directory: AccountDirectory
-    ) -> Outcome:
-        sighting_id = sighting.id
+        for work in works:
+            if work.account_id not in directories:
+                account = session.get_one(Account, work.account_id)
+                directories[work.account_id] = AccountDirectory.load(session, account, self.config)
         try:
             with session.begin_nested():
-                return self._steps(session, sighting, directory)
-        except Exception as exc:  # one bad message never stops the batch
-            sighting = session.get_one(Sighting, sighting_id)
-            sighting.attempts += 1
-            sighting.error = f"{type(exc).__name__}: {exc}"[:2000]
-            if sighting.attempts >= MAX_ATTEMPTS:
-                sighting.state = SightingState.FAILED.value
-            log.exception(
-                "pipeline: sighting %s failed (attempt %s)", sighting_id, sighting.attempts
-            )
-            return Outcome(sighting_id, sighting.state, error=sighting.error)
+                return [self._steps(session, w, directories[w.account_id]) for w in works]
+        except Exception as exc:
+            if len(works) == 1:
+                return [self._failed(session, works[0], exc)]
+            log.warning("pipeline: a batch of %s failed; finishing one by one", len(works))
+        outcomes = []
+        for work in works:
+            try:
+                with session.begin_nested():
+                    outcomes.append(self._steps(session, work, directories[work.account_id]))
+            except Exception as exc:
+                outcomes.append(self._failed(session, work, exc))
+        return outcomes
 
-    def _steps(self, session: Session, sighting: Sighting, directory: AccountDirectory) -> Outcome:
-        raw = session.get(RawMessage, sighting.raw_message_id) if sighting.raw_message_id else None
-        if raw is None:
+    def _failed(self, session: Session, work: Work, exc: Exception) -> Outcome:
+        """Record a failed attempt (called inside the `except` block)."""
+        log.exception("pipeline: sighting %s failed", work.sighting_id)
+        sighting = session.get_one(Sighting, work.sighting_id)
+        sighting.attempts += 1
+        sighting.error = f"{type(exc).__name__}: {exc}"[:2000]
+        if sighting.attempts >= MAX_ATTEMPTS:
+            sighting.state = SightingState.FAILED.value
+        return Outcome(work.sighting_id, sighting.state, error=sighting.error)
+
+    def _steps(self, session: Session, work: Work, directory: AccountDirectory) -> Outcome:
+        if work.data is None:
             raise LookupError("raw bytes missing")
-        case = self.config.addresses.local_part_case
-        parsed = parse(raw.data, case)
+        parsed = parse(work.data, self.case)
         identity = parsed.identity()
-        known = session.scalar(
-            select(Message).where(
-                Message.account_id == sighting.account_id, Message.identity == identity
-            )
-        )
+        connection = session.connection()
+        seen = connection.execute(
+            _SEEN,
+            {
+                "account_id": work.account_id,
+                "identity": identity,
+                "message_id": parsed.message_id or "",
+            },
+        ).all()
+        known = next((row.id for row in seen if row.identity == identity), None)
         if known is not None:
-            _done(sighting, known.id)
-            events.emit(
+            _done(session, work, known)
+            _emit(
                 session,
-                sighting.account_id,
+                work,
                 events.MESSAGE_SIGHTED,
-                message_id=known.id,
-                sighting_id=sighting.id,
-                source=sighting.source,
+                message_id=known,
+                sighting_id=work.sighting_id,
+                source=work.source,
             )
-            return Outcome(sighting.id, sighting.state, known.id, flags=tuple(known.flags))
+            return Outcome(work.sighting_id, SightingState.DONE.value, known)
 
         roles = _roles(parsed)
-        candidates = [a.normalized for _, a in roles if directory.can_be_contact(a.normalized)]
-        matched = match_contacts(session, sighting.account_id, candidates)
+        candidates = list(
+            dict.fromkeys(a.normalized for _, a in roles if directory.can_be_contact(a.normalized))
+        )
+        matched = match_contacts(session, work.account_id, candidates)
         creatable = self._creatable(roles, matched, directory, parsed)
-        if not matched and not creatable and sighting.keep == Keep.IF_MATCHED.value:
-            _discard(session, sighting)
-            return Outcome(sighting.id, sighting.state)
+        if not matched and not creatable and work.keep == Keep.IF_MATCHED.value:
+            _discard(session, work)
+            return Outcome(work.sighting_id, SightingState.DISCARDED.value)
 
-        message = self._new_message(session, sighting, parsed, identity, directory)
-        created = [
-            create_contact(
-                session,
-                directory,
-                [(address.normalized, address.addr_spec)],
-                name=address.display_name,
-                source="auto",
-                source_message_id=message.id,
-            ).id
-            for address in creatable
-        ]
-        for address, contact_id in zip(creatable, created, strict=True):
-            matched[address.normalized] = contact_id
-            log.info(
-                "auto-created contact %s <%s> from message %s (Message-ID %s)",
-                contact_id,
-                address.normalized,
-                message.id,
-                parsed.message_id,
-            )
-        _store_addresses(session, message, roles)
-        thread(session, message, parsed, candidates)
-        contact_ids = _attach(session, message, roles, matched)
-        _done(sighting, message.id)
-        events.emit(
+        flags = list(parsed.flags)
+        if seen:  # same Message-ID, different message: keep both, and say so on both
+            flags.append("message_id_reused")
+            for row in seen:
+                if "message_id_reused" not in row.flags:
+                    connection.execute(
+                        _SET_FLAGS, {"b_id": row.id, "b_flags": [*row.flags, "message_id_reused"]}
+                    )
+        when = parsed.date or utcnow()
+        conversation_id = find_conversation(session, work.account_id, parsed, candidates, when)
+        message_id = self._insert_message(
+            session, work, parsed, identity, directory, flags, conversation_id
+        )
+        record_references(session, work.account_id, message_id, parsed)
+        created = self._auto_create(session, directory, creatable, message_id, parsed)
+        matched.update(created)
+        _store_addresses(session, work.account_id, message_id, roles)
+        contact_ids = _attach(session, message_id, roles, matched)
+        _done(session, work, message_id)
+        _emit(
             session,
-            sighting.account_id,
+            work,
             events.MESSAGE_CREATED,
-            message_id=message.id,
-            sighting_id=sighting.id,
-            source=sighting.source,
-            direction=message.direction,
+            message_id=message_id,
+            sighting_id=work.sighting_id,
+            source=work.source,
+            conversation_id=conversation_id,
             contact_ids=contact_ids,
-            auto_created_contact_ids=created,
-            flags=list(message.flags),
+            auto_created_contact_ids=list(created.values()),
+            flags=flags,
         )
         return Outcome(
-            sighting.id,
-            sighting.state,
-            message.id,
+            work.sighting_id,
+            SightingState.DONE.value,
+            message_id,
             created=True,
             contact_ids=contact_ids,
-            auto_created=created,
-            flags=tuple(message.flags),
+            auto_created=list(created.values()),
+            flags=tuple(flags),
         )
 
     def _creatable(
@@ -253,86 +258,152 @@ class Pipeline:
             )
         return list(out.values())[:cap]
 
-    def _new_message(
+    def _auto_create(
         self,
         session: Session,
-        sighting: Sighting,
+        directory: AccountDirectory,
+        creatable: list[Address],
+        message_id: int,
+        parsed: ParsedMessage,
+    ) -> dict[str, int]:
+        created: dict[str, int] = {}
+        for address in creatable:
+            contact = create_contact(
+                session,
+                directory,
+                [(address.normalized, address.addr_spec)],
+                name=address.display_name,
+                source="auto",
+                source_message_id=message_id,
+            )
+            created[address.normalized] = contact.id
+            log.info(
+                "auto-created contact %s <%s> from message %s (Message-ID %s)",
+                contact.id,
+                address.normalized,
+                message_id,
+                parsed.message_id,
+            )
+        return created
+
+    def _insert_message(
+        self,
+        session: Session,
+        work: Work,
         parsed: ParsedMessage,
         identity: str,
         directory: AccountDirectory,
-    ) -> Message:
-        flags = list(parsed.flags)
-        reused = None
-        if parsed.message_id:
-            reused = session.scalar(
-                select(Message).where(
-                    Message.account_id == sighting.account_id,
-                    Message.message_id_header == parsed.message_id,
-                )
-            )
-        if reused is not None:
-            # Same Message-ID, different message: keep both, and say so on both.
-            flags.append("message_id_reused")
-            if "message_id_reused" not in reused.flags:
-                reused.flags = [*reused.flags, "message_id_reused"]
+        flags: list[str],
+        conversation_id: int,
+    ) -> int:
         authors = [a.normalized for a in parsed.from_]
         outgoing = bool(authors) and all(directory.is_user(a) for a in authors)
-        message = Message(
-            account_id=sighting.account_id,
-            owner_user_id=sighting.user_id,
-            raw_message_id=sighting.raw_message_id,
-            identity=identity,
-            message_id_header=parsed.message_id,
-            subject=parsed.subject,
-            sent_at=parsed.date,
-            direction=(Direction.OUTGOING if outgoing else Direction.INCOMING).value,
-            from_addresses=_jsonable(parsed.addresses.get("from", ())),
-            to_addresses=_jsonable(parsed.addresses.get("to", ())),
-            cc_addresses=_jsonable(parsed.addresses.get("cc", ())),
-            bcc_addresses=_jsonable(parsed.addresses.get("bcc", ())),
-            flags=flags,
+        values: dict[str, Any] = {
+            "account_id": work.account_id,
+            "owner_user_id": work.user_id,
+            "raw_message_id": work.raw_message_id,
+            "conversation_id": conversation_id,
+            "identity": identity,
+            "message_id_header": parsed.message_id,
+            "subject": parsed.subject,
+            "sent_at": parsed.date,
+            "direction": (Direction.OUTGOING if outgoing else Direction.INCOMING).value,
+            "from_addresses": _jsonable(parsed.addresses.get("from", ())),
+            "to_addresses": _jsonable(parsed.addresses.get("to", ())),
+            "cc_addresses": _jsonable(parsed.addresses.get("cc", ())),
+            "bcc_addresses": _jsonable(parsed.addresses.get("bcc", ())),
+            "flags": flags,
+        }
+        values["created_at"] = utcnow()
+        message_id: int = session.connection().execute(_INSERT_MESSAGE, values).scalar_one()
+        return message_id
+
+
+# Statements of the hot path, built once (ORM statement building costs more
+# than SQLite's work here).
+_m = table_of(Message).c
+_s = table_of(Sighting).c
+_SEEN = select(_m.id, _m.identity, _m.flags).where(
+    _m.account_id == bindparam("account_id"),
+    or_(_m.identity == bindparam("identity"), _m.message_id_header == bindparam("message_id")),
+)
+_SET_FLAGS = (
+    update(table_of(Message)).where(_m.id == bindparam("b_id")).values(flags=bindparam("b_flags"))
+)
+_INSERT_MESSAGE = insert(table_of(Message)).returning(_m.id)
+_INSERT_ADDRESSES = insert(table_of(MessageAddress))
+_INSERT_EVENT = insert(table_of(Event))
+_DONE = (
+    update(table_of(Sighting))
+    .where(_s.id == bindparam("b_id"))
+    .values(
+        message_id=bindparam("b_message_id"),
+        state=SightingState.DONE.value,
+        processed_at=bindparam("b_now"),
+        error=None,
+    )
+)
+
+
+def _claim(session: Session, where: Any, limit: int | None = None) -> list[Work]:
+    statement = (
+        select(
+            Sighting.id,
+            Sighting.account_id,
+            Sighting.user_id,
+            Sighting.source,
+            Sighting.keep,
+            Sighting.raw_message_id,
+            RawMessage.data,
         )
-        session.add(message)
-        session.flush()
-        return message
+        .outerjoin(RawMessage, RawMessage.id == Sighting.raw_message_id)
+        .where(Sighting.state == SightingState.PENDING.value, where)
+        .order_by(Sighting.id)
+        .with_for_update(of=Sighting, skip_locked=True)
+    )
+    if limit is not None:
+        statement = statement.limit(limit)
+    return [Work(*row) for row in session.execute(statement)]
 
 
 def _roles(parsed: ParsedMessage) -> list[tuple[Role, Address]]:
     out: list[tuple[Role, Address]] = []
     for header, role in _ROLE_OF_HEADER.items():
         if role is Role.FROM and "multiple_from" in parsed.flags:
-            role = Role.DISPUTED_FROM
+            role = Role.DISPUTED_FROM  # each is only a claimed author
         out += [(role, address) for address in parsed.addresses.get(header, ())]
     return out
 
 
-def _jsonable(addresses: Sequence[Address]) -> list[dict[str, object]]:
+def _jsonable(addresses: Sequence[Address]) -> list[dict[str, str]]:
     return [{"name": a.display_name, "email": a.addr_spec} for a in addresses]
 
 
-def _store_addresses(session: Session, message: Message, roles: list[tuple[Role, Address]]) -> None:
+def _store_addresses(
+    session: Session, account_id: int, message_id: int, roles: list[tuple[Role, Address]]
+) -> None:
     rows = {
         (address.normalized, role.value): {
-            "message_id": message.id,
-            "account_id": message.account_id,
+            "message_id": message_id,
+            "account_id": account_id,
             "address": address.normalized,
             "role": role.value,
         }
         for role, address in roles
     }
     if rows:
-        session.execute(insert(MessageAddress), list(rows.values()))
+        session.connection().execute(_INSERT_ADDRESSES, list(rows.values()))
 
 
 def _attach(
     session: Session,
-    message: Message,
+    message_id: int,
     roles: list[tuple[Role, Address]],
     matched: dict[str, int],
 ) -> list[int]:
     rows = {
         (matched[a.normalized], role.value): {
-            "message_id": message.id,
+            "message_id": message_id,
             "contact_id": matched[a.normalized],
             "role": role.value,
         }
@@ -341,27 +412,34 @@ def _attach(
     }
     insert_ignore(
         session,
-        MessageContact.__table__,  # type: ignore[arg-type]
+        table_of(MessageContact),
         list(rows.values()),
         ["message_id", "contact_id", "role"],
     )
     return sorted({contact_id for contact_id, _ in rows})
 
 
-def _done(sighting: Sighting, message_id: int) -> None:
-    sighting.message_id = message_id
-    sighting.state = SightingState.DONE.value
-    sighting.processed_at = utcnow()
-    sighting.error = None
+def _emit(session: Session, work: Work, kind: str, **payload: Any) -> None:
+    session.connection().execute(
+        _INSERT_EVENT,
+        {"account_id": work.account_id, "kind": kind, "payload": payload, "created_at": utcnow()},
+    )
 
 
-def _discard(session: Session, sighting: Sighting) -> None:
+def _done(session: Session, work: Work, message_id: int) -> None:
+    session.connection().execute(
+        _DONE, {"b_id": work.sighting_id, "b_message_id": message_id, "b_now": utcnow()}
+    )
+
+
+def _discard(session: Session, work: Work) -> None:
     """Scanned mail that involves no contact is not kept: drop the bytes."""
-    raw_id = sighting.raw_message_id
-    sighting.state = SightingState.DISCARDED.value
-    sighting.raw_message_id = None
-    sighting.processed_at = utcnow()
-    session.flush()
+    session.execute(
+        update(Sighting)
+        .where(Sighting.id == work.sighting_id)
+        .values(state=SightingState.DISCARDED.value, raw_message_id=None, processed_at=utcnow())
+    )
+    raw_id = work.raw_message_id
     if raw_id is None:
         return
     session.execute(

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.db import Database, insert_ignore
-from gateway.models import Keep, RawMessage, Sighting, Source, User
+from gateway.models import Keep, RawMessage, Sighting, Source, User, table_of
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def accept_in(session: Session, raw: bytes, arrival: Arrival) -> Accepted:
         return Accepted(existing.id, existing.raw_message_id, sha, new=False)
     insert_ignore(
         session,
-        RawMessage.__table__,  # type: ignore[arg-type]
+        table_of(RawMessage),
         [{"sha256": sha, "size": len(raw), "data": raw}],
         ["sha256"],
     )

@@ -1,7 +1,7 @@
 """Every table of the gateway, on one metadata (one Alembic history)."""
 
 from gateway.models.accounts import Account, Plan, User, UserAddress
-from gateway.models.base import Base, utcnow
+from gateway.models.base import Base, table_of, utcnow
 from gateway.models.contacts import Contact, ContactEmail
 from gateway.models.events import Event
 from gateway.models.messages import (
@@ -40,5 +40,6 @@ __all__ = [
     "Source",
     "User",
     "UserAddress",
+    "table_of",
     "utcnow",
 ]

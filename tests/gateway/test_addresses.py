@@ -122,3 +122,27 @@ def test_normalize_is_idempotent(value: str) -> None:
     if key is not None:
         assert normalize(key) == key
         assert normalize(key, "exact") == key
+
+
+# The fast path for common shapes must agree with the full parser everywhere.
+_simple_name = st.text(list("abcXYZ09 .'_-\""), max_size=12)
+_simple_item = st.tuples(_simple_name, _local, _domain, st.booleans()).map(
+    lambda t: f"{t[0]} <{t[1]}@{t[2]}>" if t[3] else f"{t[1]}@{t[2]}"
+)
+
+
+@given(st.lists(_simple_item, min_size=1, max_size=5), st.sampled_from([",", ", ", " ,\r\n "]))
+@settings(max_examples=500, deadline=None)
+def test_fast_path_agrees_with_the_full_parser(items: list[str], separator: str) -> None:
+    from gateway.addresses import full_parse_address_list
+
+    value = separator.join(items)
+    assert parse_address_list(value) == full_parse_address_list(value)
+
+
+@given(st.text(alphabet=st.sampled_from(list('ab@.<>" ,()\\:;-x')), max_size=40))
+@settings(max_examples=1000, deadline=None)
+def test_fast_path_agrees_on_tricky_ascii(value: str) -> None:
+    from gateway.addresses import full_parse_address_list
+
+    assert parse_address_list(value) == full_parse_address_list(value)

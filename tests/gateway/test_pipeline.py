@@ -404,7 +404,7 @@ def test_crash_in_the_middle_of_processing_leaves_nothing_half_done(
     def crash(*args: object, **kwargs: object) -> None:
         raise OSError("power cut")
 
-    monkeypatch.setattr(pipeline_module, "thread", crash)
+    monkeypatch.setattr(pipeline_module, "record_references", crash)
     [failed] = pipeline_module.Pipeline(db, config).run_pending()
     assert failed.error is not None and "power cut" in failed.error
     assert count(db, Message) == 0 and count(db, MessageAddress) == 0
@@ -419,7 +419,7 @@ def test_crash_in_the_middle_of_processing_leaves_nothing_half_done(
 def test_a_message_that_keeps_failing_is_parked(db, config, account_id, monkeypatch) -> None:
     from gateway import pipeline as pipeline_module
 
-    monkeypatch.setattr(pipeline_module, "thread", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(pipeline_module, "record_references", lambda *a, **k: 1 / 0)
     from gateway.accounts import get_user
     from gateway.store import Arrival, MessageStore
 
