@@ -37,7 +37,6 @@ from gateway.matching import match_contacts
 from gateway.models import (
     Account,
     Direction,
-    Event,
     Keep,
     Message,
     MessageAddress,
@@ -160,28 +159,41 @@ class Pipeline:
             raise LookupError("raw bytes missing")
         parsed = parse(work.data, self.case)
         identity = parsed.identity()
-        connection = session.connection()
-        seen = connection.execute(
-            _SEEN,
-            {
-                "account_id": work.account_id,
-                "identity": identity,
-                "message_id": parsed.message_id or "",
-            },
-        ).all()
+        seen = (
+            session.connection()
+            .execute(
+                _SEEN,
+                {
+                    "account_id": work.account_id,
+                    "identity": identity,
+                    "message_id": parsed.message_id or "",
+                },
+            )
+            .all()
+        )
         known = next((row.id for row in seen if row.identity == identity), None)
         if known is not None:
             _done(session, work, known)
-            _emit(
+            events.emit(
                 session,
-                work,
+                work.account_id,
                 events.MESSAGE_SIGHTED,
                 message_id=known,
                 sighting_id=work.sighting_id,
                 source=work.source,
             )
             return Outcome(work.sighting_id, SightingState.DONE.value, known)
+        return self._new_message(session, work, parsed, identity, seen, directory)
 
+    def _new_message(
+        self,
+        session: Session,
+        work: Work,
+        parsed: ParsedMessage,
+        identity: str,
+        seen: Sequence[Any],
+        directory: AccountDirectory,
+    ) -> Outcome:
         roles = _roles(parsed)
         candidates = list(
             dict.fromkeys(a.normalized for _, a in roles if directory.can_be_contact(a.normalized))
@@ -197,7 +209,7 @@ class Pipeline:
             flags.append("message_id_reused")
             for row in seen:
                 if "message_id_reused" not in row.flags:
-                    connection.execute(
+                    session.connection().execute(
                         _SET_FLAGS, {"b_id": row.id, "b_flags": [*row.flags, "message_id_reused"]}
                     )
         when = parsed.date or utcnow()
@@ -211,9 +223,9 @@ class Pipeline:
         _store_addresses(session, work.account_id, message_id, roles)
         contact_ids = _attach(session, message_id, roles, matched)
         _done(session, work, message_id)
-        _emit(
+        events.emit(
             session,
-            work,
+            work.account_id,
             events.MESSAGE_CREATED,
             message_id=message_id,
             sighting_id=work.sighting_id,
@@ -332,7 +344,6 @@ _SET_FLAGS = (
 )
 _INSERT_MESSAGE = insert(table_of(Message)).returning(_m.id)
 _INSERT_ADDRESSES = insert(table_of(MessageAddress))
-_INSERT_EVENT = insert(table_of(Event))
 _DONE = (
     update(table_of(Sighting))
     .where(_s.id == bindparam("b_id"))
@@ -417,13 +428,6 @@ def _attach(
         ["message_id", "contact_id", "role"],
     )
     return sorted({contact_id for contact_id, _ in rows})
-
-
-def _emit(session: Session, work: Work, kind: str, **payload: Any) -> None:
-    session.connection().execute(
-        _INSERT_EVENT,
-        {"account_id": work.account_id, "kind": kind, "payload": payload, "created_at": utcnow()},
-    )
 
 
 def _done(session: Session, work: Work, message_id: int) -> None:
