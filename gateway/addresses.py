@@ -26,6 +26,7 @@ MAX_ADDRESS_LENGTH = 320
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f\u0080-\u009f\u2028\u2029<>]")
 _FORBIDDEN_IN_QUOTES = re.compile(r"[\x00-\x1f\x7f\u0080-\u009f\u2028\u2029]")
 _QUOTED_LOCAL = re.compile(r'^"(?:[^"\\]|\\.)*"$')
+_SURROGATE = re.compile("[\udc80-\udcff]")
 _DOMAIN_LITERAL = re.compile(r"^\[[^\[\]\\]+\]$")
 
 
@@ -40,7 +41,7 @@ class Address:
 
 def fix_surrogates(value: str) -> str:
     """Turn surrogate-escaped raw 8-bit bytes back into text (UTF-8, else replaced)."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+    if not _SURROGATE.search(value):
         return value
     data = value.encode("utf-8", "surrogateescape")
     try:

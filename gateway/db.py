@@ -7,6 +7,7 @@ span network I/O. `migrate()` brings the schema to the newest Alembic head.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,11 +92,16 @@ def insert_ignore(
     """INSERT ... ON CONFLICT (conflict) DO NOTHING, on SQLite and PostgreSQL."""
     if not rows:
         return
-    name = session.get_bind().dialect.name
-    if name == "sqlite":
-        stmt: Any = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
-    elif name == "postgresql":
-        stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
-    else:  # pragma: no cover
-        stmt = insert(table)
-    session.execute(stmt, list(rows))
+    connection = session.connection()
+    statement = _insert_ignore(connection.dialect.name, table, tuple(conflict))
+    connection.execute(statement, list(rows))
+
+
+@functools.cache
+def _insert_ignore(dialect: str, table: Table, conflict: tuple[str, ...]) -> Any:
+    """Built once per table: statement construction costs more than the insert."""
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    return insert(table)  # pragma: no cover

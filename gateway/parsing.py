@@ -33,6 +33,7 @@ _REPLY_PREFIX = re.compile(
     re.IGNORECASE,
 )
 _PARSER = BytesParser(policy=policy.compat32)
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,11 @@ def thread_subject(subject: str) -> str:
 
 
 def parse(raw: bytes, local_part_case: str = "lower") -> ParsedMessage:
+    # Only the header section is read: the body can be megabytes.
+    blank = _BLANK_LINE.search(raw)
+    head = raw[: blank.start() + 1] + b"\n" if blank else raw
     try:
-        msg = _PARSER.parsebytes(raw, headersonly=True)
+        msg = _PARSER.parsebytes(head, headersonly=True)
         items = msg.raw_items()
         defects = msg.defects
     except Exception:  # the compat32 feed parser is lenient; this is belt and braces
