@@ -148,11 +148,11 @@ def run_case(url: str, contacts: int, messages: int, batch: int, console: Consol
     assert hits_db <= hits_dict
 
     pipeline = Pipeline(db, config)
-    for batch in (warm_up, raws):  # the first fills the statement caches, untimed
+    for chunk in (warm_up, raws):  # the first fills the statement caches, untimed
         with db.session() as session:
-            for raw in batch:
+            for raw in chunk:
                 accept_in(session, raw, Arrival(user_id, Source.IMPORT, Keep.ALWAYS))
-        if batch is warm_up:
+        if chunk is warm_up:
             pipeline.run_pending()
     t0 = time.perf_counter()
     done = pipeline.run_pending()

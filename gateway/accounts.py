@@ -111,6 +111,13 @@ def add_user(
     return user, password
 
 
+def rotate_dropbox(session: Session, config: Config, email: str) -> User:
+    """Give the user a new dropbox token: the old address is refused from now on."""
+    user = get_user(session, config, email)
+    user.dropbox_token = new_dropbox_token()
+    return user
+
+
 def get_user(session: Session, config: Config, email: str) -> User:
     parsed = parse_one(email, config.addresses.local_part_case)
     user = None

@@ -10,6 +10,7 @@ The schema below is also the source of config.example.toml
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import typing
@@ -106,9 +107,94 @@ class ContactsConfig:
 
 
 @dataclass(frozen=True)
-class DropboxConfig:
-    """The BCC dropbox addresses handed to users."""
+class TlsConfig:
+    """The certificate the SMTP listeners offer with STARTTLS."""
 
+    cert_file: str = field(
+        default="",
+        metadata=_doc(
+            "PEM certificate chain. Empty: <var_dir>/tls/cert.pem, a self-signed pair "
+            "that `gateway init` makes for development."
+        ),
+    )
+    key_file: str = field(
+        default="",
+        metadata=_doc("PEM private key. Empty: <var_dir>/tls/key.pem."),
+    )
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    """The resolver used for SPF, DKIM and DMARC (and later MX and SRV) look-ups."""
+
+    nameservers: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc('Nameservers as "host" or "host:port". Empty: the system resolver.'),
+    )
+    timeout: float = field(
+        default=5.0,
+        metadata=_doc("Seconds before a DNS look-up counts as a temporary error."),
+    )
+
+
+@dataclass(frozen=True)
+class DropboxConfig:
+    """The BCC dropbox: its addresses and the SMTP server that receives them."""
+
+    listen: str = field(
+        default="127.0.0.1:2525",
+        metadata=_doc('Address and port of the dropbox SMTP server (production: "0.0.0.0:25").'),
+    )
+    hostname: str = field(
+        default="localhost",
+        metadata=_doc("Name the server gives in its greeting and EHLO reply."),
+    )
+    policy: str = field(
+        default="verify",
+        metadata=_doc(
+            '"verify": the From or envelope sender must be an address of a user of the '
+            "account that owns the dropbox address, and pass SPF or DKIM aligned with it; "
+            'else 550 5.7.1. "quarantine": accept failures but hold them until the user '
+            'approves. "trust-network": clients in trusted_networks skip the checks.',
+            ("verify", "quarantine", "trust-network"),
+        ),
+    )
+    trusted_networks: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            'Networks that skip sender checks under "trust-network", e.g. "127.0.0.0/8".'
+        ),
+    )
+    max_message_size: int = field(
+        default=25 * 1024 * 1024,
+        metadata=_doc("Largest message accepted, in bytes (advertised as SIZE)."),
+    )
+    max_recipients: int = field(
+        default=100,
+        metadata=_doc("Recipients accepted per message; more get 452 4.5.3."),
+    )
+    max_errors: int = field(
+        default=20,
+        metadata=_doc("Error replies (bad commands, unknown recipients) before 421 and hang-up."),
+    )
+    timeout: float = field(
+        default=300.0,
+        metadata=_doc("Seconds a client may stay silent before 421 and hang-up."),
+    )
+    max_connections_per_ip: int = field(
+        default=20,
+        metadata=_doc("Concurrent connections from one IP; more get 421 4.7.0."),
+    )
+    connections_per_minute_per_ip: int = field(
+        default=300,
+        metadata=_doc("New connections per minute from one IP; more get 421 4.7.0."),
+    )
+    proxy_protocol: bool = field(
+        default=False,
+        metadata=_doc(
+            "Expect a PROXY protocol (v1 or v2) header first, as behind a TCP load balancer."
+        ),
+    )
     domain: str = field(
         default="dropbox.localhost",
         metadata=_doc("Domain of every dropbox address; point its MX at the gateway."),
@@ -140,10 +226,10 @@ class ServeConfig:
     """What `gateway serve` runs."""
 
     roles: tuple[str, ...] = field(
-        default=("pipeline",),
+        default=("dropbox", "pipeline"),
         metadata=_doc(
-            'Roles started by `gateway serve`. Available now: "pipeline" (finishes every '
-            "stored message, including those interrupted by a crash)."
+            'Roles started by `gateway serve`: "dropbox" (the BCC dropbox SMTP server) and '
+            '"pipeline" (finishes every stored message, including those interrupted by a crash).'
         ),
     )
 
@@ -164,6 +250,8 @@ class Config:
     database: DatabaseConfig = DatabaseConfig()
     addresses: AddressesConfig = AddressesConfig()
     contacts: ContactsConfig = ContactsConfig()
+    tls: TlsConfig = TlsConfig()
+    dns: DnsConfig = DnsConfig()
     dropbox: DropboxConfig = DropboxConfig()
     pipeline: PipelineConfig = PipelineConfig()
     serve: ServeConfig = ServeConfig()
@@ -186,8 +274,24 @@ class Config:
     def secret_key_file(self) -> Path:
         return self.var_dir / "secret.key"
 
+    @property
+    def tls_cert_file(self) -> Path:
+        return (
+            self.base_dir / self.tls.cert_file
+            if self.tls.cert_file
+            else self.var_dir / "tls" / "cert.pem"
+        )
 
-KNOWN_ROLES = ("pipeline",)
+    @property
+    def tls_key_file(self) -> Path:
+        return (
+            self.base_dir / self.tls.key_file
+            if self.tls.key_file
+            else self.var_dir / "tls" / "key.pem"
+        )
+
+
+KNOWN_ROLES = ("dropbox", "pipeline")
 _SECTIONS: dict[str, type] = {
     f.name: typing.get_type_hints(Config)[f.name]
     for f in dataclasses.fields(Config)
@@ -342,9 +446,51 @@ def _check(config: Config) -> None:
     for role in config.serve.roles:
         if role not in KNOWN_ROLES:
             raise ConfigError("serve.roles", src, f"unknown role {role!r} (known: {KNOWN_ROLES})")
+    _check_dropbox(config)
+    for server in config.dns.nameservers:
+        _host_port(server, 53, "dns.nameservers", src)
     url = config.database.url
     if url and not (url.startswith(("sqlite", "postgresql"))):
         raise ConfigError("database.url", src, "must be a sqlite:// or postgresql+psycopg:// URL")
+
+
+def _check_dropbox(config: Config) -> None:
+    src, dropbox = config.source, config.dropbox
+    _host_port(dropbox.listen, None, "dropbox.listen", src)
+    for network in dropbox.trusted_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            raise ConfigError("dropbox.trusted_networks", src, f"{network!r}: {exc}") from exc
+    for key in (
+        "max_message_size",
+        "max_recipients",
+        "max_errors",
+        "max_connections_per_ip",
+        "connections_per_minute_per_ip",
+    ):
+        if getattr(dropbox, key) < 1:
+            raise ConfigError(f"dropbox.{key}", src, "must be at least 1")
+    if dropbox.timeout <= 0:
+        raise ConfigError("dropbox.timeout", src, "must be greater than 0")
+
+
+def _host_port(value: str, default_port: int | None, key: str, source: str) -> tuple[str, int]:
+    """Split "host:port" ("[::1]:25" for IPv6); the port may be left out if defaulted."""
+    host, port = value, default_port
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    elif value.count(":") == 1:
+        host, _, text = value.partition(":")
+        port = int(text) if text.isdigit() else None
+    if not host or port is None or not 0 <= port <= 65535:
+        raise ConfigError(key, source, f'{value!r} is not "host:port"')
+    return host, port
+
+
+def host_port(value: str, default_port: int | None = None) -> tuple[str, int]:
+    return _host_port(value, default_port, "(address)", "(value)")
 
 
 def render_example() -> str:

@@ -5,14 +5,20 @@
     ├── InputError(where, reason)          -> CLI message naming the file/line, exit 1
     │   └── CsvImportError(path, rows)     -> every bad row listed, nothing imported
     ├── NotFound(what)                     -> CLI message, exit 1
-    └── Conflict(what)                     -> CLI message, exit 1
+    ├── Conflict(what)                     -> CLI message, exit 1
+    └── MailRejected(reply)                -> gateway.smtp_server.reply_for(): the SMTP reply
+        ├── RecipientRejected              550 5.1.1 | 550 5.7.1 | 452 4.5.3
+        ├── SenderRejected                 550 5.7.1 | 501 5.1.7 | 553 5.6.7
+        ├── MessageRejected                552 5.3.4 | 550 5.6.0 | 550 5.6.7
+        └── TryLater                       451 4.3.0 | 452 4.3.1 | 421 4.7.0
 
-Later roles add MailRejected (SMTP replies) and PeerError (remote servers).
+Later roles add PeerError (remote servers).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 
 class GatewayError(Exception):
@@ -43,4 +49,37 @@ class NotFound(GatewayError):
 
 
 class Conflict(GatewayError):
+    pass
+
+
+class Reply(NamedTuple):
+    """An SMTP reply: code, enhanced status (RFC 3463) and text."""
+
+    code: int
+    status: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.status} {self.text}"
+
+
+class MailRejected(GatewayError):
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+        super().__init__(str(reply))
+
+
+class RecipientRejected(MailRejected):
+    pass
+
+
+class SenderRejected(MailRejected):
+    pass
+
+
+class MessageRejected(MailRejected):
+    pass
+
+
+class TryLater(MailRejected):
     pass

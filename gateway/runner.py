@@ -1,8 +1,9 @@
 """The service runner: `gateway serve` starts the enabled roles and stops them cleanly.
 
-This is the composition root; it alone will import the role packages
-(inbound, outbound, admin) as their roles arrive. SIGTERM and SIGINT set the
-stop event; every role finishes its current unit of work and returns.
+This is the composition root; it alone imports the role packages (inbound,
+outbound, admin). Each role has `start()` (bind sockets; errors stop start-up)
+and `run(stop)`. SIGTERM and SIGINT set the stop event; every role finishes
+its current unit of work and returns.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from gateway.config import KNOWN_ROLES, Config
 from gateway.db import Database
@@ -23,15 +24,29 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 
 
+class Role(Protocol):
+    async def start(self) -> None: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
 class PipelineWorker:
-    """Finishes pending sightings: at start (crash recovery) and then every poll interval."""
+    """Finishes pending sightings: at start (crash recovery), when woken, and every poll."""
 
     def __init__(self, db: Database, config: Config) -> None:
         self.pipeline = Pipeline(db, config)
         self.interval = config.pipeline.poll_interval
+        self.wake_event = asyncio.Event()
+
+    def wake(self) -> None:
+        self.wake_event.set()
+
+    async def start(self) -> None:
+        return None
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self.wake_event.clear()
             done = 0
             try:
                 done = len(await asyncio.to_thread(self.pipeline.run_pending, BATCH))
@@ -41,11 +56,18 @@ class PipelineWorker:
                 log.exception("pipeline: batch failed; retrying")
             if done >= BATCH:
                 continue  # more may be waiting: no pause
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.interval)
+            await _first_of(stop, self.wake_event, self.interval)
 
 
-Role = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+async def _first_of(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
 
 
 class Service:
@@ -54,12 +76,17 @@ class Service:
         self.db = db
 
     def roles(self, names: Sequence[str]) -> dict[str, Role]:
-        built: dict[str, Role] = {}
         for name in names:
             if name not in KNOWN_ROLES:
                 raise ConfigError("serve.roles", "--roles", f"unknown role {name!r}")
-            if name == "pipeline":
-                built[name] = PipelineWorker(self.db, self.config).run
+        worker = PipelineWorker(self.db, self.config)
+        built: dict[str, Role] = {}
+        if "pipeline" in names:
+            built["pipeline"] = worker
+        if "dropbox" in names:
+            from inbound.dropbox import DropboxServer
+
+            built["dropbox"] = DropboxServer(self.db, self.config, worker.wake)
         return built
 
     async def serve(self, names: Sequence[str], ready: Callable[[], None] = lambda: None) -> None:
@@ -68,12 +95,14 @@ class Service:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        log.info("serving roles: %s", ", ".join(roles) or "(none)")
-        ready()
         try:
+            for role in roles.values():
+                await role.start()
+            log.info("serving roles: %s", ", ".join(roles) or "(none)")
+            ready()
             async with asyncio.TaskGroup() as group:
                 for name, role in roles.items():
-                    group.create_task(role(stop), name=name)
+                    group.create_task(role.run(stop), name=name)
                 group.create_task(stop.wait(), name="stop")
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,6 +9,7 @@ the same bytes arriving twice are stored once. Arrivals are idempotent per
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -16,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.db import Database, insert_ignore
-from gateway.models import Keep, RawMessage, Sighting, Source, User, table_of
+from gateway.models import Keep, RawMessage, Sighting, SightingState, Source, User, table_of
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Arrival:
     uidvalidity: int | None = None
     uid: int | None = None
     auth_results: str | None = None
+    quarantined: bool = False  # held until its user approves it
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,14 @@ class MessageStore:
 
     def accept(self, raw: bytes, arrival: Arrival) -> Accepted:
         """Store `raw` durably; returns only after the commit."""
+        return self.accept_many(raw, [arrival])[0]
+
+    def accept_many(self, raw: bytes, arrivals: Sequence[Arrival]) -> list[Accepted]:
+        """Store `raw` once with one arrival per recipient, in one committed transaction."""
         for attempt in range(3):
             try:
                 with self.db.session() as session:
-                    return accept_in(session, raw, arrival)
+                    return [accept_in(session, raw, arrival) for arrival in arrivals]
             except IntegrityError:
                 # A concurrent writer stored the same bytes or arrival, or a
                 # discard removed the raw row we found: look again.
@@ -100,6 +106,7 @@ def accept_in(session: Session, raw: bytes, arrival: Arrival) -> Accepted:
         uid=arrival.uid,
         keep=arrival.keep.value,
         auth_results=arrival.auth_results,
+        state=(SightingState.QUARANTINED if arrival.quarantined else SightingState.PENDING).value,
     )
     session.add(sighting)
     session.flush()

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import contacts, mail, setup, users
+from gateway.cli import contacts, mail, quarantine, setup, users
 from gateway.cli.context import Context
 from gateway.errors import ConfigError, GatewayError
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (setup, users, contacts, mail):
+    for module in (setup, users, contacts, mail, quarantine):
         module.register(sub)
     return parser
 

@@ -14,6 +14,7 @@ from gateway.config import DEFAULT_CONFIG_FILE, render_example
 from gateway.errors import InputError
 from gateway.models import Account, Plan
 from gateway.runner import Service
+from gateway.tls import ensure_self_signed
 from gateway.vault import ensure_key_file
 
 
@@ -57,6 +58,8 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
     config.var_dir.mkdir(parents=True, exist_ok=True)
     if ensure_key_file(config.secret_key_file):
         ctx.console.print(f"wrote secret key {config.secret_key_file}")
+    if ensure_self_signed(config.tls_cert_file, config.tls_key_file, config.dropbox.hostname):
+        ctx.console.print(f"wrote a self-signed TLS certificate {config.tls_cert_file}")
     ctx.db.migrate()
     with ctx.db.session() as session:
         if session.query(Account).count():

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gateway.accounts import add_user, dropbox_address, get_account, get_user, list_users
+from gateway.accounts import (
+    add_user,
+    dropbox_address,
+    get_account,
+    get_user,
+    list_users,
+    rotate_dropbox,
+)
 from gateway.cli.context import Context
 from gateway.config import Config
 from gateway.models import User
@@ -25,6 +32,9 @@ def register(sub: Any) -> None:
     a.add_argument("--account", help="account name (default: the only one)")
     a.add_argument("--json", action="store_true")
     a.set_defaults(handler=cmd_list)
+    a = usub.add_parser("rotate-dropbox", help="give a user a new dropbox address")
+    a.add_argument("email")
+    a.set_defaults(handler=cmd_rotate)
     a = usub.add_parser("show", help="show one user")
     a.add_argument("email")
     a.add_argument("--json", action="store_true")
@@ -76,6 +86,14 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
                 for r in rows
             ],
         )
+    return 0
+
+
+def cmd_rotate(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.db.session() as session:
+        user = rotate_dropbox(session, ctx.config, args.email)
+        address = dropbox_address(ctx.config, user)
+    ctx.console.print(f"new dropbox address: {address} (the old one is now refused)")
     return 0
 
 

@@ -47,6 +47,7 @@ class SightingState(enum.StrEnum):
     DONE = "done"
     DISCARDED = "discarded"
     FAILED = "failed"
+    QUARANTINED = "quarantined"  # sender not verified: waits for its user's approval
 
 
 class Direction(enum.StrEnum):

@@ -30,7 +30,9 @@ Run = Callable[..., Result]
 def config_file(tmp_path: Path, database_url: str) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(
-        f'[paths]\nvar_dir = "var"\n[database]\nurl = "{database_url}"\n', encoding="utf-8"
+        f'[paths]\nvar_dir = "var"\n[database]\nurl = "{database_url}"\n'
+        '[dropbox]\nlisten = "127.0.0.1:0"\n',
+        encoding="utf-8",
     )
     return path
 

@@ -1,0 +1,28 @@
+"""Every SMTP reply the gateway's servers give, named (RFC 5321 codes, RFC 3463 status)."""
+
+from __future__ import annotations
+
+from gateway.errors import Reply
+
+OK = Reply(250, "2.0.0", "OK")
+SENDER_OK = Reply(250, "2.1.0", "Sender OK")
+RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
+ACCEPTED = Reply(250, "2.0.0", "Message accepted")
+QUARANTINED = Reply(250, "2.0.0", "Message accepted and held for the user's approval")
+
+SENDER_NOT_VERIFIED = Reply(550, "5.7.1", "Sender not verified")
+UNKNOWN_RECIPIENT = Reply(550, "5.1.1", "No such dropbox address")
+RELAY_DENIED = Reply(550, "5.7.1", "Relaying denied: this server only accepts its own addresses")
+SOURCE_ROUTE = Reply(550, "5.7.1", "Source routes are not accepted")
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
+BAD_SENDER = Reply(501, "5.1.7", "Bad sender address syntax")
+BAD_RECIPIENT = Reply(501, "5.1.3", "Bad recipient address syntax")
+NEEDS_SMTPUTF8_ADDRESS = Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
+NEEDS_SMTPUTF8_HEADERS = Reply(550, "5.6.7", "Non-ASCII headers require SMTPUTF8")
+BARE_NEWLINE = Reply(550, "5.6.0", "Bare CR or LF in message: lines must end with CRLF")
+TOO_BIG = Reply(552, "5.3.4", "Message too big")
+TLS_ACTIVE = Reply(503, "5.5.1", "TLS is already active")
+TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
+TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections from your address, try later")
+STORAGE_FULL = Reply(452, "4.3.1", "Insufficient system storage, try again later")
+TRY_LATER = Reply(451, "4.3.0", "Temporary local problem, try again later")

@@ -1,0 +1,181 @@
+"""aiosmtpd glue shared by the gateway's SMTP servers, and the one SMTP reply mapping.
+
+`reply_for(exc)` is the only place an exception becomes an SMTP reply.
+`GatewaySMTP` closes the gaps of stock aiosmtpd that are policy for us
+(TRAPS.md): a second STARTTLS inside TLS, no cap on errors per connection,
+replies without enhanced status codes although ENHANCEDSTATUSCODES is
+advertised, source routes, and no per-IP connection limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+
+from gateway import smtp_replies as replies
+from gateway.errors import MailRejected
+
+log = logging.getLogger(__name__)
+
+# Default enhanced status for aiosmtpd's own replies that lack one (RFC 3463).
+_DEFAULT_STATUS = {
+    221: "2.0.0",
+    250: "2.0.0",
+    251: "2.1.5",
+    421: "4.4.2",
+    450: "4.2.0",
+    451: "4.3.0",
+    452: "4.3.1",
+    454: "4.7.0",
+    500: "5.5.2",
+    501: "5.5.4",
+    502: "5.5.1",
+    503: "5.5.1",
+    504: "5.5.4",
+    530: "5.7.0",
+    550: "5.0.0",
+    552: "5.3.4",
+    553: "5.1.3",
+    554: "5.0.0",
+    555: "5.5.4",
+}
+_HAS_STATUS = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}(\s|$)")
+_SOURCE_ROUTE = re.compile(r"^\s*<\s*@")
+
+
+def reply_for(exc: BaseException) -> str:
+    """The SMTP reply for an exception raised while handling a command."""
+    if isinstance(exc, MailRejected):
+        return str(exc.reply)
+    log.exception("unexpected error while handling SMTP", exc_info=exc)
+    return str(replies.TRY_LATER)
+
+
+def with_status(line: str) -> str:
+    """Add an enhanced status code to a final reply line that lacks one."""
+    if len(line) < 4 or line[3] != " " or not line[:3].isdigit() or _HAS_STATUS.match(line):
+        return line
+    code = int(line[:3])
+    status = _DEFAULT_STATUS.get(code)
+    if status is None:
+        return line  # 220 greeting, 334, 354: no status codes
+    return f"{line[:4]}{status} {line[4:]}"
+
+
+@dataclass
+class ConnectionLimiter:
+    """Concurrent connections and connection rate per client IP (421 4.7.0 past them)."""
+
+    max_concurrent: int
+    per_minute: int
+    clock: Callable[[], float] = time.monotonic
+    _open: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _recent: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
+
+    def admit(self, ip: str) -> bool:
+        now = self.clock()
+        recent = self._recent[ip]
+        while recent and now - recent[0] > 60.0:
+            recent.popleft()
+        if self._open[ip] >= self.max_concurrent or len(recent) >= self.per_minute:
+            return False
+        recent.append(now)
+        self._open[ip] += 1
+        return True
+
+    def release(self, ip: str) -> None:
+        self._open[ip] -= 1
+        if self._open[ip] <= 0:
+            del self._open[ip]
+            if not self._recent.get(ip):
+                self._recent.pop(ip, None)
+
+
+class GatewaySMTP(SMTP):
+    """aiosmtpd's SMTP with the gateway's connection policy."""
+
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        max_errors: int,
+        limiter: ConnectionLimiter | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self.max_errors = max_errors
+        self.limiter = limiter
+        self._errors = 0
+        self._admitted_ip: str | None = None
+        self._in_ehlo = False
+        self._closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None
+        super().connection_made(transport)
+        if not first or self.limiter is None:
+            return
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if peer else "?"
+        if self.limiter.admit(ip):
+            self._admitted_ip = ip
+            return
+        log.warning("refusing connection from %s: over the per-IP limits", ip)
+        assert self._handler_coroutine is not None
+        self._handler_coroutine.cancel()  # before the greeting is sent
+        transport.write(f"{replies.TOO_MANY_CONNECTIONS}\r\n".encode())  # type: ignore[attr-defined]
+        transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._admitted_ip is not None and self.limiter is not None:
+            self.limiter.release(self._admitted_ip)
+            self._admitted_ip = None
+        super().connection_lost(error)
+
+    async def push(self, status: Any) -> None:
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else str(status)
+        if not self._in_ehlo:
+            text = with_status(text)
+        await super().push(text)
+        if text[:1] == "5" and not self._closing:
+            self._errors += 1
+            if self._errors >= self.max_errors:
+                self._closing = True
+                await super().push(str(replies.TOO_MANY_ERRORS))
+                if self.transport is not None:
+                    self.transport.close()
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._in_ehlo = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._in_ehlo = False
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        if self._tls_protocol is not None:
+            await self.push(str(replies.TLS_ACTIVE))
+            return
+        await super().smtp_STARTTLS(arg)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        rest = arg or ""
+        if rest[:3].upper() == "TO:" and _SOURCE_ROUTE.match(rest[3:]):
+            await self.push(str(replies.SOURCE_ROUTE))
+            return
+        await super().smtp_RCPT(arg)
+
+
+def enhanced_ehlo(responses: list[str]) -> list[str]:
+    """EHLO keywords aiosmtpd does not add itself (it supports both)."""
+    last = responses[-1]
+    extra = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
+    return [*responses[:-1], *extra, last]

@@ -1,0 +1,313 @@
+"""The `dropbox` role: an SMTP server that receives mail BCC'd or forwarded to users' dropboxes.
+
+    EHLO -> MAIL (syntax, SMTPUTF8) -> RCPT (recipients.RecipientPolicy, caps)
+         -> DATA: bare CR/LF and 8-bit header checks -> SenderVerifier (per policy)
+         -> MessageStore.accept_many (raw once, one sighting per user) [commit]
+         -> 250 -> wake the pipeline
+
+Nothing is acknowledged before the commit; a full disk or database is 452
+4.3.1, never 250. Every reply comes from gateway.smtp_replies through
+gateway.smtp_server.reply_for().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from gateway import smtp_replies as replies
+from gateway.addresses import domain_of, parse_address_list
+from gateway.config import Config, host_port
+from gateway.db import Database
+from gateway.errors import MailRejected, MessageRejected, SenderRejected, TryLater
+from gateway.models import Keep, Source, UserAddress
+from gateway.parsing import parse
+from gateway.resolver import Resolver
+from gateway.smtp_server import ConnectionLimiter, GatewaySMTP, enhanced_ehlo, reply_for
+from gateway.store import Arrival, MessageStore
+from gateway.tls import server_context
+from inbound.recipients import DropboxRecipient, RecipientPolicy
+from inbound.verification import SenderVerifier, Verdict
+
+log = logging.getLogger(__name__)
+
+_BARE_NEWLINE = re.compile(rb"(?<!\r)\n|\r(?!\n)")
+_HEADER_END = re.compile(rb"\r\n\r\n")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass
+class Transaction:
+    """Per-envelope state beside aiosmtpd's Envelope."""
+
+    recipients: dict[int, DropboxRecipient] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    keep: bool  # False: reject
+    quarantine: bool = False
+    reason: str = ""
+
+
+class DropboxHandler:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        verifier: SenderVerifier,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.store = MessageStore(db)
+        self.recipients = RecipientPolicy(db, config)
+        self.verifier = verifier
+        self.wake = wake
+        self.trusted = [
+            ipaddress.ip_network(n, strict=False) for n in config.dropbox.trusted_networks
+        ]
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        return enhanced_ehlo(responses)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if _CONTROL.search(address) or "\ufffd" in address:
+            return str(replies.BAD_SENDER)
+        if not address.isascii() and "SMTPUTF8" not in [o.upper() for o in options]:
+            return str(replies.NEEDS_SMTPUTF8_ADDRESS)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        _transaction(envelope).recipients.clear()
+        return str(replies.SENDER_OK)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        transaction = _transaction(envelope)
+        if len(envelope.rcpt_tos) >= self.config.dropbox.max_recipients:
+            return str(replies.TOO_MANY_RECIPIENTS)
+        if _CONTROL.search(address):
+            return str(replies.BAD_RECIPIENT)
+        try:
+            recipient = await asyncio.to_thread(self.recipients.resolve, address)
+        except MailRejected as exc:
+            return reply_for(exc)
+        except SQLAlchemyError as exc:
+            return reply_for(_storage_error(exc))
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        transaction.recipients.setdefault(recipient.user_id, recipient)
+        return str(replies.RECIPIENT_OK)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        try:
+            _check_content(raw, envelope.smtp_utf8)
+            recipients = list(_transaction(envelope).recipients.values())
+            ip = _client_ip(session)
+            decision, verdict = await self._decide(ip, session, envelope, raw, recipients)
+            if not decision.keep:
+                raise SenderRejected(replies.SENDER_NOT_VERIFIED._replace(text=decision.reason))
+            results = (
+                verdict.authentication_results(self.config.dropbox.hostname) if verdict else None
+            )
+            key = f"smtp:{uuid.uuid4().hex}"
+            arrivals = [
+                Arrival(
+                    r.user_id,
+                    Source.DROPBOX,
+                    Keep.ALWAYS,
+                    source_key=key,
+                    auth_results=results,
+                    quarantined=decision.quarantine,
+                )
+                for r in recipients
+            ]
+            try:
+                await asyncio.to_thread(self.store.accept_many, raw, arrivals)
+            except SQLAlchemyError as exc:
+                raise _storage_error(exc) from exc
+        except MailRejected as exc:
+            log.info("dropbox: refused message from %s: %s", envelope.mail_from, exc.reply)
+            return reply_for(exc)
+        self.wake()
+        log.info(
+            "dropbox: accepted %s bytes from <%s> for %s user(s)%s",
+            len(raw),
+            envelope.mail_from,
+            len(recipients),
+            " (quarantined)" if decision.quarantine else "",
+        )
+        return str(replies.QUARANTINED if decision.quarantine else replies.ACCEPTED)
+
+    async def _decide(
+        self,
+        ip: str,
+        session: Session,
+        envelope: Envelope,
+        raw: bytes,
+        recipients: list[DropboxRecipient],
+    ) -> tuple[Decision, Verdict | None]:
+        policy = self.config.dropbox.policy
+        if policy == "trust-network" and self._is_trusted(ip):
+            return Decision(True), None
+        authors = _header_from(raw)
+        from_domain = domain_of(authors[0]) if authors else ""
+        verdict = await asyncio.to_thread(
+            self.verifier.verify,
+            ip,
+            session.host_name or "",
+            envelope.mail_from or "",
+            raw,
+            from_domain,
+        )
+        candidates = [*authors]
+        if envelope.mail_from:
+            candidates += [a.normalized for a in parse_address_list(envelope.mail_from)]
+        reason = await asyncio.to_thread(self._reason_to_refuse, recipients, candidates, verdict)
+        if reason is None:
+            return Decision(True), verdict
+        if policy == "quarantine":
+            return Decision(True, quarantine=True, reason=reason), verdict
+        return Decision(False, reason=reason), verdict
+
+    def _reason_to_refuse(
+        self, recipients: list[DropboxRecipient], candidates: list[str], verdict: Verdict
+    ) -> str | None:
+        """None when, for every recipient's account, a sender address of one of its
+        users verifies; else why not (blocking: database)."""
+        with self.db.session() as session:
+            for recipient in recipients:
+                users = set(
+                    session.scalars(
+                        select(UserAddress.address).where(
+                            UserAddress.account_id == recipient.account_id,
+                            UserAddress.address.in_(candidates),
+                        )
+                    )
+                )
+                if not users:
+                    return "Sender is not a user of this dropbox's account"
+                if not any(verdict.verifies(address) for address in users):
+                    return f"Sender not verified ({verdict.summary()})"
+        return None
+
+    def _is_trusted(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted)
+
+
+def _transaction(envelope: Envelope) -> Transaction:
+    state = getattr(envelope, "gateway", None)
+    if state is None:
+        state = Transaction()
+        envelope.gateway = state  # type: ignore[attr-defined]
+    assert isinstance(state, Transaction)
+    return state
+
+
+def _client_ip(session: Session) -> str:
+    proxy = session.proxy_data
+    if proxy is not None and getattr(proxy, "src_addr", None):
+        return str(proxy.src_addr)
+    peer = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+
+
+def _check_content(raw: bytes, smtp_utf8: bool) -> None:
+    # SMTP smuggling (CVE-2023-51764 and kin): a bare CR or LF is never a line
+    # end, so refuse it anywhere rather than guess what another hop would do.
+    if _BARE_NEWLINE.search(raw):
+        raise MessageRejected(replies.BARE_NEWLINE)
+    end = _HEADER_END.search(raw)
+    head = raw[: end.start()] if end else raw
+    if not smtp_utf8 and not head.isascii():
+        raise MessageRejected(replies.NEEDS_SMTPUTF8_HEADERS)  # RFC 6532 section 3.7
+
+
+def _header_from(raw: bytes) -> list[str]:
+    return [a.normalized for a in parse(raw).from_]
+
+
+def _storage_error(exc: Exception) -> TryLater:
+    text = str(exc).lower()
+    if isinstance(exc, OperationalError) and ("full" in text or "no space" in text):
+        log.error("dropbox: storage full: %s", exc)
+        return TryLater(replies.STORAGE_FULL)
+    log.error("dropbox: storage error: %s", exc)
+    return TryLater(replies.TRY_LATER)
+
+
+class DropboxServer:
+    """The role: owns the listening socket(s) and builds one GatewaySMTP per connection."""
+
+    def __init__(self, db: Database, config: Config, wake: Callable[[], None]) -> None:
+        self.config = config
+        self.handler = DropboxHandler(db, config, SenderVerifier(Resolver(config.dns)), wake)
+        dropbox = config.dropbox
+        self.limiter = ConnectionLimiter(
+            dropbox.max_connections_per_ip, dropbox.connections_per_minute_per_ip
+        )
+        self.tls = server_context(config.tls_cert_file, config.tls_key_file)
+        self.server: asyncio.Server | None = None
+
+    def protocol(self) -> GatewaySMTP:
+        dropbox = self.config.dropbox
+        options: dict[str, Any] = {}
+        if dropbox.proxy_protocol:
+            options["proxy_protocol_timeout"] = 10
+        return GatewaySMTP(
+            self.handler,
+            max_errors=dropbox.max_errors,
+            limiter=None if dropbox.proxy_protocol else self.limiter,
+            data_size_limit=dropbox.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=dropbox.hostname,
+            ident="CRM Email Gateway",
+            tls_context=self.tls,
+            timeout=dropbox.timeout,
+            **options,
+        )
+
+    async def start(self) -> None:
+        host, port = host_port(self.config.dropbox.listen)
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(self.protocol, host, port)
+        bound = self.server.sockets[0].getsockname()
+        log.info("dropbox: listening on %s:%s", bound[0], bound[1])
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def run(self, stop: asyncio.Event) -> None:
+        assert self.server is not None
+        await stop.wait()
+        self.server.close()
+        await self.server.wait_closed()

@@ -1,0 +1,138 @@
+"""The dropbox role running in-process on loopback, with its own DNS zone server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import smtplib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gateway.accounts import add_user, dropbox_address, get_user
+from gateway.config import Config, DnsConfig, TlsConfig
+from gateway.db import Database
+from gateway.models import Account
+from gateway.tls import ensure_self_signed
+from inbound.dropbox import DropboxServer
+from tests.peers.dns import ZoneServer
+
+
+@pytest.fixture(scope="session")
+def zone_server() -> ZoneServer:
+    # The reactor cannot restart: one server for the session, records reset per test.
+    return ZoneServer()
+
+
+@dataclass
+class DkimKey:
+    private_pem: bytes
+    record: str
+
+    def sign(self, raw: bytes, domain: str, selector: str = "s1", **kwargs: object) -> bytes:
+        signature = dkim.sign(raw, selector.encode(), domain.encode(), self.private_pem, **kwargs)
+        return bytes(signature) + raw
+
+
+@pytest.fixture(scope="session")
+def dkim_key() -> DkimKey:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return DkimKey(pem, "v=DKIM1; k=rsa; p=" + base64.b64encode(public).decode())
+
+
+@pytest.fixture
+def zone(zone_server: ZoneServer, dkim_key: DkimKey) -> ZoneServer:
+    """SPF/DKIM/DMARC records of the test domains (127.0.0.1 is the client)."""
+    zone_server.clear()
+    zone_server.set("acme.com", "TXT", "v=spf1 ip4:127.0.0.1 -all")
+    zone_server.set("_dmarc.acme.com", "TXT", "v=DMARC1; p=reject")
+    zone_server.set("dkim.test", "TXT", "v=spf1 -all")
+    zone_server.set("s1._domainkey.dkim.test", "TXT", dkim_key.record)
+    zone_server.set("_dmarc.dkim.test", "TXT", "v=DMARC1; p=quarantine")
+    zone_server.set("s1._domainkey.other.test", "TXT", dkim_key.record)
+    zone_server.set("other.test", "TXT", "v=spf1 ip4:127.0.0.1 -all")
+    zone_server.set("soft.test", "TXT", "v=spf1 ~all")
+    zone_server.set("none.test", "A", "192.0.2.1")
+    zone_server.set("broken.test", "SERVFAIL")
+    return zone_server
+
+
+@dataclass
+class Dropbox:
+    port: int
+    config: Config
+    db: Database
+
+    def address(self, email: str) -> str:
+        with self.db.session() as session:
+            return dropbox_address(self.config, get_user(session, self.config, email))
+
+    def client(self) -> smtplib.SMTP:
+        client = smtplib.SMTP("127.0.0.1", self.port, timeout=30)
+        client.ehlo("client.test")
+        return client
+
+
+def dropbox_config(config: Config, zone: ZoneServer, tmp_path: Path, **dropbox: object) -> Config:
+    cert, key = tmp_path / "tls" / "cert.pem", tmp_path / "tls" / "key.pem"
+    ensure_self_signed(cert, key, "localhost")
+    values: dict[str, object] = {"listen": "127.0.0.1:0", "max_message_size": 200_000}
+    values.update(dropbox)
+    return replace(
+        config,
+        dns=DnsConfig(nameservers=(zone.address,), timeout=2.0),
+        tls=TlsConfig(cert_file=str(cert), key_file=str(key)),
+        dropbox=replace(config.dropbox, **values),  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def dropbox_options() -> dict[str, object]:
+    """Override in a test module (or parametrize) to change [dropbox] settings."""
+    return {}
+
+
+@pytest.fixture
+def dropbox(
+    db: Database,
+    config: Config,
+    account_id: int,
+    zone: ZoneServer,
+    tmp_path: Path,
+    dropbox_options: dict[str, object],
+) -> Iterator[Dropbox]:
+    cfg = dropbox_config(config, zone, tmp_path, **dropbox_options)
+    with db.session() as session:
+        account = session.get_one(Account, account_id)
+        add_user(session, cfg, account, "dave@dkim.test", "Dave")
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    server = DropboxServer(db, cfg, wake=lambda: None)
+    started = threading.Event()
+
+    async def main() -> None:
+        await server.start()
+        started.set()
+        await server.run(stop)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    assert started.wait(10), "dropbox did not start"
+    yield Dropbox(server.port, cfg, db)
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(10)
+    loop.close()
