@@ -121,8 +121,8 @@ class GatewaySMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None
         super().connection_made(transport)
-        if not first or self.limiter is None:
-            return
+        if not first or self.limiter is None or self._proxy_timeout is not None:
+            return  # behind a proxy, the client's address comes with the PROXY header
         peer = transport.get_extra_info("peername")
         ip = str(peer[0]) if peer else "?"
         if self.limiter.admit(ip):
@@ -133,6 +133,17 @@ class GatewaySMTP(SMTP):
         self._handler_coroutine.cancel()  # before the greeting is sent
         transport.write(f"{replies.TOO_MANY_CONNECTIONS}\r\n".encode())  # type: ignore[attr-defined]
         transport.close()
+
+    async def admit_proxied(self, ip: str) -> bool:
+        """Per-IP limits for the client a PROXY header names; False: refused."""
+        if self.limiter is None:
+            return True
+        if self.limiter.admit(ip):
+            self._admitted_ip = ip
+            return True
+        log.warning("refusing proxied connection from %s: over the per-IP limits", ip)
+        await super().push(str(replies.TOO_MANY_CONNECTIONS))
+        return False
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._admitted_ip is not None and self.limiter is not None:

@@ -89,6 +89,15 @@ class DropboxHandler:
         session.host_name = hostname
         return enhanced_ehlo(responses)
 
+    async def handle_PROXY(
+        self, server: SMTP, session: Session, envelope: Envelope, proxy_data: Any
+    ) -> bool:
+        source = getattr(proxy_data, "src_addr", None)
+        if source is None:
+            return False
+        assert isinstance(server, GatewaySMTP)
+        return await server.admit_proxied(str(source))
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
@@ -283,7 +292,7 @@ class DropboxServer:
         return GatewaySMTP(
             self.handler,
             max_errors=dropbox.max_errors,
-            limiter=None if dropbox.proxy_protocol else self.limiter,
+            limiter=self.limiter,
             data_size_limit=dropbox.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,
