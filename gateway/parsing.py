@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email import errors, policy
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from gateway.addresses import Address, fix_surrogates, parse_address_list
 
@@ -168,3 +169,20 @@ def _date(values: list[str] | tuple[str, ...]) -> datetime | None:
         return parsed.astimezone(UTC)
     except (OverflowError, ValueError):
         return None
+
+
+ORIGIN_HEADERS = ("from", "to", "cc", "date", "subject", "message-id", "in-reply-to", "references")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+def parse_origin(origin: dict[str, Any], local_part_case: str = "lower") -> ParsedMessage:
+    """The original of a forwarded message, from the header values found in the forward."""
+    headers = origin.get("headers")
+    lines = []
+    if isinstance(headers, dict):
+        for name in ORIGIN_HEADERS:
+            value = headers.get(name)
+            if isinstance(value, str) and value:
+                lines.append(f"{name}: {_UNSAFE.sub(' ', value).strip()}")
+    parsed = parse(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"), local_part_case)
+    return replace(parsed, flags=(*parsed.flags, "forwarded"))

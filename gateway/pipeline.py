@@ -48,7 +48,7 @@ from gateway.models import (
     table_of,
     utcnow,
 )
-from gateway.parsing import ParsedMessage, parse
+from gateway.parsing import ParsedMessage, parse, parse_origin
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class Work:
     keep: str
     raw_message_id: int | None
     data: bytes | None
+    origin: dict[str, Any] | None = None
 
 
 @dataclass
@@ -157,7 +158,10 @@ class Pipeline:
     def _steps(self, session: Session, work: Work, directory: AccountDirectory) -> Outcome:
         if work.data is None:
             raise LookupError("raw bytes missing")
-        parsed = parse(work.data, self.case)
+        if work.origin:  # forwarded to the user's own dropbox: the original counts
+            parsed = parse_origin(work.origin, self.case)
+        else:
+            parsed = parse(work.data, self.case)
         identity = parsed.identity()
         seen = (
             session.connection()
@@ -366,6 +370,7 @@ def _claim(session: Session, where: Any, limit: int | None = None) -> list[Work]
             Sighting.keep,
             Sighting.raw_message_id,
             RawMessage.data,
+            Sighting.origin,
         )
         .outerjoin(RawMessage, RawMessage.id == Sighting.raw_message_id)
         .where(Sighting.state == SightingState.PENDING.value, where)

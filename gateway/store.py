@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -33,6 +34,7 @@ class Arrival:
     uid: int | None = None
     auth_results: str | None = None
     quarantined: bool = False  # held until its user approves it
+    origin: dict[str, Any] | None = None  # a forward to the user's own dropbox
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ def accept_in(session: Session, raw: bytes, arrival: Arrival) -> Accepted:
         uid=arrival.uid,
         keep=arrival.keep.value,
         auth_results=arrival.auth_results,
+        origin=arrival.origin,
         state=(SightingState.QUARANTINED if arrival.quarantined else SightingState.PENDING).value,
     )
     session.add(sighting)

@@ -36,6 +36,7 @@ from gateway.resolver import Resolver
 from gateway.smtp_server import ConnectionLimiter, GatewaySMTP, enhanced_ehlo, reply_for
 from gateway.store import Arrival, MessageStore
 from gateway.tls import server_context
+from inbound.forwarded import find_forwarded
 from inbound.recipients import DropboxRecipient, RecipientPolicy
 from inbound.verification import SenderVerifier, Verdict
 
@@ -141,6 +142,7 @@ class DropboxHandler:
             results = (
                 verdict.authentication_results(self.config.dropbox.hostname) if verdict else None
             )
+            origins = await asyncio.to_thread(self._origins, recipients, raw)
             key = f"smtp:{uuid.uuid4().hex}"
             arrivals = [
                 Arrival(
@@ -150,6 +152,7 @@ class DropboxHandler:
                     source_key=key,
                     auth_results=results,
                     quarantined=decision.quarantine,
+                    origin=origins.get(r.user_id),
                 )
                 for r in recipients
             ]
@@ -221,6 +224,28 @@ class DropboxHandler:
                 if not any(verdict.verifies(address) for address in users):
                     return f"Sender not verified ({verdict.summary()})"
         return None
+
+    def _origins(self, recipients: list[DropboxRecipient], raw: bytes) -> dict[int, Any]:
+        """For each user who forwarded the message to their own dropbox (its visible
+        recipients are only dropboxes and that user), the forwarded original's headers.
+        Forwarded to someone else with the dropbox in Bcc: the outer message counts."""
+        origin = find_forwarded(raw)
+        if origin is None:
+            return {}
+        outer = parse(raw, self.config.addresses.local_part_case)
+        visible = {a.normalized for name in ("to", "cc") for a in outer.addresses.get(name, ())}
+        visible = {a for a in visible if domain_of(a) != self.recipients.domain}
+        out: dict[int, Any] = {}
+        with self.db.session() as session:
+            for recipient in recipients:
+                own = set(
+                    session.scalars(
+                        select(UserAddress.address).where(UserAddress.user_id == recipient.user_id)
+                    )
+                )
+                if visible <= own:
+                    out[recipient.user_id] = origin.as_json()
+        return out
 
     def _is_trusted(self, ip: str) -> bool:
         try:

@@ -194,5 +194,7 @@ class Sighting(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     # Verdict of sender verification (Authentication-Results), kept beside the raw bytes.
     auth_results: Mapped[str | None] = mapped_column(Text, default=None)
+    # A forward to the user's own dropbox: the original's headers, matched instead.
+    origin: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
