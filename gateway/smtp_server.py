@@ -151,6 +151,12 @@ class GatewaySMTP(SMTP):
             self._admitted_ip = None
         super().connection_lost(error)
 
+    def _timeout_cb(self) -> None:
+        # RFC 5321 4.2: say 421 before hanging up on an idle client.
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(f"{replies.IDLE_TIMEOUT}\r\n".encode())  # type: ignore[attr-defined]
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
+
     async def push(self, status: Any) -> None:
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else str(status)
         if not self._in_ehlo:

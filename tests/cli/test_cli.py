@@ -24,6 +24,9 @@ def test_init_from_nothing(tmp_path: Path, monkeypatch, capsys) -> None:
     assert (tmp_path / "config.toml").read_text() == render_example()
     key = tmp_path / "var" / "secret.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    tls_key = tmp_path / "var" / "tls" / "key.pem"
+    assert stat.S_IMODE(tls_key.stat().st_mode) == 0o600
+    assert (tmp_path / "var" / "tls" / "cert.pem").read_bytes().startswith(b"-----BEGIN CERT")
     password = out.split("one-time password (change it at first sign-in): ")[1].split()[0]
     db = Database(f"sqlite:///{tmp_path / 'var' / 'gateway.db'}")
     with db.session() as session:
@@ -54,6 +57,10 @@ def test_users(initialized: Run) -> None:
     assert bad.code == 1 and "not a valid email address" in bad.err
     missing = initialized("user", "show", "nobody@acme.com")
     assert missing.code == 1 and "no user" in missing.err
+    rotated = initialized("user", "rotate-dropbox", "bob@acme.com")
+    new = rotated.out.split("new dropbox address: ")[1].split()[0]
+    assert new != shown["dropbox_address"]
+    assert initialized("user", "show", "bob@acme.com", "--json").json()["dropbox_address"] == new
 
 
 def test_contacts_commands(initialized: Run, tmp_path: Path) -> None:

@@ -323,3 +323,38 @@ def test_per_ip_concurrent_connection_limit(dropbox, dropbox_options) -> None:
     with dropbox.client() as again:
         assert again.noop()[0] == 250
     second.quit()
+
+
+@pytest.mark.parametrize("dropbox_options", [{"connections_per_minute_per_ip": 3}])
+def test_per_ip_connection_rate_limit(dropbox, dropbox_options) -> None:
+    for _ in range(3):
+        with dropbox.client() as client:
+            client.noop()
+    with socket.create_connection(("127.0.0.1", dropbox.port), timeout=10) as fourth:
+        assert fourth.recv(200).startswith(b"421 4.7.0 ")
+
+
+@pytest.mark.parametrize("dropbox_options", [{"timeout": 1.0}])
+def test_idle_clients_are_dropped(dropbox, dropbox_options) -> None:
+    with socket.create_connection(("127.0.0.1", dropbox.port), timeout=10) as sock:
+        greeting = sock.recv(200)
+        assert greeting.startswith(b"220 ")
+        data = b""
+        while b"\r\n" not in data:
+            chunk = sock.recv(200)
+            if not chunk:
+                break
+            data += chunk
+        assert data.startswith(b"421 4.4.2 ")  # then the server hangs up
+        assert sock.recv(200) == b""
+
+
+def test_undecodable_envelope_bytes_are_refused(dropbox) -> None:
+    with dropbox.client() as client:
+        client.send(b"MAIL FROM:<b\xffob@acme.com>\r\n")
+        code, _ = client.getreply()
+        assert code in (500, 501, 553)
+        client.send(b"MAIL FROM:<bob@acme.com>\r\n")
+        assert client.getreply()[0] == 250
+        client.send(b"RCPT TO:<x\x00@" + dropbox.config.dropbox.domain.encode() + b">\r\n")
+        assert client.getreply()[0] in (501, 553)
