@@ -7,7 +7,9 @@ span network I/O. `migrate()` brings the schema to the newest Alembic head.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,14 +33,23 @@ class Database:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(
-                url, echo=echo, connect_args={"timeout": 30, "isolation_level": None}
-            )
+            args = {"timeout": 30, "isolation_level": None, "check_same_thread": False}
+            self.engine: Engine = create_engine(url, echo=echo, connect_args=args)
             event.listen(self.engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine, "begin", _sqlite_begin)
+            event.listen(self.engine, "begin", _sqlite_begin_immediate)
+            # Readers never take the write lock: WAL lets them run beside a writer.
+            self.read_engine: Engine = create_engine(url, echo=echo, connect_args=args)
+            event.listen(self.read_engine, "connect", _sqlite_pragmas)
+            event.listen(self.read_engine, "begin", _sqlite_begin_deferred)
+            # SQLite has one writer; threads of this process queue here instead of
+            # sleeping in SQLite's busy handler (which backs off up to 100 ms).
+            self._write_lock: threading.RLock | None = threading.RLock()
         else:
             self.engine = create_engine(url, echo=echo, pool_pre_ping=True)
+            self.read_engine = self.engine
+            self._write_lock = None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -47,8 +58,16 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A transaction: committed when the block ends, rolled back on error."""
-        with self._sessions() as session, session.begin():
+        lock = self._write_lock or contextlib.nullcontext()
+        with lock, self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction (on SQLite it never waits for writers)."""
+        with self._read_sessions() as session, session.begin():
+            yield session
+            session.rollback()
 
     def migrate(self, revision: str = "head") -> None:
         with self.engine.begin() as connection:
@@ -58,6 +77,7 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.read_engine.dispose()
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -77,10 +97,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
     cursor.close()
 
 
-def _sqlite_begin(connection: Any) -> None:
+def _sqlite_begin_immediate(connection: Any) -> None:
     # pysqlite's own transaction handling is off (isolation_level=None); take the
     # write lock up front so that concurrent writers wait instead of failing.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_begin_deferred(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
 
 
 def insert_ignore(

@@ -8,17 +8,29 @@ the same bytes arriving twice are stored once. Arrivals are idempotent per
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import queue
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.db import Database, insert_ignore
-from gateway.models import Keep, RawMessage, Sighting, SightingState, Source, User, table_of
+from gateway.models import (
+    Keep,
+    RawMessage,
+    Sighting,
+    SightingState,
+    Source,
+    User,
+    table_of,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -67,50 +79,158 @@ class MessageStore:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+_s = table_of(Sighting).c
+_r = table_of(RawMessage).c
+_FIND_SIGHTING = select(_s.id, _s.raw_message_id).where(
+    _s.user_id == bindparam("b_user"),
+    _s.source == bindparam("b_source"),
+    _s.source_key == bindparam("b_key"),
+)
+_RAW_ID = select(_r.id).where(_r.sha256 == bindparam("b_sha"))
+_ACCOUNT_OF = select(User.account_id).where(User.id == bindparam("b_user"))
+_INSERT_SIGHTING = insert(table_of(Sighting)).returning(_s.id)
+_REVIVE = (
+    update(table_of(Sighting))
+    .where(_s.id == bindparam("b_id"))
+    .values(raw_message_id=bindparam("b_raw"), state="pending", keep=bindparam("b_keep"))
+)
+
+
 def accept_in(session: Session, raw: bytes, arrival: Arrival) -> Accepted:
-    """The body of accept(), for callers that own the transaction."""
+    """The body of accept(), for callers that own the transaction (prebuilt Core
+    statements: this runs for every message acknowledged)."""
+    connection = session.connection()
     sha = hashlib.sha256(raw).hexdigest()
     key = arrival.source_key or sha
-    existing = session.scalar(
-        select(Sighting).where(
-            Sighting.user_id == arrival.user_id,
-            Sighting.source == arrival.source.value,
-            Sighting.source_key == key,
-        )
-    )
+    source = arrival.source.value
+    existing = connection.execute(
+        _FIND_SIGHTING, {"b_user": arrival.user_id, "b_source": source, "b_key": key}
+    ).first()
     if existing is not None and existing.raw_message_id is not None:
         return Accepted(existing.id, existing.raw_message_id, sha, new=False)
     insert_ignore(
         session,
         table_of(RawMessage),
-        [{"sha256": sha, "size": len(raw), "data": raw}],
+        [{"sha256": sha, "size": len(raw), "data": raw, "created_at": utcnow()}],
         ["sha256"],
     )
-    raw_id = session.scalar(select(RawMessage.id).where(RawMessage.sha256 == sha))
-    assert raw_id is not None
+    raw_id = connection.execute(_RAW_ID, {"b_sha": sha}).scalar_one()
     if existing is not None:
         # Seen before and discarded as involving no contact: look again.
-        existing.raw_message_id = raw_id
-        existing.state = "pending"
-        existing.keep = arrival.keep.value
+        connection.execute(
+            _REVIVE, {"b_id": existing.id, "b_raw": raw_id, "b_keep": arrival.keep.value}
+        )
         return Accepted(existing.id, raw_id, sha, new=True)
-    account_id = session.scalar(select(User.account_id).where(User.id == arrival.user_id))
+    account_id = connection.execute(_ACCOUNT_OF, {"b_user": arrival.user_id}).scalar()
     if account_id is None:
         raise LookupError(f"no user with id {arrival.user_id}")
-    sighting = Sighting(
-        account_id=account_id,
-        user_id=arrival.user_id,
-        raw_message_id=raw_id,
-        source=arrival.source.value,
-        source_key=key,
-        folder=arrival.folder,
-        uidvalidity=arrival.uidvalidity,
-        uid=arrival.uid,
-        keep=arrival.keep.value,
-        auth_results=arrival.auth_results,
-        origin=arrival.origin,
-        state=(SightingState.QUARANTINED if arrival.quarantined else SightingState.PENDING).value,
-    )
-    session.add(sighting)
-    session.flush()
-    return Accepted(sighting.id, raw_id, sha, new=True)
+    state = SightingState.QUARANTINED if arrival.quarantined else SightingState.PENDING
+    sighting_id = connection.execute(
+        _INSERT_SIGHTING,
+        {
+            "account_id": account_id,
+            "user_id": arrival.user_id,
+            "raw_message_id": raw_id,
+            "source": source,
+            "source_key": key,
+            "folder": arrival.folder,
+            "uidvalidity": arrival.uidvalidity,
+            "uid": arrival.uid,
+            "keep": arrival.keep.value,
+            "state": state.value,
+            "attempts": 0,
+            "auth_results": arrival.auth_results,
+            "origin": arrival.origin,
+            "received_at": utcnow(),
+        },
+    ).scalar_one()
+    return Accepted(int(sighting_id), int(raw_id), sha, new=True)
+
+
+class GroupCommitter:
+    """Commits the messages of many concurrent SMTP sessions in shared transactions.
+
+    One writer thread takes every request waiting in its queue (up to
+    `max_batch`) and stores them in one transaction, one savepoint each, so a
+    burst of sessions costs one commit (one fsync) instead of one each and
+    never contends for SQLite's write lock. Each caller's future resolves only
+    after the commit that holds its message.
+    """
+
+    def __init__(self, store: MessageStore, max_batch: int = 64) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self._thread.start()
+
+    async def accept_many(self, raw: bytes, arrivals: Sequence[Arrival]) -> list[Accepted]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Accepted]] = loop.create_future()
+        self._queue.put(_Request(raw, list(arrivals), loop, future))
+        return await future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Request]) -> None:
+        results: list[list[Accepted] | BaseException] = []
+        try:
+            with self.store.db.session() as session:
+                for request in batch:
+                    try:
+                        with session.begin_nested():
+                            results.append(
+                                [accept_in(session, request.raw, a) for a in request.arrivals]
+                            )
+                    except IntegrityError as exc:
+                        results.append(exc)
+        except BaseException as exc:  # the commit itself failed: nobody is stored
+            for request in batch:
+                request.resolve(exc)
+            return
+        for request, result in zip(batch, results, strict=True):
+            if isinstance(result, IntegrityError):
+                # A concurrent writer clashed: this one retries on its own.
+                try:
+                    result = self.store.accept_many(request.raw, request.arrivals)
+                except BaseException as exc:
+                    result = exc
+            request.resolve(result)
+
+
+@dataclass
+class _Request:
+    raw: bytes
+    arrivals: list[Arrival]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[list[Accepted]]
+
+    def resolve(self, result: list[Accepted] | BaseException) -> None:
+        def settle() -> None:
+            if self.future.done():
+                return
+            if isinstance(result, BaseException):
+                self.future.set_exception(result)
+            else:
+                self.future.set_result(result)
+
+        self.loop.call_soon_threadsafe(settle)

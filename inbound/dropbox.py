@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from psycopg.errors import DiskFull
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -34,9 +35,9 @@ from gateway.models import Keep, Source, UserAddress
 from gateway.parsing import parse
 from gateway.resolver import Resolver
 from gateway.smtp_server import ConnectionLimiter, GatewaySMTP, enhanced_ehlo, reply_for
-from gateway.store import Arrival, MessageStore
+from gateway.store import Arrival, GroupCommitter, MessageStore
 from gateway.tls import server_context
-from inbound.forwarded import find_forwarded
+from inbound.forwarded import find_forwarded, might_be_forwarded
 from inbound.recipients import DropboxRecipient, RecipientPolicy
 from inbound.verification import SenderVerifier, Verdict
 
@@ -71,7 +72,7 @@ class DropboxHandler:
     ) -> None:
         self.db = db
         self.config = config
-        self.store = MessageStore(db)
+        self.committer = GroupCommitter(MessageStore(db))
         self.recipients = RecipientPolicy(db, config)
         self.verifier = verifier
         self.wake = wake
@@ -120,7 +121,7 @@ class DropboxHandler:
         if _CONTROL.search(address):
             return str(replies.BAD_RECIPIENT)
         try:
-            recipient = await asyncio.to_thread(self.recipients.resolve, address)
+            recipient = await self.recipients.lookup(address)
         except MailRejected as exc:
             return reply_for(exc)
         except SQLAlchemyError as exc:
@@ -142,7 +143,11 @@ class DropboxHandler:
             results = (
                 verdict.authentication_results(self.config.dropbox.hostname) if verdict else None
             )
-            origins = await asyncio.to_thread(self._origins, recipients, raw)
+            origins = (
+                await asyncio.to_thread(self._origins, recipients, raw)
+                if might_be_forwarded(raw)
+                else {}
+            )
             key = f"smtp:{uuid.uuid4().hex}"
             arrivals = [
                 Arrival(
@@ -157,7 +162,7 @@ class DropboxHandler:
                 for r in recipients
             ]
             try:
-                await asyncio.to_thread(self.store.accept_many, raw, arrivals)
+                await self.committer.accept_many(raw, arrivals)
             except SQLAlchemyError as exc:
                 raise _storage_error(exc) from exc
         except MailRejected as exc:
@@ -275,7 +280,8 @@ def _client_ip(session: Session) -> str:
 def _check_content(raw: bytes, smtp_utf8: bool) -> None:
     # SMTP smuggling (CVE-2023-51764 and kin): a bare CR or LF is never a line
     # end, so refuse it anywhere rather than guess what another hop would do.
-    if _BARE_NEWLINE.search(raw):
+    crlf = raw.count(b"\r\n")
+    if (raw.count(b"\n") != crlf or raw.count(b"\r") != crlf) and _BARE_NEWLINE.search(raw):
         raise MessageRejected(replies.BARE_NEWLINE)
     end = _HEADER_END.search(raw)
     head = raw[: end.start()] if end else raw
@@ -288,10 +294,17 @@ def _header_from(raw: bytes) -> list[str]:
 
 
 def _storage_error(exc: Exception) -> TryLater:
-    text = str(exc).lower()
-    if isinstance(exc, OperationalError) and ("full" in text or "no space" in text):
-        log.error("dropbox: storage full: %s", exc)
-        return TryLater(replies.STORAGE_FULL)
+    # The first error may be hidden behind a later one (a savepoint that SQLite
+    # already rolled back on SQLITE_FULL): look down the chain.
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen).lower()
+        if isinstance(seen, OperationalError | DiskFull) and (
+            "full" in text or "no space" in text or isinstance(seen, DiskFull)
+        ):
+            log.error("dropbox: storage full: %s", seen)
+            return TryLater(replies.STORAGE_FULL)
+        seen = seen.__cause__ or seen.__context__
     log.error("dropbox: storage error: %s", exc)
     return TryLater(replies.TRY_LATER)
 
@@ -345,3 +358,4 @@ class DropboxServer:
         await stop.wait()
         self.server.close()
         await self.server.wait_closed()
+        await asyncio.to_thread(self.handler.committer.close)

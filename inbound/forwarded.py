@@ -55,7 +55,20 @@ class ForwardedOrigin:
         return {"style": self.style, "headers": dict(self.headers)}
 
 
+# Cheap look before the full MIME parse: every style leaves one of these.
+_HINTS = re.compile(
+    rb"message/rfc822|forwarded message|original message|from:[^\n]*\n[^\n]*sent:|_{10,}|base64",
+    re.I,
+)
+
+
+def might_be_forwarded(raw: bytes) -> bool:
+    return _HINTS.search(raw) is not None
+
+
 def find_forwarded(raw: bytes) -> ForwardedOrigin | None:
+    if not might_be_forwarded(raw):
+        return None
     try:
         message = message_from_bytes(raw, policy=policy.default)
     except Exception:

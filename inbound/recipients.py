@@ -8,10 +8,12 @@ source route (refused earlier by GatewaySMTP)                  -> 550 5.7.1
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from gateway import smtp_replies as replies
 from gateway.addresses import normalize
@@ -20,7 +22,9 @@ from gateway.db import Database
 from gateway.errors import RecipientRejected
 from gateway.models import User
 
+TOKEN_CACHE_SECONDS = 1.0
 _TOKEN = r"(?P<token>[a-z2-7]{16,64})"
+_BY_TOKEN = select(User.id, User.account_id).where(User.dropbox_token == bindparam("b_token"))
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class RecipientPolicy:
     def __init__(self, db: Database, config: Config) -> None:
         self.db = db
         self.domain = (normalize(f"x@{config.dropbox.domain}") or "").rpartition("@")[2]
+        self._cache: dict[str, tuple[DropboxRecipient, float]] = {}
         prefix, _, suffix = config.dropbox.address_format.lower().partition("{token}")
         self._local = re.compile(f"^{re.escape(prefix)}{_TOKEN}{re.escape(suffix)}$")
 
@@ -54,13 +59,28 @@ class RecipientPolicy:
             raise RecipientRejected(replies.UNKNOWN_RECIPIENT)
         return match.group("token")
 
+    async def lookup(self, address: str) -> DropboxRecipient:
+        """resolve() with a short-lived cache of known tokens, off the event loop.
+
+        A rotated token stops working within TOKEN_CACHE_SECONDS in a running
+        server (a busy dropbox sees the same token many times a second).
+        """
+        token = self.token_of(address)
+        now = time.monotonic()
+        cached = self._cache.get(token)
+        if cached is not None and cached[1] > now:
+            return DropboxRecipient(cached[0].user_id, cached[0].account_id, address)
+        recipient = await asyncio.to_thread(self.resolve, address)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[token] = (recipient, now + TOKEN_CACHE_SECONDS)
+        return recipient
+
     def resolve(self, address: str) -> DropboxRecipient:
         """Blocking (database): run it off the event loop."""
         token = self.token_of(address)
-        with self.db.session() as session:
-            row = session.execute(
-                select(User.id, User.account_id).where(User.dropbox_token == token)
-            ).first()
+        with self.db.read() as session:
+            row = session.connection().execute(_BY_TOKEN, {"b_token": token}).first()
         if row is None:
             raise RecipientRejected(replies.UNKNOWN_RECIPIENT)
         return DropboxRecipient(row.id, row.account_id, address)

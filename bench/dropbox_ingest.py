@@ -1,0 +1,188 @@
+"""Benchmark: N parallel SMTP clients sending 10 KB messages to dropbox addresses.
+
+Prints messages/s for
+  - ceiling:  a bare aiosmtpd server that accepts and discards (bench/sink_server.py),
+  - dropbox:  `gateway serve` (dropbox + pipeline roles, SQLite), acknowledged
+              messages/s, and messages/s until the pipeline has attached them all,
+  - ratios against the ceiling measured in the same run.
+Sender verification is off here (policy trust-network for loopback); its cost is
+measured separately with --verify against a loopback DNS zone server.
+
+    .venv/bin/python -m bench.dropbox_ingest --clients 20 --messages 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from gateway.accounts import add_user, create_account, dropbox_address
+from gateway.config import load_config
+from gateway.contacts import add_contact
+from gateway.db import Database
+from gateway.directory import AccountDirectory
+from gateway.models import Sighting
+from gateway.tls import ensure_self_signed
+
+BODY = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\r\n" * 135
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _reply(reader: asyncio.StreamReader) -> bytes:
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("closed")
+        if line[3:4] != b"-":
+            return line
+
+
+async def client(port: int, rcpt: str, count: int, tag: str) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await _reply(reader)
+    writer.write(b"EHLO bench.test\r\n")
+    await _reply(reader)
+    ok = 0
+    for i in range(count):
+        message = (
+            f"From: Carol <carol@client.example>\r\nTo: Bob <bob@acme.example>\r\n"
+            f"Subject: bench {tag}-{i}\r\nMessage-ID: <{tag}-{i}@client.example>\r\n"
+            f"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n{BODY}.\r\n"
+        ).encode()
+        # One command at a time (the ceiling server does not offer PIPELINING).
+        for command in ("MAIL FROM:<carol@client.example>", f"RCPT TO:<{rcpt}>", "DATA"):
+            writer.write(command.encode() + b"\r\n")
+            await _reply(reader)
+        writer.write(message)
+        if (await _reply(reader)).startswith(b"250"):
+            ok += 1
+    writer.write(b"QUIT\r\n")
+    await _reply(reader)
+    writer.close()
+    return ok
+
+
+async def load(port: int, rcpt: str, clients: int, messages: int) -> tuple[int, float]:
+    per = messages // clients
+    started = time.perf_counter()
+    results = await asyncio.gather(*(client(port, rcpt, per, f"c{n}") for n in range(clients)))
+    return sum(results), time.perf_counter() - started
+
+
+def wait_ready(proc: subprocess.Popen[bytes], log: Path, marker: bytes) -> None:
+    deadline = time.monotonic() + 60
+    while marker not in log.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(log.read_text())
+        time.sleep(0.05)
+
+
+def ceiling(clients: int, messages: int, tmp: Path) -> float:
+    port = free_port()
+    log = tmp / "sink.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bench.sink_server", str(port)], stdout=out)
+    try:
+        wait_ready(proc, log, b"ready")
+        ok, elapsed = asyncio.run(load(port, "x@sink.example", clients, messages))
+    finally:
+        proc.terminate()
+        proc.wait()
+    return ok / elapsed
+
+
+def gateway(
+    clients: int, messages: int, tmp: Path, extra: tuple[str, ...] = ()
+) -> tuple[float, float]:
+    port = free_port()
+    config_file = tmp / "config.toml"
+    config_file.write_text(
+        f'[dropbox]\nlisten = "127.0.0.1:{port}"\npolicy = "trust-network"\n'
+        'trusted_networks = ["127.0.0.0/8"]\n[log]\nlevel = "warning"\n'
+    )
+    config = load_config(config_file, environ={})
+    ensure_self_signed(config.tls_cert_file, config.tls_key_file, "localhost")
+    db = Database(config.database_url)
+    db.migrate()
+    with db.session() as session:
+        account = create_account(session, "bench")
+        user, _ = add_user(session, config, account, "bob@acme.example")
+        rcpt = dropbox_address(config, user)
+        directory = AccountDirectory.load(session, account, config)
+        add_contact(session, directory, ["carol@client.example"], "Carol", "lower")
+    log = tmp / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--config", str(config_file), "serve", *extra],
+            stderr=out,
+            env={**os.environ, "GATEWAY_LOG__LEVEL": "info"},
+        )
+    try:
+        wait_ready(proc, log, b"gateway: ready")
+        started = time.perf_counter()
+        ok, elapsed = asyncio.run(load(port, rcpt, clients, messages))
+        while True:
+            with db.session() as session:
+                pending = session.scalar(
+                    select(func.count()).select_from(Sighting).where(Sighting.state == "pending")
+                )
+            if not pending:
+                break
+            time.sleep(0.05)
+        attached = time.perf_counter() - started
+    finally:
+        proc.terminate()
+        proc.wait()
+        db.dispose()
+    return ok / elapsed, ok / attached
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[10, 20, 50])
+    parser.add_argument("--messages", type=int, default=2000)
+    args = parser.parse_args()
+    console = Console()
+    table = Table(
+        "clients",
+        "ceiling msg/s",
+        "dropbox 250 msg/s",
+        "ratio",
+        "attached msg/s",
+        "ratio",
+        title=f"dropbox ingest, {args.messages:,} x 10 KB messages on SQLite",
+    )
+    for clients in args.clients:
+        with tempfile.TemporaryDirectory() as tmp:
+            top = ceiling(clients, args.messages, Path(tmp))
+            acked, attached = gateway(clients, args.messages, Path(tmp))
+        table.add_row(
+            str(clients),
+            f"{top:,.0f}",
+            f"{acked:,.0f}",
+            f"{acked / top:.2f}",
+            f"{attached:,.0f}",
+            f"{attached / top:.2f}",
+        )
+        console.log(f"{clients} clients done")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
