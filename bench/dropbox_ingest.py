@@ -114,7 +114,8 @@ def gateway(
     config_file = tmp / "config.toml"
     config_file.write_text(
         f'[dropbox]\nlisten = "127.0.0.1:{port}"\npolicy = "trust-network"\n'
-        'trusted_networks = ["127.0.0.0/8"]\n[log]\nlevel = "warning"\n'
+        'trusted_networks = ["127.0.0.0/8"]\nmax_connections_per_ip = 10000\n'
+        'connections_per_minute_per_ip = 100000\n[log]\nlevel = "warning"\n'
     )
     config = load_config(config_file, environ={})
     ensure_self_signed(config.tls_cert_file, config.tls_key_file, "localhost")

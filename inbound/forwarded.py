@@ -55,15 +55,22 @@ class ForwardedOrigin:
         return {"style": self.style, "headers": dict(self.headers)}
 
 
-# Cheap look before the full MIME parse: every style leaves one of these.
-_HINTS = re.compile(
-    rb"message/rfc822|forwarded message|original message|from:[^\n]*\n[^\n]*sent:|_{10,}|base64",
-    re.I,
+# Cheap look before the full MIME parse: every style leaves one of these (an
+# encoded body can hide them, so base64 and quoted-printable parts count too).
+_HINTS = (
+    b"message/rfc822",
+    b"forwarded message",
+    b"original message",
+    b"__________",
+    b"sent:",
+    b"base64",
+    b"quoted-printable",
 )
 
 
 def might_be_forwarded(raw: bytes) -> bool:
-    return _HINTS.search(raw) is not None
+    lowered = raw.lower()
+    return any(hint in lowered for hint in _HINTS)
 
 
 def find_forwarded(raw: bytes) -> ForwardedOrigin | None:
