@@ -107,9 +107,7 @@ def ceiling(clients: int, messages: int, tmp: Path) -> float:
     return ok / elapsed
 
 
-def gateway(
-    clients: int, messages: int, tmp: Path, extra: tuple[str, ...] = ()
-) -> tuple[float, float]:
+def gateway(clients: int, messages: int, tmp: Path, split: bool = False) -> tuple[float, float]:
     port = free_port()
     config_file = tmp / "config.toml"
     config_file.write_text(
@@ -127,15 +125,29 @@ def gateway(
         rcpt = dropbox_address(config, user)
         directory = AccountDirectory.load(session, account, config)
         add_contact(session, directory, ["carol@client.example"], "Carol", "lower")
-    log = tmp / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "--config", str(config_file), "serve", *extra],
-            stderr=out,
-            env={**os.environ, "GATEWAY_LOG__LEVEL": "info"},
-        )
-    try:
+    procs = []
+    env = {**os.environ, "GATEWAY_LOG__LEVEL": "info", "GATEWAY_PIPELINE__POLL_INTERVAL": "0.05"}
+    # "split": the pipeline in a process of its own, beside the dropbox.
+    for n, roles in enumerate(["dropbox", "pipeline"] if split else ["dropbox,pipeline"]):
+        log = tmp / f"serve-{n}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway",
+                    "--config",
+                    str(config_file),
+                    "serve",
+                    "--roles",
+                    roles,
+                ],
+                stderr=out,
+                env=env,
+            )
+        procs.append(proc)
         wait_ready(proc, log, b"gateway: ready")
+    try:
         started = time.perf_counter()
         ok, elapsed = asyncio.run(load(port, rcpt, clients, messages))
         while True:
@@ -148,8 +160,9 @@ def gateway(
             time.sleep(0.05)
         attached = time.perf_counter() - started
     finally:
-        proc.terminate()
-        proc.wait()
+        for proc in procs:
+            proc.terminate()
+            proc.wait()
         db.dispose()
     return ok / elapsed, ok / attached
 
@@ -162,6 +175,7 @@ def main() -> None:
     console = Console()
     table = Table(
         "clients",
+        "processes",
         "ceiling msg/s",
         "dropbox 250 msg/s",
         "ratio",
@@ -172,15 +186,18 @@ def main() -> None:
     for clients in args.clients:
         with tempfile.TemporaryDirectory() as tmp:
             top = ceiling(clients, args.messages, Path(tmp))
-            acked, attached = gateway(clients, args.messages, Path(tmp))
-        table.add_row(
-            str(clients),
-            f"{top:,.0f}",
-            f"{acked:,.0f}",
-            f"{acked / top:.2f}",
-            f"{attached:,.0f}",
-            f"{attached / top:.2f}",
-        )
+        for split in (False, True):
+            with tempfile.TemporaryDirectory() as tmp:
+                acked, attached = gateway(clients, args.messages, Path(tmp), split)
+            table.add_row(
+                str(clients),
+                "dropbox | pipeline" if split else "1 (both roles)",
+                f"{top:,.0f}",
+                f"{acked:,.0f}",
+                f"{acked / top:.2f}",
+                f"{attached:,.0f}",
+                f"{attached / top:.2f}",
+            )
         console.log(f"{clients} clients done")
     console.print(table)
 

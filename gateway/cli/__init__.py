@@ -44,7 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream=sys.stderr,
         )
         if ctx.config.log.level != "debug":
-            logging.getLogger("alembic").setLevel(logging.WARNING)
+            # Per-connection chatter of the libraries: only problems at info level.
+            for name in ("alembic", "mail.log"):
+                logging.getLogger(name).setLevel(logging.WARNING)
         result: int = args.handler(ctx, args)
         return result
     except ConfigError as exc:
