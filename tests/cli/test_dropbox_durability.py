@@ -85,7 +85,7 @@ def test_sigkill_during_parallel_deliveries(initialized: Run, config_file: Path)
     proc = start(config_file)  # restart: the pipeline finishes what was stored
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        with db.session() as session:
+        with db.read() as session:
             pending = session.scalar(
                 select(func.count()).select_from(Sighting).where(Sighting.state == "pending")
             )

@@ -61,7 +61,7 @@ def test_unknown_role_is_refused(initialized: Run) -> None:
 
 
 def counts(db: Database) -> tuple[int, int, int]:
-    with db.session() as session:
+    with db.read() as session:
         pending = session.scalar(
             select(func.count()).select_from(Sighting).where(Sighting.state == "pending")
         )
@@ -75,7 +75,7 @@ def counts(db: Database) -> tuple[int, int, int]:
 def test_sigkill_while_finishing_loses_and_duplicates_nothing(
     initialized: Run, config_file: Path
 ) -> None:
-    total = 400
+    total = 1000
     initialized("contacts", "add", "carol@client.com")
     config = load_config(config_file)
     db = Database(config.database_url)
