@@ -181,6 +181,13 @@ class DropboxConfig:
         default=300.0,
         metadata=_doc("Seconds a client may stay silent before 421 and hang-up."),
     )
+    max_session_time: float = field(
+        default=600.0,
+        metadata=_doc(
+            "Seconds one connection may last in all, however busy (a client dripping bytes "
+            "never reaches the idle timeout); then 421 and hang-up."
+        ),
+    )
     max_connections_per_ip: int = field(
         default=20,
         metadata=_doc("Concurrent connections from one IP; more get 421 4.7.0."),
@@ -471,8 +478,9 @@ def _check_dropbox(config: Config) -> None:
     ):
         if getattr(dropbox, key) < 1:
             raise ConfigError(f"dropbox.{key}", src, "must be at least 1")
-    if dropbox.timeout <= 0:
-        raise ConfigError("dropbox.timeout", src, "must be greater than 0")
+    for key in ("timeout", "max_session_time"):
+        if getattr(dropbox, key) <= 0:
+            raise ConfigError(f"dropbox.{key}", src, "must be greater than 0")
 
 
 def _host_port(value: str, default_port: int | None, key: str, source: str) -> tuple[str, int]:

@@ -23,6 +23,7 @@ BARE_NEWLINE = Reply(550, "5.6.0", "Bare CR or LF in message: lines must end wit
 TOO_BIG = Reply(552, "5.3.4", "Message too big")
 TLS_ACTIVE = Reply(503, "5.5.1", "TLS is already active")
 IDLE_TIMEOUT = Reply(421, "4.4.2", "Idle too long, closing connection")
+SESSION_TOO_LONG = Reply(421, "4.4.2", "Connection time limit reached, closing connection")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
 TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections from your address, try later")
 STORAGE_FULL = Reply(452, "4.3.1", "Insufficient system storage, try again later")

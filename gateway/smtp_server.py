@@ -108,9 +108,12 @@ class GatewaySMTP(SMTP):
         *,
         max_errors: int,
         limiter: ConnectionLimiter | None = None,
+        max_session_time: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
+        self.max_session_time = max_session_time
+        self._deadline: asyncio.TimerHandle | None = None
         self.max_errors = max_errors
         self.limiter = limiter
         self._errors = 0
@@ -121,6 +124,8 @@ class GatewaySMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None
         super().connection_made(transport)
+        if first and self.max_session_time is not None:
+            self._deadline = self.loop.call_later(self.max_session_time, self._session_expired)
         if not first or self.limiter is None or self._proxy_timeout is not None:
             return  # behind a proxy, the client's address comes with the PROXY header
         peer = transport.get_extra_info("peername")
@@ -145,7 +150,15 @@ class GatewaySMTP(SMTP):
         await super().push(str(replies.TOO_MANY_CONNECTIONS))
         return False
 
+    def _session_expired(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            log.info("closing a connection that reached the session time limit")
+            self.transport.write(f"{replies.SESSION_TOO_LONG}\r\n".encode())  # type: ignore[attr-defined]
+            self.transport.close()
+
     def connection_lost(self, error: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
         if self._admitted_ip is not None and self.limiter is not None:
             self.limiter.release(self._admitted_ip)
             self._admitted_ip = None

@@ -338,6 +338,7 @@ class DropboxServer:
             ident="CRM Email Gateway",
             tls_context=self.tls,
             timeout=dropbox.timeout,
+            max_session_time=dropbox.max_session_time,
             **options,
         )
 

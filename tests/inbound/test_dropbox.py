@@ -358,3 +358,27 @@ def test_undecodable_envelope_bytes_are_refused(dropbox) -> None:
         assert client.getreply()[0] == 250
         client.send(b"RCPT TO:<x\x00@" + dropbox.config.dropbox.domain.encode() + b">\r\n")
         assert client.getreply()[0] in (501, 553)
+
+
+@pytest.mark.parametrize("dropbox_options", [{"max_session_time": 1.5, "timeout": 10.0}])
+def test_a_client_dripping_bytes_is_cut_off(dropbox, db, dropbox_options) -> None:
+    import time
+
+    with socket.create_connection(("127.0.0.1", dropbox.port), timeout=10) as sock:
+        sock.recv(200)
+        sock.sendall(b"EHLO client.test\r\nMAIL FROM:<bob@acme.com>\r\n")
+        sock.sendall(f"RCPT TO:<{dropbox.address('bob@acme.com')}>\r\nDATA\r\n".encode())
+        received = b""
+        try:
+            for _ in range(40):  # a byte every 0.1 s never trips the idle timeout
+                sock.sendall(b"x")
+                time.sleep(0.1)
+        except OSError:
+            pass  # the server hung up
+        try:
+            while chunk := sock.recv(4096):
+                received += chunk
+        except OSError:
+            pass
+    assert b"421 4.4.2 Connection time limit reached" in received
+    assert count(db, RawMessage) == 0
