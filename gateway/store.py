@@ -9,6 +9,7 @@ the same bytes arriving twice are stored once. Arrivals are idempotent per
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import queue
 import threading
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway.db import Database, insert_ignore
+from gateway.db import Database
 from gateway.models import (
     Keep,
     RawMessage,
@@ -47,6 +49,8 @@ class Arrival:
     auth_results: str | None = None
     quarantined: bool = False  # held until its user approves it
     origin: dict[str, Any] | None = None  # a forward to the user's own dropbox
+    account_id: int | None = None  # the user's account, when the caller knows it
+    new_key: bool = False  # source_key made up for this arrival: it cannot exist yet
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,17 @@ _REVIVE = (
 )
 
 
+@functools.cache
+def _insert_raw(dialect: str) -> Any:
+    """INSERT the bytes unless stored already, RETURNING the new row's id (none if not)."""
+    module: Any = sqlite if dialect == "sqlite" else postgresql
+    return (
+        module.insert(table_of(RawMessage))
+        .on_conflict_do_nothing(index_elements=["sha256"])
+        .returning(_r.id)
+    )
+
+
 def accept_in(session: Session, raw: bytes, arrival: Arrival) -> Accepted:
     """The body of accept(), for callers that own the transaction (prebuilt Core
     statements: this runs for every message acknowledged)."""
@@ -103,25 +118,28 @@ def accept_in(session: Session, raw: bytes, arrival: Arrival) -> Accepted:
     sha = hashlib.sha256(raw).hexdigest()
     key = arrival.source_key or sha
     source = arrival.source.value
-    existing = connection.execute(
-        _FIND_SIGHTING, {"b_user": arrival.user_id, "b_source": source, "b_key": key}
-    ).first()
+    existing = None
+    if not arrival.new_key:
+        existing = connection.execute(
+            _FIND_SIGHTING, {"b_user": arrival.user_id, "b_source": source, "b_key": key}
+        ).first()
     if existing is not None and existing.raw_message_id is not None:
         return Accepted(existing.id, existing.raw_message_id, sha, new=False)
-    insert_ignore(
-        session,
-        table_of(RawMessage),
-        [{"sha256": sha, "size": len(raw), "data": raw, "created_at": utcnow()}],
-        ["sha256"],
-    )
-    raw_id = connection.execute(_RAW_ID, {"b_sha": sha}).scalar_one()
+    raw_id = connection.execute(
+        _insert_raw(connection.dialect.name),
+        {"sha256": sha, "size": len(raw), "data": raw, "created_at": utcnow()},
+    ).scalar()
+    if raw_id is None:  # these bytes were stored before
+        raw_id = connection.execute(_RAW_ID, {"b_sha": sha}).scalar_one()
     if existing is not None:
         # Seen before and discarded as involving no contact: look again.
         connection.execute(
             _REVIVE, {"b_id": existing.id, "b_raw": raw_id, "b_keep": arrival.keep.value}
         )
         return Accepted(existing.id, raw_id, sha, new=True)
-    account_id = connection.execute(_ACCOUNT_OF, {"b_user": arrival.user_id}).scalar()
+    account_id = (
+        arrival.account_id or connection.execute(_ACCOUNT_OF, {"b_user": arrival.user_id}).scalar()
+    )
     if account_id is None:
         raise LookupError(f"no user with id {arrival.user_id}")
     state = SightingState.QUARANTINED if arrival.quarantined else SightingState.PENDING
@@ -192,28 +210,22 @@ class GroupCommitter:
             self._commit(batch)
 
     def _commit(self, batch: list[_Request]) -> None:
-        results: list[list[Accepted] | BaseException] = []
         try:
             with self.store.db.session() as session:
-                for request in batch:
-                    try:
-                        with session.begin_nested():
-                            results.append(
-                                [accept_in(session, request.raw, a) for a in request.arrivals]
-                            )
-                    except IntegrityError as exc:
-                        results.append(exc)
-        except BaseException as exc:  # the commit itself failed: nobody is stored
+                results = [
+                    [accept_in(session, request.raw, a) for a in request.arrivals]
+                    for request in batch
+                ]
+        except BaseException as exc:
+            if len(batch) == 1:
+                batch[0].resolve(exc)  # not stored: the caller answers 4xx
+                return
+            # Nothing of this batch is stored; give each its own transaction so
+            # one bad request cannot fail the others.
             for request in batch:
-                request.resolve(exc)
+                self._commit([request])
             return
         for request, result in zip(batch, results, strict=True):
-            if isinstance(result, IntegrityError):
-                # A concurrent writer clashed: this one retries on its own.
-                try:
-                    result = self.store.accept_many(request.raw, request.arrivals)
-                except BaseException as exc:
-                    result = exc
             request.resolve(result)
 
 

@@ -158,6 +158,8 @@ class DropboxHandler:
                     auth_results=results,
                     quarantined=decision.quarantine,
                     origin=origins.get(r.user_id),
+                    account_id=r.account_id,
+                    new_key=True,
                 )
                 for r in recipients
             ]
