@@ -8,18 +8,15 @@ resolver's cache.
 from __future__ import annotations
 
 import argparse
-import base64
 import time
 
-import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from rich.console import Console
 from rich.table import Table
 
 from gateway.config import DnsConfig
 from gateway.resolver import Resolver
 from inbound.verification import SenderVerifier
+from tests.peers.dkim import make_dkim_key
 from tests.peers.dns import ZoneServer
 
 BODY = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\r\n" * 135
@@ -29,30 +26,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=500)
     args = parser.parse_args()
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    key = make_dkim_key()
     zone = ZoneServer()
     zone.set("acme.example", "TXT", "v=spf1 ip4:127.0.0.1 -all")
     zone.set("_dmarc.acme.example", "TXT", "v=DMARC1; p=reject")
-    zone.set(
-        "s1._domainkey.acme.example",
-        "TXT",
-        "v=DKIM1; k=rsa; p=" + base64.b64encode(public).decode(),
-    )
+    zone.set("s1._domainkey.acme.example", "TXT", key.record)
     raws = []
     for i in range(args.messages):
         raw = (
             f"From: Bob <bob@acme.example>\r\nTo: x@dropbox.example\r\nSubject: m{i}\r\n"
             f"Message-ID: <v{i}@acme.example>\r\n\r\n{BODY}"
         ).encode()
-        raws.append(bytes(dkim.sign(raw, b"s1", b"acme.example", pem)) + raw)
+        raws.append(key.sign(raw, "acme.example"))
     console = Console()
     table = Table(
         "resolver",

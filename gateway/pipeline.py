@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import events
@@ -49,6 +49,7 @@ from gateway.models import (
     utcnow,
 )
 from gateway.parsing import ParsedMessage, parse, parse_origin
+from gateway.store import drop_raw_if_unused
 
 log = logging.getLogger(__name__)
 
@@ -448,13 +449,4 @@ def _discard(session: Session, work: Work) -> None:
         .where(Sighting.id == work.sighting_id)
         .values(state=SightingState.DISCARDED.value, raw_message_id=None, processed_at=utcnow())
     )
-    raw_id = work.raw_message_id
-    if raw_id is None:
-        return
-    session.execute(
-        delete(RawMessage).where(
-            RawMessage.id == raw_id,
-            ~exists().where(Sighting.raw_message_id == raw_id),
-            ~exists().where(Message.raw_message_id == raw_id),
-        )
-    )
+    drop_raw_if_unused(session, work.raw_message_id)

@@ -6,11 +6,12 @@ rejecting discards it and drops the bytes when nothing else needs them.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.errors import NotFound
-from gateway.models import Message, RawMessage, Sighting, SightingState, User, utcnow
+from gateway.models import Sighting, SightingState, User, utcnow
+from gateway.store import drop_raw_if_unused
 
 
 def held(session: Session, account_id: int) -> list[tuple[Sighting, str]]:
@@ -48,11 +49,4 @@ def reject(session: Session, account_id: int, sighting_id: int) -> None:
     sighting.raw_message_id = None
     sighting.processed_at = utcnow()
     session.flush()
-    if raw_id is not None:
-        session.execute(
-            delete(RawMessage).where(
-                RawMessage.id == raw_id,
-                ~exists().where(Sighting.raw_message_id == raw_id),
-                ~exists().where(Message.raw_message_id == raw_id),
-            )
-        )
+    drop_raw_if_unused(session, raw_id)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from gateway.db import Database
 from gateway.models import (
     Keep,
+    Message,
     RawMessage,
     Sighting,
     SightingState,
@@ -163,6 +164,19 @@ def accept_in(session: Session, raw: bytes, arrival: Arrival) -> Accepted:
         },
     ).scalar_one()
     return Accepted(int(sighting_id), int(raw_id), sha, new=True)
+
+
+def drop_raw_if_unused(session: Session, raw_id: int | None) -> None:
+    """Delete stored bytes that no sighting or message needs any more."""
+    if raw_id is None:
+        return
+    session.execute(
+        delete(RawMessage).where(
+            RawMessage.id == raw_id,
+            ~exists().where(Sighting.raw_message_id == raw_id),
+            ~exists().where(Message.raw_message_id == raw_id),
+        )
+    )
 
 
 class GroupCommitter:

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import smtplib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.accounts import add_user, dropbox_address, get_user
 from gateway.config import Config, DnsConfig, TlsConfig
@@ -21,6 +17,7 @@ from gateway.db import Database
 from gateway.models import Account
 from gateway.tls import ensure_self_signed
 from inbound.dropbox import DropboxServer
+from tests.peers.dkim import DkimKey, make_dkim_key
 from tests.peers.dns import ZoneServer
 
 
@@ -30,28 +27,9 @@ def zone_server() -> ZoneServer:
     return ZoneServer()
 
 
-@dataclass
-class DkimKey:
-    private_pem: bytes
-    record: str
-
-    def sign(self, raw: bytes, domain: str, selector: str = "s1", **kwargs: object) -> bytes:
-        signature = dkim.sign(raw, selector.encode(), domain.encode(), self.private_pem, **kwargs)
-        return bytes(signature) + raw
-
-
 @pytest.fixture(scope="session")
 def dkim_key() -> DkimKey:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return DkimKey(pem, "v=DKIM1; k=rsa; p=" + base64.b64encode(public).decode())
+    return make_dkim_key()
 
 
 @pytest.fixture

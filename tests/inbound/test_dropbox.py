@@ -13,8 +13,9 @@ from gateway import smtp_replies as replies
 from gateway.errors import Reply
 from gateway.models import RawMessage, Sighting
 from gateway.pipeline import Pipeline
-from tests.inbound.conftest import DkimKey, Dropbox
+from tests.inbound.conftest import Dropbox
 from tests.mail import make_message
+from tests.peers.dkim import DkimKey
 from tests.pipeline_helpers import count
 
 
