@@ -65,9 +65,8 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only transaction (on SQLite it never waits for writers)."""
-        with self._read_sessions() as session, session.begin():
-            yield session
-            session.rollback()
+        with self._read_sessions() as session:
+            yield session  # closing the session rolls the read transaction back
 
     def migrate(self, revision: str = "head") -> None:
         with self.engine.begin() as connection:

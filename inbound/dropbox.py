@@ -216,7 +216,7 @@ class DropboxHandler:
     ) -> str | None:
         """None when, for every recipient's account, a sender address of one of its
         users verifies; else why not (blocking: database)."""
-        with self.db.session() as session:
+        with self.db.read() as session:
             for recipient in recipients:
                 users = set(
                     session.scalars(
@@ -243,7 +243,7 @@ class DropboxHandler:
         visible = {a.normalized for name in ("to", "cc") for a in outer.addresses.get(name, ())}
         visible = {a for a in visible if domain_of(a) != self.recipients.domain}
         out: dict[int, Any] = {}
-        with self.db.session() as session:
+        with self.db.read() as session:
             for recipient in recipients:
                 own = set(
                     session.scalars(
