@@ -114,6 +114,11 @@ def record_references(
     )
 
 
+def may_thread_by_subject(parsed: ParsedMessage) -> bool:
+    """Whether find_conversation() may fall back to the subject (and so read addresses)."""
+    return _looks_like_reply(parsed, references_of(parsed))
+
+
 def _looks_like_reply(parsed: ParsedMessage, refs: list[str]) -> bool:
     return bool(refs) or thread_subject(parsed.subject) != parsed.subject.strip().casefold()
 

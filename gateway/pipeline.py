@@ -30,13 +30,14 @@ from gateway import events
 from gateway.addresses import Address
 from gateway.config import Config
 from gateway.contacts import create_contact
-from gateway.conversations import find_conversation, record_references
+from gateway.conversations import find_conversation, may_thread_by_subject, record_references
 from gateway.db import Database, insert_ignore
 from gateway.directory import AccountDirectory
 from gateway.matching import match_contacts
 from gateway.models import (
     Account,
     Direction,
+    Event,
     Keep,
     Message,
     MessageAddress,
@@ -91,11 +92,47 @@ class Outcome:
     error: str | None = None
 
 
+@dataclass
+class Writes:
+    """Rows of a batch written together (executemany) just before it commits.
+
+    Flushed early whenever a step reads them back: the subject fallback of
+    threading (message_addresses) and auto-create (events stay in order).
+    """
+
+    addresses: list[dict[str, Any]] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    done: list[dict[str, Any]] = field(default_factory=list)
+
+    def flush(self, session: Session) -> None:
+        connection = session.connection()
+        if self.addresses:
+            connection.execute(_INSERT_ADDRESSES, self.addresses)
+        insert_ignore(
+            session, table_of(MessageContact), self.links, ["message_id", "contact_id", "role"]
+        )
+        if self.events:
+            connection.execute(_INSERT_EVENT, self.events)
+        if self.done:
+            connection.execute(_DONE, self.done)
+        self.clear()
+
+    def clear(self) -> None:
+        self.addresses, self.links, self.events, self.done = [], [], [], []
+
+    def event(self, account_id: int, kind: str, **payload: Any) -> None:
+        self.events.append(
+            {"account_id": account_id, "kind": kind, "payload": payload, "created_at": utcnow()}
+        )
+
+
 class Pipeline:
     def __init__(self, db: Database, config: Config) -> None:
         self.db = db
         self.config = config
         self.case = config.addresses.local_part_case
+        self.writes = Writes()
 
     def run_pending(self, limit: int | None = None) -> list[Outcome]:
         """Finish pending sightings in batches until none is left (or `limit` done).
@@ -132,8 +169,11 @@ class Pipeline:
                 directories[work.account_id] = AccountDirectory.load(session, account, self.config)
         try:
             with session.begin_nested():
-                return [self._steps(session, w, directories[w.account_id]) for w in works]
+                done = [self._steps(session, w, directories[w.account_id]) for w in works]
+                self.writes.flush(session)
+                return done
         except Exception as exc:
+            self.writes.clear()
             if len(works) == 1:
                 return [self._failed(session, works[0], exc)]
             log.warning("pipeline: a batch of %s failed; finishing one by one", len(works))
@@ -142,7 +182,9 @@ class Pipeline:
             try:
                 with session.begin_nested():
                     outcomes.append(self._steps(session, work, directories[work.account_id]))
+                    self.writes.flush(session)
             except Exception as exc:
+                self.writes.clear()
                 outcomes.append(self._failed(session, work, exc))
         return outcomes
 
@@ -178,9 +220,8 @@ class Pipeline:
         )
         known = next((row.id for row in seen if row.identity == identity), None)
         if known is not None:
-            _done(session, work, known)
-            events.emit(
-                session,
+            self._done(work, known)
+            self.writes.event(
                 work.account_id,
                 events.MESSAGE_SIGHTED,
                 message_id=known,
@@ -218,6 +259,8 @@ class Pipeline:
                         _SET_FLAGS, {"b_id": row.id, "b_flags": [*row.flags, "message_id_reused"]}
                     )
         when = parsed.date or utcnow()
+        if may_thread_by_subject(parsed):
+            self.writes.flush(session)  # the subject fallback reads message_addresses
         conversation_id = find_conversation(session, work.account_id, parsed, candidates, when)
         message_id = self._insert_message(
             session, work, parsed, identity, directory, flags, conversation_id
@@ -225,11 +268,10 @@ class Pipeline:
         record_references(session, work.account_id, message_id, parsed)
         created = self._auto_create(session, directory, creatable, message_id, parsed)
         matched.update(created)
-        _store_addresses(session, work.account_id, message_id, roles)
-        contact_ids = _attach(session, message_id, roles, matched)
-        _done(session, work, message_id)
-        events.emit(
-            session,
+        self._store_addresses(work.account_id, message_id, roles)
+        contact_ids = self._attach(message_id, roles, matched)
+        self._done(work, message_id)
+        self.writes.event(
             work.account_id,
             events.MESSAGE_CREATED,
             message_id=message_id,
@@ -248,6 +290,40 @@ class Pipeline:
             contact_ids=contact_ids,
             auto_created=list(created.values()),
             flags=tuple(flags),
+        )
+
+    def _store_addresses(
+        self, account_id: int, message_id: int, roles: list[tuple[Role, Address]]
+    ) -> None:
+        rows = {
+            (address.normalized, role.value): {
+                "message_id": message_id,
+                "account_id": account_id,
+                "address": address.normalized,
+                "role": role.value,
+            }
+            for role, address in roles
+        }
+        self.writes.addresses += rows.values()
+
+    def _attach(
+        self, message_id: int, roles: list[tuple[Role, Address]], matched: dict[str, int]
+    ) -> list[int]:
+        rows = {
+            (matched[a.normalized], role.value): {
+                "message_id": message_id,
+                "contact_id": matched[a.normalized],
+                "role": role.value,
+            }
+            for role, a in roles
+            if a.normalized in matched
+        }
+        self.writes.links += rows.values()
+        return sorted({contact_id for contact_id, _ in rows})
+
+    def _done(self, work: Work, message_id: int) -> None:
+        self.writes.done.append(
+            {"b_id": work.sighting_id, "b_message_id": message_id, "b_now": utcnow()}
         )
 
     def _creatable(
@@ -284,6 +360,8 @@ class Pipeline:
         parsed: ParsedMessage,
     ) -> dict[str, int]:
         created: dict[str, int] = {}
+        if creatable:
+            self.writes.flush(session)  # keep events in order; attach reads addresses
         for address in creatable:
             contact = create_contact(
                 session,
@@ -349,6 +427,7 @@ _SET_FLAGS = (
 )
 _INSERT_MESSAGE = insert(table_of(Message)).returning(_m.id)
 _INSERT_ADDRESSES = insert(table_of(MessageAddress))
+_INSERT_EVENT = insert(table_of(Event))
 _DONE = (
     update(table_of(Sighting))
     .where(_s.id == bindparam("b_id"))
@@ -394,52 +473,6 @@ def _roles(parsed: ParsedMessage) -> list[tuple[Role, Address]]:
 
 def _jsonable(addresses: Sequence[Address]) -> list[dict[str, str]]:
     return [{"name": a.display_name, "email": a.addr_spec} for a in addresses]
-
-
-def _store_addresses(
-    session: Session, account_id: int, message_id: int, roles: list[tuple[Role, Address]]
-) -> None:
-    rows = {
-        (address.normalized, role.value): {
-            "message_id": message_id,
-            "account_id": account_id,
-            "address": address.normalized,
-            "role": role.value,
-        }
-        for role, address in roles
-    }
-    if rows:
-        session.connection().execute(_INSERT_ADDRESSES, list(rows.values()))
-
-
-def _attach(
-    session: Session,
-    message_id: int,
-    roles: list[tuple[Role, Address]],
-    matched: dict[str, int],
-) -> list[int]:
-    rows = {
-        (matched[a.normalized], role.value): {
-            "message_id": message_id,
-            "contact_id": matched[a.normalized],
-            "role": role.value,
-        }
-        for role, a in roles
-        if a.normalized in matched
-    }
-    insert_ignore(
-        session,
-        table_of(MessageContact),
-        list(rows.values()),
-        ["message_id", "contact_id", "role"],
-    )
-    return sorted({contact_id for contact_id, _ in rows})
-
-
-def _done(session: Session, work: Work, message_id: int) -> None:
-    session.connection().execute(
-        _DONE, {"b_id": work.sighting_id, "b_message_id": message_id, "b_now": utcnow()}
-    )
 
 
 def _discard(session: Session, work: Work) -> None:

@@ -432,3 +432,42 @@ def test_a_message_that_keeps_failing_is_parked(db, config, account_id, monkeypa
     assert pipeline.run_pending() == []
     with db.session() as session:
         assert session.scalars(select(Sighting.state)).all() == ["failed"]
+
+
+def test_one_batch_sees_its_own_earlier_messages(db, config, account_id) -> None:
+    """Rows written together at the end of a batch are still seen by later messages
+    of the same batch: the subject fallback and auto-create read them."""
+    from gateway.accounts import get_user
+    from gateway.pipeline import Pipeline
+    from gateway.store import Arrival, MessageStore
+
+    set_account(db, account_id, auto_create_contacts=True)
+    with db.session() as session:
+        bob = get_user(session, config, "bob@acme.com").id
+    store = MessageStore(db)
+    raws = [
+        make_message(
+            from_="bob@acme.com", to="new@client.com", subject="Plan B", message_id="<b1@x>"
+        ),
+        make_message(
+            from_="new@client.com", to="bob@acme.com", subject="Re: Plan B", message_id="<b2@x>"
+        ),
+        make_message(from_="bob@acme.com", to="new@client.com", cc="other@client.com", subject="x"),
+    ]
+    for raw in raws:
+        store.accept(raw, Arrival(bob, Source.IMPORT, Keep.ALWAYS))
+    outcomes = Pipeline(db, config).run_pending()
+    assert len(outcomes) == 3 and all(o.created for o in outcomes)
+    first, reply, third = outcomes
+    assert conversation_of(db, first.message_id) == conversation_of(db, reply.message_id)
+    assert len(first.auto_created) == 1 and third.auto_created  # other@ is new, new@ is not
+    assert attached(db, reply.message_id or 0) == {first.auto_created[0]: {"from"}}
+    with db.session() as session:
+        kinds = session.scalars(select(Event.kind).order_by(Event.id)).all()
+    assert kinds == [
+        "contact.created",
+        "message.created",
+        "message.created",
+        "contact.created",
+        "message.created",
+    ]
