@@ -78,11 +78,42 @@ async def client(port: int, rcpt: str, count: int, tag: str) -> int:
     return ok
 
 
+CLIENT = "asyncio"  # or "smtp-source" (Postfix's load generator), set by --client
+
+
 async def load(port: int, rcpt: str, clients: int, messages: int) -> tuple[int, float]:
+    if CLIENT == "smtp-source":
+        return smtp_source(port, rcpt, clients, messages)
     per = messages // clients
     started = time.perf_counter()
     results = await asyncio.gather(*(client(port, rcpt, per, f"c{n}") for n in range(clients)))
     return sum(results), time.perf_counter() - started
+
+
+def smtp_source(port: int, rcpt: str, clients: int, messages: int) -> tuple[int, float]:
+    """Postfix's smtp-source: one message per session, `clients` sessions at a time."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [
+            "smtp-source",
+            "-l",
+            "10240",
+            "-m",
+            str(messages),
+            "-s",
+            str(clients),
+            "-f",
+            "carol@client.example",
+            "-t",
+            rcpt,
+            f"127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr)
+    return messages, time.perf_counter() - started
 
 
 def wait_ready(proc: subprocess.Popen[bytes], log: Path, marker: bytes) -> None:
@@ -171,7 +202,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 20, 50])
     parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--client", choices=["asyncio", "smtp-source"], default="asyncio")
     args = parser.parse_args()
+    global CLIENT
+    CLIENT = args.client
     console = Console()
     table = Table(
         "clients",
@@ -181,7 +215,7 @@ def main() -> None:
         "ratio",
         "attached msg/s",
         "ratio",
-        title=f"dropbox ingest, {args.messages:,} x 10 KB messages on SQLite",
+        title=f"dropbox ingest, {args.messages:,} x 10 KB messages on SQLite ({args.client})",
     )
     for clients in args.clients:
         with tempfile.TemporaryDirectory() as tmp:
