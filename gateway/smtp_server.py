@@ -172,7 +172,9 @@ class GatewaySMTP(SMTP):
 
     async def push(self, status: Any) -> None:
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else str(status)
-        if not self._in_ehlo:
+        # RFC 2034: enhanced codes once the client has said EHLO (HELO clients get none).
+        session = self.session
+        if not self._in_ehlo and session is not None and session.extended_smtp:
             text = with_status(text)
         await super().push(text)
         if text[:1] == "5" and not self._closing:

@@ -9,6 +9,7 @@ the same bytes arriving twice are stored once. Arrivals are idempotent per
 from __future__ import annotations
 
 import asyncio
+import logging
 import functools
 import hashlib
 import queue
@@ -34,6 +35,9 @@ from gateway.models import (
     table_of,
     utcnow,
 )
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -221,7 +225,12 @@ class GroupCommitter:
                     self._queue.put(None)  # stop after this batch
                     break
                 batch.append(item)
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except Exception:  # never let the writer thread die: callers would hang
+                log.exception("group commit failed")
+                for request in batch:
+                    request.resolve(TimeoutError("storage writer failed"))
 
     def _commit(self, batch: list[_Request]) -> None:
         try:
@@ -251,6 +260,9 @@ class _Request:
     future: asyncio.Future[list[Accepted]]
 
     def resolve(self, result: list[Accepted] | BaseException) -> None:
+        if self.loop.is_closed():
+            return
+
         def settle() -> None:
             if self.future.done():
                 return

@@ -383,3 +383,13 @@ def test_a_client_dripping_bytes_is_cut_off(dropbox, db, dropbox_options) -> Non
             pass
     assert b"421 4.4.2 Connection time limit reached" in received
     assert count(db, RawMessage) == 0
+
+
+def test_helo_clients_get_plain_replies(dropbox) -> None:
+    client = smtplib.SMTP("127.0.0.1", dropbox.port, timeout=30)
+    try:
+        client.helo("old.client.test")
+        code, text = client.docmd("RSET")
+        assert (code, text) == (250, b"OK")
+    finally:
+        client.quit()
