@@ -9,9 +9,9 @@ the same bytes arriving twice are stored once. Arrivals are idempotent per
 from __future__ import annotations
 
 import asyncio
-import logging
 import functools
 import hashlib
+import logging
 import queue
 import threading
 from collections.abc import Sequence
@@ -35,7 +35,6 @@ from gateway.models import (
     table_of,
     utcnow,
 )
-
 
 log = logging.getLogger(__name__)
 
