@@ -51,10 +51,18 @@ _HAS_STATUS = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}(\s|$)")
 _SOURCE_ROUTE = re.compile(r"^\s*<\s*@")
 
 
+_UNSAFE_REPLY = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+MAX_REPLY = 500  # RFC 5321 4.5.3.1.5: reply lines stay short
+
+
 def reply_for(exc: BaseException) -> str:
-    """The SMTP reply for an exception raised while handling a command."""
+    """The SMTP reply for an exception raised while handling a command.
+
+    Texts may carry values from the client or from DNS (a reason naming a
+    domain): control characters are replaced so a reply is always one line.
+    """
     if isinstance(exc, MailRejected):
-        return str(exc.reply)
+        return _UNSAFE_REPLY.sub(" ", str(exc.reply))[:MAX_REPLY]
     log.exception("unexpected error while handling SMTP", exc_info=exc)
     return str(replies.TRY_LATER)
 

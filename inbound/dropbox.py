@@ -170,6 +170,8 @@ class DropboxHandler:
         except MailRejected as exc:
             log.info("dropbox: refused message from %s: %s", envelope.mail_from, exc.reply)
             return reply_for(exc)
+        except Exception as exc:  # never a 500 or a 250 for what we could not do
+            return reply_for(exc)
         self.wake()
         log.info(
             "dropbox: accepted %s bytes from <%s> for %s user(s)%s",

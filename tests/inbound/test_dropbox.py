@@ -393,3 +393,25 @@ def test_helo_clients_get_plain_replies(dropbox) -> None:
         assert (code, text) == (250, b"OK")
     finally:
         client.quit()
+
+
+def test_an_internal_failure_is_try_later_never_250(dropbox, db, monkeypatch) -> None:
+    from inbound.verification import SenderVerifier
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("resolver exploded")
+
+    monkeypatch.setattr(SenderVerifier, "verify", broken)
+    with dropbox.client() as client:
+        client.mail("bob@acme.com")
+        client.rcpt(dropbox.address("bob@acme.com"))
+        expect(client.data(from_bob()), replies.TRY_LATER)
+    assert count(db, RawMessage) == 0
+
+
+def test_reply_text_is_always_one_line() -> None:
+    from gateway.errors import SenderRejected
+    from gateway.smtp_server import reply_for
+
+    hostile = SenderRejected(replies.SENDER_NOT_VERIFIED._replace(text="x\r\n250 OK\r\nnope"))
+    assert "\r" not in reply_for(hostile) and "\n" not in reply_for(hostile)
