@@ -26,6 +26,7 @@ MAX_ADDRESS_LENGTH = 320
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f\u0080-\u009f\u2028\u2029<>]")
 _FORBIDDEN_IN_QUOTES = re.compile(r"[\x00-\x1f\x7f\u0080-\u009f\u2028\u2029]")
 _QUOTED_LOCAL = re.compile(r'^"(?:[^"\\]|\\.)*"$')
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _DOMAIN_LITERAL = re.compile(r"^\[[^\[\]\\]+\]$")
 
@@ -141,8 +142,10 @@ def parse_address_list(value: str, local_part_case: str = "lower") -> list[Addre
     names stay display names even when an encoded word decodes to something
     that looks like an address.
     """
-    value = fix_surrogates(value)
-    simple = _simple_addresses(value.replace("\r\n", "").replace("\n", ""), local_part_case)
+    # RFC 5322 2.2.3: unfold first (the stdlib parser drops a display name that
+    # follows a fold).
+    value = _FOLD.sub("", fix_surrogates(value))
+    simple = _simple_addresses(value, local_part_case)
     if simple is not None:
         return simple
     return full_parse_address_list(value, local_part_case)

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import text
 
 from gateway.accounts import add_user, create_account
@@ -18,6 +19,12 @@ from gateway.db import Database
 from gateway.models import Base
 
 PG_URL = os.environ.get("GATEWAY_TEST_DATABASE_URL", "")
+
+# CI explores a fixed set of examples (reproducible runs); elsewhere Hypothesis
+# keeps looking for new counterexamples on every run.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def pytest_report_header() -> str:
