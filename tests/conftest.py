@@ -56,6 +56,16 @@ def database_url(migrated_template: str, tmp_path: Path) -> str:
         db = Database(PG_URL)
         tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
         with db.engine.begin() as conn:
+            # A gateway process that a test killed with SIGKILL may leave a
+            # session idle in a transaction for a moment: end it, don't wait.
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND state LIKE 'idle in transaction%'"
+                )
+            )
+            conn.execute(text("SET LOCAL lock_timeout = '20s'"))
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         db.dispose()
         return PG_URL
