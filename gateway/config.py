@@ -226,6 +226,13 @@ class PipelineConfig:
         default=100,
         metadata=_doc("Messages finished per database transaction."),
     )
+    own_process: bool = field(
+        default=True,
+        metadata=_doc(
+            "Run the pipeline's work in a child process of `gateway serve`, so that it "
+            "uses another core than the SMTP servers."
+        ),
+    )
 
 
 @dataclass(frozen=True)

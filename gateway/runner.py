@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import signal
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
 from gateway.config import KNOWN_ROLES, Config
@@ -30,26 +33,79 @@ class Role(Protocol):
     async def run(self, stop: asyncio.Event) -> None: ...
 
 
+_CHILD_PIPELINE: Pipeline | None = None
+
+
+def _new_pool() -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_child_init,
+    )
+
+
+def _child_init() -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the child itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_pending_in_child(config: Config, limit: int) -> int:
+    """In the pipeline's child process: one Database for the process's life."""
+    global _CHILD_PIPELINE
+    if _CHILD_PIPELINE is None:
+        _CHILD_PIPELINE = Pipeline(Database(config.database_url), config)
+    return len(_CHILD_PIPELINE.run_pending(limit))
+
+
 class PipelineWorker:
-    """Finishes pending sightings: at start (crash recovery), when woken, and every poll."""
+    """Finishes pending sightings: at start (crash recovery), when woken, and every poll.
+
+    With [pipeline] own_process the work runs in a child process (one worker of
+    a process pool), so that parsing and matching use another core than the
+    event loop of the SMTP servers.
+    """
 
     def __init__(self, db: Database, config: Config) -> None:
+        self.config = config
         self.pipeline = Pipeline(db, config)
         self.interval = config.pipeline.poll_interval
         self.wake_event = asyncio.Event()
+        self.pool: ProcessPoolExecutor | None = None
 
     def wake(self) -> None:
         self.wake_event.set()
 
     async def start(self) -> None:
-        return None
+        if self.config.pipeline.own_process:
+            self.pool = _new_pool()
+
+    async def _run_pending(self) -> int:
+        if self.pool is None:
+            return len(await asyncio.to_thread(self.pipeline.run_pending, BATCH))
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.pool, _run_pending_in_child, self.config, BATCH)
+        except BrokenProcessPool:
+            # The child died (killed, out of memory): its transaction rolled
+            # back; a new child redoes the work.
+            log.error("pipeline: the worker process died; starting a new one")
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = _new_pool()
+            raise
 
     async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self._loop(stop)
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.wake_event.clear()
             done = 0
             try:
-                done = len(await asyncio.to_thread(self.pipeline.run_pending, BATCH))
+                done = await self._run_pending()
                 if done:
                     log.info("pipeline: finished %s message(s)", done)
             except Exception:  # the database may be briefly away; keep going
