@@ -116,3 +116,36 @@ def test_sigkill_while_finishing_loses_and_duplicates_nothing(
         links = session.scalar(select(func.count()).select_from(MessageContact))
     assert links == total
     db.dispose()
+
+
+def children_of(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_a_killed_pipeline_child_is_replaced(initialized: Run, config_file: Path) -> None:
+    total = 600
+    initialized("contacts", "add", "carol@client.com")
+    config = load_config(config_file)
+    db = Database(config.database_url)
+    with db.session() as session:
+        bob = get_user(session, config, "bob@acme.com").id
+    store = MessageStore(db)
+    for i in range(total):
+        store.accept(
+            make_message(message_id=f"<c{i}@x>"),
+            Arrival(bob, Source.DROPBOX, Keep.ALWAYS, source_key=f"smtp-{i}"),
+        )
+    proc = start(config_file, env={"GATEWAY_PIPELINE__BATCH_SIZE": "1"})
+    deadline = time.monotonic() + 60
+    while counts(db)[0] == total and time.monotonic() < deadline:
+        time.sleep(0.005)
+    killed = [pid for pid in children_of(proc.pid) if os.kill(pid, signal.SIGKILL) is None]
+    assert killed, "the pipeline runs in a child process"
+    deadline = time.monotonic() + 120
+    while counts(db)[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert counts(db) == (0, total, total)
+    db.dispose()
