@@ -27,14 +27,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
-from bench.dropbox_ingest import free_port, wait_ready
-from gateway.accounts import add_user, create_account, dropbox_address
-from gateway.config import load_config
-from gateway.contacts import add_contact
-from gateway.db import Database
-from gateway.directory import AccountDirectory
+from bench.dropbox_ingest import prepare_gateway, wait_ready
 from gateway.models import Message, MessageContact, Sighting
-from gateway.tls import ensure_self_signed
 
 
 def serve(config_file: Path, n: int) -> subprocess.Popen[bytes]:
@@ -57,23 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random()
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        config_file = Path(tmp) / "config.toml"
-        config_file.write_text(
-            f'[dropbox]\nlisten = "127.0.0.1:{port}"\npolicy = "trust-network"\n'
-            'trusted_networks = ["127.0.0.0/8"]\nmax_connections_per_ip = 10000\n'
-            "connections_per_minute_per_ip = 1000000\n"
-        )
-        config = load_config(config_file, environ={})
-        ensure_self_signed(config.tls_cert_file, config.tls_key_file, "localhost")
-        db = Database(config.database_url)
-        db.migrate()
-        with db.session() as session:
-            account = create_account(session, "crash")
-            user, _ = add_user(session, config, account, "bob@acme.example")
-            rcpt = dropbox_address(config, user)
-            directory = AccountDirectory.load(session, account, config)
-            add_contact(session, directory, ["carol@client.example"], "Carol", "lower")
+        config_file, port, db, rcpt = prepare_gateway(Path(tmp))
         acked: list[str] = []
         lock = threading.Lock()
         for round_ in range(args.rounds):

@@ -138,13 +138,15 @@ def ceiling(clients: int, messages: int, tmp: Path) -> float:
     return ok / elapsed
 
 
-def gateway(clients: int, messages: int, tmp: Path, split: bool = False) -> tuple[float, float]:
+def prepare_gateway(tmp: Path) -> tuple[Path, int, Database, str]:
+    """A config (loopback trusted, no per-IP caps), a database with one user whose
+    dropbox receives the load and one contact: (config file, port, db, dropbox address)."""
     port = free_port()
     config_file = tmp / "config.toml"
     config_file.write_text(
         f'[dropbox]\nlisten = "127.0.0.1:{port}"\npolicy = "trust-network"\n'
         'trusted_networks = ["127.0.0.0/8"]\nmax_connections_per_ip = 10000\n'
-        'connections_per_minute_per_ip = 100000\n[log]\nlevel = "warning"\n'
+        'connections_per_minute_per_ip = 1000000\n[log]\nlevel = "warning"\n'
     )
     config = load_config(config_file, environ={})
     ensure_self_signed(config.tls_cert_file, config.tls_key_file, "localhost")
@@ -156,6 +158,11 @@ def gateway(clients: int, messages: int, tmp: Path, split: bool = False) -> tupl
         rcpt = dropbox_address(config, user)
         directory = AccountDirectory.load(session, account, config)
         add_contact(session, directory, ["carol@client.example"], "Carol", "lower")
+    return config_file, port, db, rcpt
+
+
+def gateway(clients: int, messages: int, tmp: Path, split: bool = False) -> tuple[float, float]:
+    config_file, port, db, rcpt = prepare_gateway(tmp)
     procs = []
     env = {**os.environ, "GATEWAY_LOG__LEVEL": "info", "GATEWAY_PIPELINE__POLL_INTERVAL": "0.05"}
     # "split": the pipeline in a process of its own, beside the dropbox.

@@ -227,10 +227,11 @@ class PipelineConfig:
         metadata=_doc("Messages finished per database transaction."),
     )
     own_process: bool = field(
-        default=True,
+        default=False,
         metadata=_doc(
             "Run the pipeline's work in a child process of `gateway serve`, so that it "
-            "uses another core than the SMTP servers."
+            "uses another core than the SMTP servers (faster; but a parent killed with "
+            "SIGKILL can leave that child behind: off by default)."
         ),
     )
 

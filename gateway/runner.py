@@ -12,7 +12,10 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,6 +28,7 @@ from gateway.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 BATCH = 1000
+ORPHAN_CHECK_SECONDS = 0.5
 
 
 class Role(Protocol):
@@ -47,6 +51,16 @@ def _new_pool() -> ProcessPoolExecutor:
 def _child_init() -> None:
     # Ctrl-C reaches the whole process group: the parent stops the child itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A parent killed with SIGKILL cannot stop its child: the child notices that
+    # it was orphaned and exits (the database rolls back what it had begun).
+    parent = os.getppid()
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+    os._exit(0)
 
 
 def _run_pending_in_child(config: Config, limit: int) -> int:

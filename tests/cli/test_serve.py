@@ -60,6 +60,25 @@ def test_unknown_role_is_refused(initialized: Run) -> None:
     assert result.code == 2 and "unknown role 'teleport'" in result.err
 
 
+def stored_pending(
+    initialized: Run, config_file: Path, total: int, body: str = "x\r\n"
+) -> Database:
+    """`total` dropbox messages from carol@client.com (a contact) stored for Bob, none
+    finished yet, as after a crash between 250 and the pipeline."""
+    initialized("contacts", "add", "carol@client.com")
+    config = load_config(config_file)
+    db = Database(config.database_url)
+    with db.session() as session:
+        bob = get_user(session, config, "bob@acme.com").id
+    store = MessageStore(db)
+    for i in range(total):
+        store.accept(
+            make_message(message_id=f"<k{i}@x>", body=body),
+            Arrival(bob, Source.DROPBOX, Keep.ALWAYS, source_key=f"smtp-{i}"),
+        )
+    return db
+
+
 def counts(db: Database) -> tuple[int, int, int]:
     with db.read() as session:
         pending = session.scalar(
@@ -76,17 +95,7 @@ def test_sigkill_while_finishing_loses_and_duplicates_nothing(
     initialized: Run, config_file: Path
 ) -> None:
     total = 1000
-    initialized("contacts", "add", "carol@client.com")
-    config = load_config(config_file)
-    db = Database(config.database_url)
-    with db.session() as session:
-        bob = get_user(session, config, "bob@acme.com").id
-    store = MessageStore(db)
-    for i in range(total):
-        store.accept(
-            make_message(message_id=f"<k{i}@x>", body="x" * 2000 + "\r\n"),
-            Arrival(bob, Source.DROPBOX, Keep.ALWAYS, source_key=f"smtp-{i}"),
-        )
+    db = stored_pending(initialized, config_file, total, body="x" * 2000 + "\r\n")
     # One message per transaction, so that a kill lands between many commits.
     env = {"GATEWAY_PIPELINE__BATCH_SIZE": "1"}
     kills = 0
@@ -125,18 +134,9 @@ def children_of(pid: int) -> list[int]:
 
 def test_a_killed_pipeline_child_is_replaced(initialized: Run, config_file: Path) -> None:
     total = 600
-    initialized("contacts", "add", "carol@client.com")
-    config = load_config(config_file)
-    db = Database(config.database_url)
-    with db.session() as session:
-        bob = get_user(session, config, "bob@acme.com").id
-    store = MessageStore(db)
-    for i in range(total):
-        store.accept(
-            make_message(message_id=f"<c{i}@x>"),
-            Arrival(bob, Source.DROPBOX, Keep.ALWAYS, source_key=f"smtp-{i}"),
-        )
-    proc = start(config_file, env={"GATEWAY_PIPELINE__BATCH_SIZE": "1"})
+    db = stored_pending(initialized, config_file, total)
+    env = {"GATEWAY_PIPELINE__BATCH_SIZE": "1", "GATEWAY_PIPELINE__OWN_PROCESS": "true"}
+    proc = start(config_file, env=env)
     deadline = time.monotonic() + 60
     while counts(db)[0] == total and time.monotonic() < deadline:
         time.sleep(0.005)
