@@ -8,7 +8,9 @@ span network I/O. `migrate()` brings the schema to the newest Alembic head.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, Table, create_engine, event, insert
+from sqlalchemy import Connection, Engine, Table, create_engine, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,7 +45,11 @@ class Database:
             event.listen(self.read_engine, "begin", _sqlite_begin_deferred)
             # SQLite has one writer; threads of this process queue here instead of
             # sleeping in SQLite's busy handler (which backs off up to 100 ms).
-            self._write_lock: threading.RLock | None = threading.RLock()
+            self._write_lock: WriterLock | None = WriterLock(
+                f"{parsed.database}-writer.lock"
+                if parsed.database and parsed.database != ":memory:"
+                else None
+            )
         else:
             self.engine = create_engine(url, echo=echo, pool_pre_ping=True)
             self.read_engine = self.engine
@@ -63,6 +69,13 @@ class Database:
             yield session
 
     @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """session() without the ORM, for hot paths built on prebuilt Core statements."""
+        lock = self._write_lock or contextlib.nullcontext()
+        with lock, self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only transaction (on SQLite it never waits for writers)."""
         with self._read_sessions() as session:
@@ -77,6 +90,45 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.read_engine.dispose()
+        if self._write_lock is not None:
+            self._write_lock.close()
+
+
+class WriterLock:
+    """One writer at a time among the threads and processes that use a SQLite file.
+
+    SQLite has one write lock; a writer that finds it taken sleeps in the busy
+    handler (backing off up to 100 ms) before trying again. Queueing on a
+    flock(2) of a file beside the database instead wakes the next writer as
+    soon as the lock is free, so the gateway's processes (SMTP workers, the
+    pipeline, the command line) share the database without idle sleeps.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self._threads = threading.RLock()
+        self._depth = 0
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if path else None
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        if self._depth == 0 and self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._threads.release()
+                raise
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def alembic_config(url: str) -> AlembicConfig:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, insert, select, union_all, update
 from sqlalchemy.orm import Session
 
 from gateway import events
@@ -218,6 +218,7 @@ class Pipeline:
             )
             .all()
         )
+        seen = list({row.id: row for row in seen}.values())  # a row can match both ways
         known = next((row.id for row in seen if row.identity == identity), None)
         if known is not None:
             self._done(work, known)
@@ -418,9 +419,16 @@ class Pipeline:
 # than SQLite's work here).
 _m = table_of(Message).c
 _s = table_of(Sighting).c
-_SEEN = select(_m.id, _m.identity, _m.flags).where(
-    _m.account_id == bindparam("account_id"),
-    or_(_m.identity == bindparam("identity"), _m.message_id_header == bindparam("message_id")),
+# Two index searches, not one OR: given `a = ? AND (b = ? OR c = ?)`, SQLite
+# searches the (account_id, identity) index on account_id alone and scans every
+# message of the account.
+_SEEN = union_all(
+    select(_m.id, _m.identity, _m.flags).where(
+        _m.account_id == bindparam("account_id"), _m.identity == bindparam("identity")
+    ),
+    select(_m.id, _m.identity, _m.flags).where(
+        _m.account_id == bindparam("account_id"), _m.message_id_header == bindparam("message_id")
+    ),
 )
 _SET_FLAGS = (
     update(table_of(Message)).where(_m.id == bindparam("b_id")).values(flags=bindparam("b_flags"))

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -77,8 +77,8 @@ class MessageStore:
         """Store `raw` once with one arrival per recipient, in one committed transaction."""
         for attempt in range(3):
             try:
-                with self.db.session() as session:
-                    return [accept_in(session, raw, arrival) for arrival in arrivals]
+                with self.db.connection() as connection:
+                    return [accept_in(connection, raw, arrival) for arrival in arrivals]
             except IntegrityError:
                 # A concurrent writer stored the same bytes or arrival, or a
                 # discard removed the raw row we found: look again.
@@ -115,10 +115,10 @@ def _insert_raw(dialect: str) -> Any:
     )
 
 
-def accept_in(session: Session, raw: bytes, arrival: Arrival) -> Accepted:
+def accept_in(transaction: Session | Connection, raw: bytes, arrival: Arrival) -> Accepted:
     """The body of accept(), for callers that own the transaction (prebuilt Core
     statements: this runs for every message acknowledged)."""
-    connection = session.connection()
+    connection = transaction.connection() if isinstance(transaction, Session) else transaction
     sha = hashlib.sha256(raw).hexdigest()
     key = arrival.source_key or sha
     source = arrival.source.value
@@ -233,9 +233,9 @@ class GroupCommitter:
 
     def _commit(self, batch: list[_Request]) -> None:
         try:
-            with self.store.db.session() as session:
+            with self.store.db.connection() as connection:
                 results = [
-                    [accept_in(session, request.raw, a) for a in request.arrivals]
+                    [accept_in(connection, request.raw, a) for a in request.arrivals]
                     for request in batch
                 ]
         except BaseException as exc:

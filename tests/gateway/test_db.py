@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -48,3 +51,52 @@ def test_contact_lookup_uses_the_index_never_a_scan(db: Database) -> None:
             connection.exec_driver_sql("SET enable_seqscan = off")
             plan = " ".join(str(row[0]) for row in connection.exec_driver_sql("EXPLAIN " + sql))
             assert "uq_contact_emails_account_id" in plan, plan
+
+
+def _plan(db: Database, statement: Any) -> str:
+    with db.engine.connect() as connection:
+        sql = str(
+            statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+        )
+        if db.dialect == "sqlite":
+            return " | ".join(
+                str(row[-1]) for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)
+            )
+        connection.exec_driver_sql("SET enable_seqscan = off")  # as if the tables were big
+        return " | ".join(str(row[0]) for row in connection.exec_driver_sql("EXPLAIN " + sql))
+
+
+def test_known_message_lookup_searches_two_indexes_never_scans(db: Database) -> None:
+    """Every new message looks for an earlier one with its identity or Message-ID:
+    a scan of the account's messages would make each arrival slower than the last."""
+    from gateway.pipeline import _SEEN
+
+    plan = _plan(db, _SEEN.params(account_id=1, identity="abc", message_id="<m@x>"))
+    if db.dialect == "sqlite":
+        assert "(account_id=? AND identity=?)" in plan, plan
+        assert "(account_id=? AND message_id_header=?)" in plan, plan
+        assert "SCAN" not in plan, plan
+    else:
+        assert "Seq Scan" not in plan, plan
+        assert "ix_messages_account_message_id" in plan, plan
+
+
+def test_sqlite_writers_of_all_processes_queue_on_one_file_lock(tmp_path) -> None:
+    """SQLite's busy handler sleeps up to 100 ms between tries; our writers (SMTP
+    workers, the pipeline, the command line) instead queue on a flock beside the
+    database, which another process can see held for as long as a write lasts."""
+    import fcntl
+    import os
+
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    db.migrate()
+    lock_file = tmp_path / "x.db-writer.lock"
+    other = os.open(lock_file, os.O_RDWR)  # another process's view of the lock
+    try:
+        with db.session(), pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again after commit
+        fcntl.flock(other, fcntl.LOCK_UN)
+    finally:
+        os.close(other)
+        db.dispose()
