@@ -38,6 +38,7 @@ def serve(config_file: Path, n: int) -> subprocess.Popen[bytes]:
             [sys.executable, "-m", "gateway", "--config", str(config_file), "serve"],
             stderr=out,
             env={**os.environ, "GATEWAY_LOG__LEVEL": "info"},
+            start_new_session=True,  # its own process group: killpg takes every worker
         )
     wait_ready(proc, log, b"gateway: ready")
     return proc
@@ -86,7 +87,7 @@ def main() -> None:
             for thread in threads:
                 thread.start()
             time.sleep(rng.uniform(0.3, 2.5))  # a random moment of the round
-            proc.send_signal(signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)  # supervisor and workers at once
             killed.set()
             proc.wait()
             for thread in threads:

@@ -2,8 +2,9 @@
 
 Prints messages/s for
   - ceiling:  a bare aiosmtpd server that accepts and discards (bench/sink_server.py),
-  - dropbox:  `gateway serve` (dropbox + pipeline roles, SQLite), acknowledged
-              messages/s, and messages/s until the pipeline has attached them all,
+  - dropbox:  `gateway serve` (dropbox + pipeline roles, SQLite) with each
+              [serve] workers count given (the curve), acknowledged messages/s,
+              and messages/s until the pipeline has attached them all,
   - ratios against the ceiling measured in the same run.
 Sender verification is off here (policy trust-network for loopback); its cost is
 measured separately with --verify against a loopback DNS zone server.
@@ -161,30 +162,23 @@ def prepare_gateway(tmp: Path) -> tuple[Path, int, Database, str]:
     return config_file, port, db, rcpt
 
 
-def gateway(clients: int, messages: int, tmp: Path, split: bool = False) -> tuple[float, float]:
+def gateway(clients: int, messages: int, tmp: Path, workers: int) -> tuple[float, float]:
     config_file, port, db, rcpt = prepare_gateway(tmp)
-    procs = []
-    env = {**os.environ, "GATEWAY_LOG__LEVEL": "info", "GATEWAY_PIPELINE__POLL_INTERVAL": "0.05"}
-    # "split": the pipeline in a process of its own, beside the dropbox.
-    for n, roles in enumerate(["dropbox", "pipeline"] if split else ["dropbox,pipeline"]):
-        log = tmp / f"serve-{n}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gateway",
-                    "--config",
-                    str(config_file),
-                    "serve",
-                    "--roles",
-                    roles,
-                ],
-                stderr=out,
-                env=env,
-            )
-        procs.append(proc)
-        wait_ready(proc, log, b"gateway: ready")
+    env = {
+        **os.environ,
+        "GATEWAY_LOG__LEVEL": "info",
+        "GATEWAY_PIPELINE__POLL_INTERVAL": "0.05",
+        "GATEWAY_SERVE__WORKERS": str(workers),
+    }
+    log = tmp / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--config", str(config_file), "serve"],
+            stderr=out,
+            env=env,
+        )
+    procs = [proc]
+    wait_ready(proc, log, b"gateway: ready")
     try:
         started = time.perf_counter()
         ok, elapsed = asyncio.run(load(port, rcpt, clients, messages))
@@ -210,13 +204,20 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 20, 50])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--client", choices=["asyncio", "smtp-source"], default="asyncio")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2, 3],
+        help="[serve] workers of each gateway run (0: one process for every role)",
+    )
     args = parser.parse_args()
     global CLIENT
     CLIENT = args.client
     console = Console()
     table = Table(
         "clients",
-        "processes",
+        "workers",
         "ceiling msg/s",
         "dropbox 250 msg/s",
         "ratio",
@@ -227,12 +228,12 @@ def main() -> None:
     for clients in args.clients:
         with tempfile.TemporaryDirectory() as tmp:
             top = ceiling(clients, args.messages, Path(tmp))
-        for split in (False, True):
+        for workers in args.workers:
             with tempfile.TemporaryDirectory() as tmp:
-                acked, attached = gateway(clients, args.messages, Path(tmp), split)
+                acked, attached = gateway(clients, args.messages, Path(tmp), workers)
             table.add_row(
                 str(clients),
-                "dropbox | pipeline" if split else "1 (both roles)",
+                str(workers) if workers else "0 (one process)",
                 f"{top:,.0f}",
                 f"{acked:,.0f}",
                 f"{acked / top:.2f}",

@@ -226,14 +226,6 @@ class PipelineConfig:
         default=100,
         metadata=_doc("Messages finished per database transaction."),
     )
-    own_process: bool = field(
-        default=False,
-        metadata=_doc(
-            "Run the pipeline's work in a child process of `gateway serve`, so that it "
-            "uses another core than the SMTP servers (faster; but a parent killed with "
-            "SIGKILL can leave that child behind: off by default)."
-        ),
-    )
 
 
 @dataclass(frozen=True)
@@ -245,6 +237,14 @@ class ServeConfig:
         metadata=_doc(
             'Roles started by `gateway serve`: "dropbox" (the BCC dropbox SMTP server) and '
             '"pipeline" (finishes every stored message, including those interrupted by a crash).'
+        ),
+    )
+    workers: int = field(
+        default=1,
+        metadata=_doc(
+            "SMTP worker processes sharing the listening sockets; the pipeline then runs in "
+            "a background process of its own, and a supervisor restarts any that dies. "
+            "0 runs every role in the one process of `gateway serve`."
         ),
     )
 
@@ -461,6 +461,8 @@ def _check(config: Config) -> None:
     for role in config.serve.roles:
         if role not in KNOWN_ROLES:
             raise ConfigError("serve.roles", src, f"unknown role {role!r} (known: {KNOWN_ROLES})")
+    if not 0 <= config.serve.workers <= 64:
+        raise ConfigError("serve.workers", src, "must be from 0 to 64")
     _check_dropbox(config)
     for server in config.dns.nameservers:
         _host_port(server, 53, "dns.nameservers", src)

@@ -3,7 +3,8 @@
 This is the composition root; it alone imports the role packages (inbound,
 outbound, admin). Each role has `start()` (bind sockets; errors stop start-up)
 and `run(stop)`. SIGTERM and SIGINT set the stop event; every role finishes
-its current unit of work and returns.
+its current unit of work and returns. With [serve] workers > 0 the roles run
+in worker processes under gateway.supervisor, each built here too.
 """
 
 from __future__ import annotations
@@ -11,24 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
-import os
 import signal
-import threading
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from gateway.config import KNOWN_ROLES, Config
 from gateway.db import Database
 from gateway.errors import ConfigError
 from gateway.pipeline import Pipeline
+from gateway.smtp_server import Gate
 
 log = logging.getLogger(__name__)
 BATCH = 1000
-ORPHAN_CHECK_SECONDS = 0.5
 
 
 class Role(Protocol):
@@ -37,84 +33,25 @@ class Role(Protocol):
     async def run(self, stop: asyncio.Event) -> None: ...
 
 
-_CHILD_PIPELINE: Pipeline | None = None
-
-
-def _new_pool() -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(
-        max_workers=1,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_child_init,
-    )
-
-
-def _child_init() -> None:
-    # Ctrl-C reaches the whole process group: the parent stops the child itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A parent killed with SIGKILL cannot stop its child: the child notices that
-    # it was orphaned and exits (the database rolls back what it had begun).
-    parent = os.getppid()
-    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
-
-
-def _exit_when_orphaned(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(ORPHAN_CHECK_SECONDS)
-    os._exit(0)
-
-
-def _run_pending_in_child(config: Config, limit: int) -> int:
-    """In the pipeline's child process: one Database for the process's life."""
-    global _CHILD_PIPELINE
-    if _CHILD_PIPELINE is None:
-        _CHILD_PIPELINE = Pipeline(Database(config.database_url), config)
-    return len(_CHILD_PIPELINE.run_pending(limit))
-
-
 class PipelineWorker:
-    """Finishes pending sightings: at start (crash recovery), when woken, and every poll.
-
-    With [pipeline] own_process the work runs in a child process (one worker of
-    a process pool), so that parsing and matching use another core than the
-    event loop of the SMTP servers.
-    """
+    """Finishes pending sightings: at start (crash recovery), when woken, and every poll."""
 
     def __init__(self, db: Database, config: Config) -> None:
         self.config = config
         self.pipeline = Pipeline(db, config)
         self.interval = config.pipeline.poll_interval
         self.wake_event = asyncio.Event()
-        self.pool: ProcessPoolExecutor | None = None
 
     def wake(self) -> None:
         self.wake_event.set()
 
     async def start(self) -> None:
-        if self.config.pipeline.own_process:
-            self.pool = _new_pool()
+        pass
 
     async def _run_pending(self) -> int:
-        if self.pool is None:
-            return len(await asyncio.to_thread(self.pipeline.run_pending, BATCH))
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self.pool, _run_pending_in_child, self.config, BATCH)
-        except BrokenProcessPool:
-            # The child died (killed, out of memory): its transaction rolled
-            # back; a new child redoes the work.
-            log.error("pipeline: the worker process died; starting a new one")
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool = _new_pool()
-            raise
+        return len(await asyncio.to_thread(self.pipeline.run_pending, BATCH))
 
     async def run(self, stop: asyncio.Event) -> None:
-        try:
-            await self._loop(stop)
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True, cancel_futures=True)
-
-    async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.wake_event.clear()
             done = 0
@@ -140,41 +77,89 @@ async def _first_of(stop: asyncio.Event, wake: asyncio.Event, timeout: float) ->
                 await waiter
 
 
+def build_roles(
+    names: Sequence[str],
+    db: Database,
+    config: Config,
+    *,
+    wake: Callable[[], None] | None = None,
+    gate: Gate | None = None,
+    listeners: Mapping[str, socket.socket] | None = None,
+) -> tuple[dict[str, Role], PipelineWorker | None]:
+    """The roles `names` of one process, and its pipeline worker if it runs one.
+
+    `wake` tells the pipeline that a message was stored (default: this process's
+    own pipeline worker); `gate` and `listeners` are the supervisor's per-IP
+    limits and listening sockets when the process is one of several workers."""
+    check_roles(names)
+    built: dict[str, Role] = {}
+    worker = PipelineWorker(db, config) if "pipeline" in names else None
+    if worker is not None:
+        built["pipeline"] = worker
+    if "dropbox" in names:
+        from inbound.dropbox import DropboxServer
+
+        built["dropbox"] = DropboxServer(
+            db,
+            config,
+            wake or (worker.wake if worker else _nothing),
+            gate=gate,
+            sock=(listeners or {}).get("dropbox"),
+        )
+    return built, worker
+
+
+def check_roles(names: Sequence[str]) -> None:
+    for name in names:
+        if name not in KNOWN_ROLES:
+            raise ConfigError("serve.roles", "--roles", f"unknown role {name!r}")
+
+
+def _nothing() -> None:
+    pass
+
+
+async def run_roles(roles: Mapping[str, Role], stop: asyncio.Event) -> None:
+    async with asyncio.TaskGroup() as group:
+        for name, role in roles.items():
+            group.create_task(role.run(stop), name=name)
+        group.create_task(stop.wait(), name="stop")
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set `stop`: every role finishes its unit of work and returns."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
 class Service:
+    """`gateway serve`: with [serve] workers = 0 every role runs in this process;
+    otherwise a supervisor starts worker processes for them (gateway.supervisor)."""
+
     def __init__(self, config: Config, db: Database) -> None:
         self.config = config
         self.db = db
 
-    def roles(self, names: Sequence[str]) -> dict[str, Role]:
-        for name in names:
-            if name not in KNOWN_ROLES:
-                raise ConfigError("serve.roles", "--roles", f"unknown role {name!r}")
-        worker = PipelineWorker(self.db, self.config)
-        built: dict[str, Role] = {}
-        if "pipeline" in names:
-            built["pipeline"] = worker
-        if "dropbox" in names:
-            from inbound.dropbox import DropboxServer
-
-            built["dropbox"] = DropboxServer(self.db, self.config, worker.wake)
-        return built
-
     async def serve(self, names: Sequence[str], ready: Callable[[], None] = lambda: None) -> None:
-        roles = self.roles(names)
+        if self.config.serve.workers > 0:
+            from gateway.supervisor import Supervisor
+
+            check_roles(names)
+            await Supervisor(self.config, names).serve(ready)
+            return
+        roles, _ = build_roles(names, self.db, self.config)
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
+        with stop_on_signals(stop):
             for role in roles.values():
                 await role.start()
             log.info("serving roles: %s", ", ".join(roles) or "(none)")
             ready()
-            async with asyncio.TaskGroup() as group:
-                for name, role in roles.items():
-                    group.create_task(role.run(stop), name=name)
-                group.create_task(stop.wait(), name="stop")
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+            await run_roles(roles, stop)
         log.info("stopped")

@@ -16,7 +16,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP
 
@@ -107,6 +107,26 @@ class ConnectionLimiter:
                 self._recent.pop(ip, None)
 
 
+class Gate(Protocol):
+    """Admission of client connections under the per-IP limits: the process's own
+    ConnectionLimiter, or the supervisor's, shared by all SMTP worker processes."""
+
+    async def admit(self, ip: str) -> bool: ...
+
+    def release(self, ip: str) -> None: ...
+
+
+class LocalGate:
+    def __init__(self, limiter: ConnectionLimiter) -> None:
+        self.limiter = limiter
+
+    async def admit(self, ip: str) -> bool:
+        return self.limiter.admit(ip)
+
+    def release(self, ip: str) -> None:
+        self.limiter.release(ip)
+
+
 class GatewaySMTP(SMTP):
     """aiosmtpd's SMTP with the gateway's connection policy."""
 
@@ -115,7 +135,7 @@ class GatewaySMTP(SMTP):
         handler: Any,
         *,
         max_errors: int,
-        limiter: ConnectionLimiter | None = None,
+        gate: Gate | None = None,
         max_session_time: float | None = None,
         **kwargs: Any,
     ) -> None:
@@ -123,7 +143,7 @@ class GatewaySMTP(SMTP):
         self.max_session_time = max_session_time
         self._deadline: asyncio.TimerHandle | None = None
         self.max_errors = max_errors
-        self.limiter = limiter
+        self.gate = gate
         self._errors = 0
         self._admitted_ip: str | None = None
         self._in_ehlo = False
@@ -134,25 +154,36 @@ class GatewaySMTP(SMTP):
         super().connection_made(transport)
         if first and self.max_session_time is not None:
             self._deadline = self.loop.call_later(self.max_session_time, self._session_expired)
-        if not first or self.limiter is None or self._proxy_timeout is not None:
-            return  # behind a proxy, the client's address comes with the PROXY header
-        peer = transport.get_extra_info("peername")
-        ip = str(peer[0]) if peer else "?"
-        if self.limiter.admit(ip):
-            self._admitted_ip = ip
-            return
-        log.warning("refusing connection from %s: over the per-IP limits", ip)
-        assert self._handler_coroutine is not None
-        self._handler_coroutine.cancel()  # before the greeting is sent
-        transport.write(f"{replies.TOO_MANY_CONNECTIONS}\r\n".encode())  # type: ignore[attr-defined]
-        transport.close()
+
+    async def _handle_client(self) -> None:
+        # Admission before the greeting; behind a proxy, the client's address
+        # comes with the PROXY header (admit_proxied).
+        if self.gate is not None and self._proxy_timeout is None and self.transport is not None:
+            peer = self.transport.get_extra_info("peername")
+            ip = str(peer[0]) if peer else "?"
+            if not await self._admit(ip):
+                log.warning("refusing connection from %s: over the per-IP limits", ip)
+                if self.transport is not None:
+                    self.transport.write(f"{replies.TOO_MANY_CONNECTIONS}\r\n".encode())  # type: ignore[attr-defined]
+                    self.transport.close()
+                return
+        await super()._handle_client()
+
+    async def _admit(self, ip: str) -> bool:
+        assert self.gate is not None
+        if not await self.gate.admit(ip):
+            return False
+        if self.transport is None:  # the client left while we asked
+            self.gate.release(ip)
+            return False
+        self._admitted_ip = ip
+        return True
 
     async def admit_proxied(self, ip: str) -> bool:
         """Per-IP limits for the client a PROXY header names; False: refused."""
-        if self.limiter is None:
+        if self.gate is None:
             return True
-        if self.limiter.admit(ip):
-            self._admitted_ip = ip
+        if await self._admit(ip):
             return True
         log.warning("refusing proxied connection from %s: over the per-IP limits", ip)
         await super().push(str(replies.TOO_MANY_CONNECTIONS))
@@ -167,8 +198,8 @@ class GatewaySMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
-        if self._admitted_ip is not None and self.limiter is not None:
-            self.limiter.release(self._admitted_ip)
+        if self._admitted_ip is not None and self.gate is not None:
+            self.gate.release(self._admitted_ip)
             self._admitted_ip = None
         super().connection_lost(error)
 

@@ -16,6 +16,7 @@ import asyncio
 import ipaddress
 import logging
 import re
+import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +35,14 @@ from gateway.errors import MailRejected, MessageRejected, SenderRejected, TryLat
 from gateway.models import Keep, Source, UserAddress
 from gateway.parsing import parse
 from gateway.resolver import Resolver
-from gateway.smtp_server import ConnectionLimiter, GatewaySMTP, enhanced_ehlo, reply_for
+from gateway.smtp_server import (
+    ConnectionLimiter,
+    Gate,
+    GatewaySMTP,
+    LocalGate,
+    enhanced_ehlo,
+    reply_for,
+)
 from gateway.store import Arrival, GroupCommitter, MessageStore
 from gateway.tls import server_context
 from inbound.forwarded import find_forwarded, might_be_forwarded
@@ -313,16 +321,29 @@ def _storage_error(exc: Exception) -> TryLater:
     return TryLater(replies.TRY_LATER)
 
 
+def dropbox_limiter(config: Config) -> ConnectionLimiter:
+    dropbox = config.dropbox
+    return ConnectionLimiter(dropbox.max_connections_per_ip, dropbox.connections_per_minute_per_ip)
+
+
 class DropboxServer:
     """The role: owns the listening socket(s) and builds one GatewaySMTP per connection."""
 
-    def __init__(self, db: Database, config: Config, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        wake: Callable[[], None],
+        *,
+        gate: Gate | None = None,
+        sock: socket.socket | None = None,
+    ) -> None:
+        """`gate`: the per-IP limits (default: this process's own); `sock`: a listening
+        socket shared with other worker processes (default: bind [dropbox] listen)."""
         self.config = config
         self.handler = DropboxHandler(db, config, SenderVerifier(Resolver(config.dns)), wake)
-        dropbox = config.dropbox
-        self.limiter = ConnectionLimiter(
-            dropbox.max_connections_per_ip, dropbox.connections_per_minute_per_ip
-        )
+        self.gate = gate or LocalGate(dropbox_limiter(config))
+        self.sock = sock
         self.tls = server_context(config.tls_cert_file, config.tls_key_file)
         self.server: asyncio.Server | None = None
 
@@ -334,7 +355,7 @@ class DropboxServer:
         return GatewaySMTP(
             self.handler,
             max_errors=dropbox.max_errors,
-            limiter=self.limiter,
+            gate=self.gate,
             data_size_limit=dropbox.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,
@@ -347,9 +368,12 @@ class DropboxServer:
         )
 
     async def start(self) -> None:
-        host, port = host_port(self.config.dropbox.listen)
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(self.protocol, host, port)
+        if self.sock is not None:
+            self.server = await loop.create_server(self.protocol, sock=self.sock)
+        else:
+            host, port = host_port(self.config.dropbox.listen)
+            self.server = await loop.create_server(self.protocol, host, port)
         bound = self.server.sockets[0].getsockname()
         log.info("dropbox: listening on %s:%s", bound[0], bound[1])
 

@@ -7,7 +7,6 @@ thin layer over the services in `gateway`.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -15,6 +14,7 @@ from gateway import __version__
 from gateway.cli import contacts, mail, quarantine, setup, users
 from gateway.cli.context import Context
 from gateway.errors import ConfigError, GatewayError
+from gateway.logs import configure_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,15 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ctx = Context(args.config)
     try:
-        logging.basicConfig(
-            level=ctx.config.log.level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
-        if ctx.config.log.level != "debug":
-            # Per-connection chatter of the libraries: only problems at info level.
-            for name in ("alembic", "mail.log"):
-                logging.getLogger(name).setLevel(logging.WARNING)
+        configure_logging(ctx.config)
         result: int = args.handler(ctx, args)
         return result
     except ConfigError as exc:

@@ -1,9 +1,10 @@
-"""SIGKILL of `gateway serve` in the middle of many parallel dropbox deliveries:
-every message that got 250 is there after restart, and none is attached twice."""
+"""SIGKILL of `gateway serve` and all its workers in the middle of many parallel
+dropbox deliveries: every message that got 250 is there after restart, and none
+is attached twice."""
 
 from __future__ import annotations
 
-import re
+import os
 import signal
 import smtplib
 import threading
@@ -17,21 +18,12 @@ from gateway.config import load_config
 from gateway.db import Database
 from gateway.models import Message, MessageContact, Sighting
 from tests.cli.conftest import Run
-from tests.cli.test_serve import start
+from tests.cli.test_serve import dropbox_port, start
 from tests.mail import make_message
 
 CLIENTS = 16
 PER_CLIENT = 40
 KILL_AFTER = 150  # acknowledged messages
-
-
-def dropbox_port(log_dir: Path, proc_log_before: set[Path]) -> int:
-    newest = max(
-        set(log_dir.glob("serve-*.log")) - proc_log_before, key=lambda p: p.stat().st_mtime
-    )
-    found = re.search(rb"dropbox: listening on [\d.]+:(\d+)", newest.read_bytes())
-    assert found, newest.read_text()
-    return int(found.group(1))
 
 
 def test_sigkill_during_parallel_deliveries(initialized: Run, config_file: Path) -> None:
@@ -75,7 +67,7 @@ def test_sigkill_during_parallel_deliveries(initialized: Run, config_file: Path)
     deadline = time.monotonic() + 120
     while len(acked) < KILL_AFTER and time.monotonic() < deadline:
         time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # as a power cut would: every process at once
     killed.set()
     proc.wait(timeout=20)
     for thread in threads:

@@ -4,7 +4,10 @@ when it is killed with SIGKILL in the middle of finishing messages."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import smtplib
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from gateway.accounts import get_user
+from gateway.accounts import dropbox_address, get_user
 from gateway.config import load_config
 from gateway.db import Database
 from gateway.models import Event, Keep, Message, MessageContact, Sighting, Source
@@ -27,7 +30,8 @@ READY_TIMEOUT = 30.0
 def start(
     config_file: Path, *extra: str, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start `gateway serve`; its log goes to a file (a full pipe would block it)."""
+    """Start `gateway serve` in a process group of its own (os.killpg kills it and all
+    its workers); its log goes to a file (a full pipe would block it)."""
     log = config_file.with_name(f"serve-{time.monotonic_ns()}.log")
     with log.open("wb") as sink:
         proc = subprocess.Popen(
@@ -35,6 +39,7 @@ def start(
             stderr=sink,
             stdout=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
+            start_new_session=True,
         )
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
@@ -48,11 +53,25 @@ def start(
     raise AssertionError(f"gateway serve did not start: {log.read_text(errors='replace')}")
 
 
+def dropbox_port(log_dir: Path, proc_log_before: set[Path]) -> int:
+    newest = max(
+        set(log_dir.glob("serve-*.log")) - proc_log_before, key=lambda p: p.stat().st_mtime
+    )
+    found = re.search(rb"dropbox: listening on [\d.]+:(\d+)", newest.read_bytes())
+    assert found, newest.read_text()
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_stops_cleanly_on_signals(initialized: Run, config_file: Path, sig: signal.Signals) -> None:
-    proc = start(config_file)
+def test_stops_cleanly_on_signals(
+    initialized: Run, config_file: Path, sig: signal.Signals, workers: str
+) -> None:
+    proc = start(config_file, env={"GATEWAY_SERVE__WORKERS": workers})
+    others = children_of(proc.pid)
     proc.send_signal(sig)
-    assert proc.wait(timeout=20) == 0
+    assert proc.wait(timeout=40) == 0
+    assert wait_gone(others) == []
 
 
 def test_unknown_role_is_refused(initialized: Run) -> None:
@@ -132,22 +151,120 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def test_a_killed_pipeline_child_is_replaced(initialized: Run, config_file: Path) -> None:
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its new parent) counts as gone.
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def wait_gone(pids: list[int], seconds: float = 20.0) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+def test_killed_workers_are_replaced_and_finish_the_work(
+    initialized: Run, config_file: Path
+) -> None:
     total = 600
     db = stored_pending(initialized, config_file, total)
-    env = {"GATEWAY_PIPELINE__BATCH_SIZE": "1", "GATEWAY_PIPELINE__OWN_PROCESS": "true"}
+    env = {"GATEWAY_PIPELINE__BATCH_SIZE": "1", "GATEWAY_SERVE__WORKERS": "2"}
     proc = start(config_file, env=env)
+    workers = children_of(proc.pid)
+    assert len(workers) == 3  # smtp-1, smtp-2, background
     deadline = time.monotonic() + 60
     while counts(db)[0] == total and time.monotonic() < deadline:
         time.sleep(0.005)
-    killed = children_of(proc.pid)
-    assert killed, "the pipeline runs in a child process"
-    for pid in killed:
+    for pid in workers:
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 120
     while counts(db)[0] and time.monotonic() < deadline:
         time.sleep(0.05)
+    replaced = children_of(proc.pid)
+    assert len(replaced) == 3 and not set(replaced) & set(workers)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
+    assert proc.wait(timeout=40) == 0
     assert counts(db) == (0, total, total)
+    assert wait_gone(replaced) == []
     db.dispose()
+
+
+def test_a_killed_supervisor_leaves_no_worker_behind(initialized: Run, config_file: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"GATEWAY_SERVE__WORKERS": "2", "GATEWAY_DROPBOX__LISTEN": f"127.0.0.1:{port}"}
+    proc = start(config_file, env=env)
+    workers = children_of(proc.pid)
+    assert len(workers) == 3
+    proc.kill()  # SIGKILL: the supervisor cannot tell anyone
+    proc.wait(timeout=20)
+    assert wait_gone(workers) == [], "workers outlived their supervisor"
+    # No worker holds the listening socket: a new gateway starts on the same port.
+    proc = start(config_file, env=env)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=40) == 0
+
+
+def trust_loopback(config_file: Path) -> None:
+    with config_file.open("a") as handle:
+        handle.write('policy = "trust-network"\ntrusted_networks = ["127.0.0.0/8"]\n')
+
+
+def test_mail_taken_by_a_worker_is_finished_at_once(initialized: Run, config_file: Path) -> None:
+    """The SMTP worker's `wake` reaches the background worker through the supervisor:
+    with an hour between polls, only the wake can explain the prompt attachment."""
+    trust_loopback(config_file)
+    db = stored_pending(initialized, config_file, 0)
+    config = load_config(config_file)
+    with db.session() as session:
+        rcpt = dropbox_address(config, get_user(session, config, "bob@acme.com"))
+    logs = set(config_file.parent.glob("serve-*.log"))
+    env = {"GATEWAY_SERVE__WORKERS": "2", "GATEWAY_PIPELINE__POLL_INTERVAL": "3600"}
+    proc = start(config_file, env=env)
+    port = dropbox_port(config_file.parent, logs)
+    for i in range(4):
+        with smtplib.SMTP("127.0.0.1", port, timeout=20) as smtp:
+            smtp.sendmail("carol@client.com", [rcpt], make_message(message_id=f"<w{i}@x>"))
+    deadline = time.monotonic() + 20
+    while counts(db)[1] < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert counts(db) == (0, 4, 4)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=40) == 0
+    db.dispose()
+
+
+def test_per_ip_connection_limit_holds_across_workers(initialized: Run, config_file: Path) -> None:
+    logs = set(config_file.parent.glob("serve-*.log"))
+    env = {"GATEWAY_SERVE__WORKERS": "3", "GATEWAY_DROPBOX__MAX_CONNECTIONS_PER_IP": "3"}
+    proc = start(config_file, env=env)
+    port = dropbox_port(config_file.parent, logs)
+    clients = [smtplib.SMTP("127.0.0.1", port, timeout=20) for _ in range(3)]
+    try:
+        with pytest.raises(smtplib.SMTPConnectError) as refused:
+            smtplib.SMTP("127.0.0.1", port, timeout=20)
+        assert refused.value.smtp_code == 421
+        clients.pop().quit()  # one leaves: its place is free again, whichever worker had it
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                clients.append(smtplib.SMTP("127.0.0.1", port, timeout=20))
+                break
+            except smtplib.SMTPConnectError:
+                # The worker tells the supervisor just after the client left.
+                assert time.monotonic() < deadline, "the freed place never came back"
+                time.sleep(0.02)
+    finally:
+        for client in clients:
+            client.close()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=40) == 0

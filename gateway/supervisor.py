@@ -1,0 +1,225 @@
+"""`gateway serve` with [serve] workers > 0: a supervisor and its worker processes.
+
+    supervisor (this process): binds the listening sockets, keeps the per-IP
+        connection limits for all SMTP workers, passes `wake` on to the
+        background worker, restarts a worker that dies, stops them all.
+    smtp-1 .. smtp-N: the SMTP roles (dropbox), accepting on the shared sockets.
+    background: the pipeline (and, later, the other roles without a socket).
+
+Each worker is `python -m gateway.worker` with a socketpair as its control
+channel (gateway.control). A worker notices at once when the supervisor is
+gone, even after SIGKILL, and stops by itself: no orphans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gateway.config import Config, host_port
+from gateway.errors import GatewayError
+from gateway.runner import stop_on_signals
+from gateway.smtp_server import ConnectionLimiter
+from gateway.worker import BACKGROUND_ROLES, LISTENING_ROLES, WorkerSpec
+
+log = logging.getLogger(__name__)
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # after quick successive deaths
+STABLE_SECONDS = 60.0  # a worker that ran this long starts again from the first delay
+
+
+def bind(listen: str) -> socket.socket:
+    host, port = host_port(listen)
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    sock = socket.create_server((host, port), family=family, backlog=511)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Child:
+    """One worker process, started again whenever it dies until the supervisor stops."""
+
+    def __init__(self, supervisor: Supervisor, name: str, roles: tuple[str, ...]) -> None:
+        self.supervisor = supervisor
+        self.name = name
+        self.roles = roles
+        self.ready = asyncio.Event()
+        self.proc: asyncio.subprocess.Process | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._held: collections.Counter[str] = collections.Counter()
+
+    def send(self, line: str) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(line.encode() + b"\n")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        deaths = 0
+        while not stop.is_set():
+            started = time.monotonic()
+            code = await self._run_once()
+            if stop.is_set():
+                return
+            if not self.ready.is_set():
+                raise GatewayError(f"worker {self.name} failed to start (exit status {code})")
+            deaths = 0 if time.monotonic() - started > STABLE_SECONDS else deaths + 1
+            delay = RESTART_DELAYS[min(deaths, len(RESTART_DELAYS)) - 1] if deaths else 0.0
+            log.error("worker %s exited (%s); starting it again in %.0f s", self.name, code, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+    async def _run_once(self) -> int | None:
+        ours, theirs = socket.socketpair()
+        listeners = {
+            role: sock.fileno()
+            for role, sock in self.supervisor.listeners.items()
+            if role in self.roles
+        }
+        spec = WorkerSpec(self.name, self.roles, self.supervisor.config, listeners, theirs.fileno())
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "gateway.worker",
+                stdin=asyncio.subprocess.PIPE,
+                pass_fds=[theirs.fileno(), *listeners.values()],
+            )
+        finally:
+            theirs.close()
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(pickle.dumps(spec))
+        await self.proc.stdin.drain()
+        self.proc.stdin.close()
+        log.info("started worker %s (pid %s): %s", self.name, self.proc.pid, ", ".join(self.roles))
+        reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+        try:
+            await self._serve(reader)
+            return await self.proc.wait()
+        finally:
+            self._writer.close()
+            self._writer = None
+            limiter = self.supervisor.limiter
+            for ip, count in self._held.items():  # its connections died with it
+                for _ in range(count):
+                    limiter.release(ip)
+            self._held.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while line := await reader.readline():
+                word, _, arg = line.strip().decode("ascii", "replace").partition(" ")
+                if word == "wake":
+                    self.supervisor.wake_background()
+                elif word == "admit":
+                    admitted = self.supervisor.limiter.admit(arg)
+                    if admitted:
+                        self._held[arg] += 1
+                    self.send("yes" if admitted else "no")
+                elif word == "release" and self._held[arg] > 0:
+                    self._held[arg] -= 1
+                    self.supervisor.limiter.release(arg)
+                elif word == "ready":
+                    self.ready.set()
+        except ConnectionError:
+            pass
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    async def wait_stopped(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            await asyncio.wait_for(self.proc.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            log.error("worker %s did not stop in %.0f s: killing it", self.name, STOP_TIMEOUT)
+            self.proc.kill()
+            await self.proc.wait()
+
+
+class Supervisor:
+    def __init__(self, config: Config, roles: Sequence[str]) -> None:
+        self.config = config
+        dropbox = config.dropbox
+        self.limiter = ConnectionLimiter(
+            dropbox.max_connections_per_ip, dropbox.connections_per_minute_per_ip
+        )
+        self.listeners: dict[str, socket.socket] = {}
+        listening = tuple(r for r in roles if r in LISTENING_ROLES)
+        background = tuple(r for r in roles if r in BACKGROUND_ROLES)
+        self.children: list[Child] = []
+        if listening:
+            for n in range(config.serve.workers):
+                self.children.append(Child(self, f"smtp-{n + 1}", listening))
+        self.background = [Child(self, "background", background)] if background else []
+        self.children += self.background
+
+    def wake_background(self) -> None:
+        for child in self.background:
+            child.send("wake")
+
+    async def serve(self, ready: Callable[[], None]) -> None:
+        if "dropbox" in {r for c in self.children for r in c.roles}:
+            sock = bind(self.config.dropbox.listen)
+            self.listeners["dropbox"] = sock
+            host, port = sock.getsockname()[:2]
+            log.info("dropbox: listening on %s:%s", host, port)
+        stop = asyncio.Event()
+        try:
+            with stop_on_signals(stop):
+                async with asyncio.TaskGroup() as group:
+                    for child in self.children:
+                        group.create_task(child.run(stop), name=child.name)
+                    await self._until_ready(stop)
+                    if not stop.is_set():
+                        log.info(
+                            "serving with %s worker process(es), supervisor pid %s",
+                            len(self.children),
+                            os.getpid(),
+                        )
+                        ready()
+                    await stop.wait()
+                    for child in self.children:
+                        child.terminate()
+                    await asyncio.gather(*(child.wait_stopped() for child in self.children))
+        except BaseExceptionGroup as group:
+            failed = group.subgroup(GatewayError)
+            if failed is None:
+                raise
+            first = failed.exceptions[0]
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from None
+        finally:
+            for sock in self.listeners.values():
+                sock.close()
+        log.info("stopped")
+
+    async def _until_ready(self, stop: asyncio.Event) -> None:
+        waits = [asyncio.ensure_future(c.ready.wait()) for c in self.children]
+        all_ready: asyncio.Future[list[bool]] = asyncio.gather(*waits)
+        stopped: asyncio.Future[bool] = asyncio.ensure_future(stop.wait())
+        try:
+            either: list[asyncio.Future[Any]] = [all_ready, stopped]
+            done, _ = await asyncio.wait(
+                either,
+                timeout=READY_TIMEOUT,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not done:
+                raise GatewayError(f"workers not ready after {READY_TIMEOUT:.0f} s")
+        finally:
+            stopped.cancel()
+            for wait in waits:
+                wait.cancel()

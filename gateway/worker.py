@@ -1,0 +1,78 @@
+"""A worker process of `gateway serve` (started by gateway.supervisor, never by hand).
+
+    python -m gateway.worker   < pickled WorkerSpec on standard input
+
+It runs its roles on the listening sockets and the control channel it
+inherited, reports `ready`, and stops on SIGTERM/SIGINT or as soon as the
+supervisor is gone (end of file on the control channel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import socket
+import sys
+from dataclasses import dataclass
+
+from gateway.config import Config
+from gateway.control import WorkerChannel
+from gateway.db import Database
+from gateway.logs import configure_logging
+from gateway.runner import PipelineWorker, build_roles, run_roles, stop_on_signals
+
+log = logging.getLogger(__name__)
+LISTENING_ROLES = ("dropbox",)  # run in every SMTP worker, on the shared sockets
+BACKGROUND_ROLES = ("pipeline",)  # run once, in the background worker
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    name: str
+    roles: tuple[str, ...]
+    config: Config
+    listeners: dict[str, int]  # role -> inherited file descriptor of its listening socket
+    control: int  # inherited file descriptor of the control channel
+
+
+async def run_worker(spec: WorkerSpec) -> None:
+    config = spec.config
+    db = Database(config.database_url)
+    stop = asyncio.Event()
+    pipeline: list[PipelineWorker] = []
+
+    def wake_pipeline() -> None:
+        for worker in pipeline:
+            worker.wake()
+
+    channel = WorkerChannel(
+        socket.socket(fileno=spec.control), on_wake=wake_pipeline, on_lost=stop.set
+    )
+    try:
+        with stop_on_signals(stop):
+            await channel.open()
+            listeners = {role: socket.socket(fileno=fd) for role, fd in spec.listeners.items()}
+            roles, worker = build_roles(
+                spec.roles, db, config, wake=channel.wake, gate=channel, listeners=listeners
+            )
+            if worker is not None:
+                pipeline.append(worker)
+            for role in roles.values():
+                await role.start()
+            channel.send("ready")
+            await run_roles(roles, stop)
+    finally:
+        channel.close()
+        db.dispose()
+
+
+def main() -> int:
+    spec: WorkerSpec = pickle.load(sys.stdin.buffer)
+    configure_logging(spec.config, spec.name)
+    asyncio.run(run_worker(spec))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
