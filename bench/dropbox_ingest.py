@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -162,7 +163,23 @@ def prepare_gateway(tmp: Path) -> tuple[Path, int, Database, str]:
     return config_file, port, db, rcpt
 
 
-def gateway(clients: int, messages: int, tmp: Path, workers: int) -> tuple[float, float]:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def processes(serve_pid: int, log: Path) -> dict[str, int]:
+    """The gateway's processes by name: the supervisor (or the one process) and its workers."""
+    found = {"serve": serve_pid}
+    for name, pid in re.findall(rb"started worker (\S+) \(pid (\d+)\)", log.read_bytes()):
+        found[name.decode()] = int(pid)
+    return found
+
+
+def gateway(
+    clients: int, messages: int, tmp: Path, workers: int
+) -> tuple[float, float, dict[str, float]]:
+    """(acknowledged msg/s, attached msg/s, CPU ms per message of each process)."""
     config_file, port, db, rcpt = prepare_gateway(tmp)
     env = {
         **os.environ,
@@ -179,6 +196,8 @@ def gateway(clients: int, messages: int, tmp: Path, workers: int) -> tuple[float
         )
     procs = [proc]
     wait_ready(proc, log, b"gateway: ready")
+    pids = processes(proc.pid, log)
+    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
     try:
         started = time.perf_counter()
         ok, elapsed = asyncio.run(load(port, rcpt, clients, messages))
@@ -191,12 +210,13 @@ def gateway(clients: int, messages: int, tmp: Path, workers: int) -> tuple[float
                 break
             time.sleep(0.05)
         attached = time.perf_counter() - started
+        cpu = {name: (cpu_seconds(pid) - cpu[name]) * 1000 / ok for name, pid in pids.items()}
     finally:
         for proc in procs:
             proc.terminate()
             proc.wait()
         db.dispose()
-    return ok / elapsed, ok / attached
+    return ok / elapsed, ok / attached, cpu
 
 
 def main() -> None:
@@ -223,6 +243,7 @@ def main() -> None:
         "ratio",
         "attached msg/s",
         "ratio",
+        "CPU ms/msg by process",
         title=f"dropbox ingest, {args.messages:,} x 10 KB messages on SQLite ({args.client})",
     )
     for clients in args.clients:
@@ -230,7 +251,7 @@ def main() -> None:
             top = ceiling(clients, args.messages, Path(tmp))
         for workers in args.workers:
             with tempfile.TemporaryDirectory() as tmp:
-                acked, attached = gateway(clients, args.messages, Path(tmp), workers)
+                acked, attached, cpu = gateway(clients, args.messages, Path(tmp), workers)
             table.add_row(
                 str(clients),
                 str(workers) if workers else "0 (one process)",
@@ -239,6 +260,7 @@ def main() -> None:
                 f"{acked / top:.2f}",
                 f"{attached:,.0f}",
                 f"{attached / top:.2f}",
+                " ".join(f"{name} {ms:.2f}" for name, ms in cpu.items()),
             )
         console.log(f"{clients} clients done")
     console.print(table)
