@@ -9,12 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from gateway.addresses import domain_of, local_part_of, normalize
 from gateway.config import Config
 from gateway.models import Account, UserAddress
+
+_ACCOUNT = select(Account.auto_create_contacts, Account.blocked_domains).where(
+    Account.id == bindparam("b_id")
+)
+_ADDRESSES = select(UserAddress.address).where(UserAddress.account_id == bindparam("b_id"))
 
 
 @dataclass(frozen=True)
@@ -28,15 +33,33 @@ class AccountDirectory:
 
     @classmethod
     def load(cls, session: Session, account: Account, config: Config) -> AccountDirectory:
-        addresses = session.scalars(
-            select(UserAddress.address).where(UserAddress.account_id == account.id)
-        ).all()
+        return cls._build(
+            session, account.id, account.auto_create_contacts, account.blocked_domains, config
+        )
+
+    @classmethod
+    def load_by_id(cls, session: Session, account_id: int, config: Config) -> AccountDirectory:
+        """load() without the ORM (prebuilt statements: the pipeline runs it per batch)."""
+        connection = session.connection()
+        row = connection.execute(_ACCOUNT, {"b_id": account_id}).one()
+        return cls._build(session, account_id, row[0], row[1], config)
+
+    @classmethod
+    def _build(
+        cls,
+        session: Session,
+        account_id: int,
+        auto_create: bool,
+        account_blocked: list[str] | None,
+        config: Config,
+    ) -> AccountDirectory:
+        addresses = session.connection().execute(_ADDRESSES, {"b_id": account_id}).scalars().all()
         dropbox = normalize(f"x@{config.dropbox.domain}") or ""
         blocked = {d.strip().lower().rstrip(".") for d in config.contacts.blocked_domains}
-        blocked |= {d.strip().lower().rstrip(".") for d in account.blocked_domains or ()}
+        blocked |= {d.strip().lower().rstrip(".") for d in account_blocked or ()}
         return cls(
-            account_id=account.id,
-            auto_create=account.auto_create_contacts,
+            account_id=account_id,
+            auto_create=auto_create,
             user_addresses=frozenset(addresses),
             dropbox_domain=domain_of(dropbox),
             blocked_domains=frozenset(_normalized_domain(d) for d in blocked if d),

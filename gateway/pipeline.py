@@ -35,7 +35,6 @@ from gateway.db import Database, insert_ignore
 from gateway.directory import AccountDirectory
 from gateway.matching import match_contacts
 from gateway.models import (
-    Account,
     Direction,
     Event,
     Keep,
@@ -147,10 +146,11 @@ class Pipeline:
             if limit is not None:
                 size = min(size, limit - len(outcomes))
             with self.db.session() as session:
-                batch = self._finish(session, _claim(session, Sighting.id > after, limit=size))
-            if not batch:
-                break
+                works = _claim_after(session, after, size)
+                batch = self._finish(session, works)
             outcomes += batch
+            if len(works) < size:
+                break  # none left when claimed; later arrivals wake the worker again
             after = max(o.sighting_id for o in batch)
         return outcomes
 
@@ -165,8 +165,9 @@ class Pipeline:
         directories: dict[int, AccountDirectory] = {}
         for work in works:
             if work.account_id not in directories:
-                account = session.get_one(Account, work.account_id)
-                directories[work.account_id] = AccountDirectory.load(session, account, self.config)
+                directories[work.account_id] = AccountDirectory.load_by_id(
+                    session, work.account_id, self.config
+                )
         try:
             with session.begin_nested():
                 done = [self._steps(session, w, directories[w.account_id]) for w in works]
@@ -446,6 +447,35 @@ _DONE = (
         error=None,
     )
 )
+
+
+_CLAIM_AFTER = (
+    select(
+        _s.id,
+        _s.account_id,
+        _s.user_id,
+        _s.source,
+        _s.keep,
+        _s.raw_message_id,
+        table_of(RawMessage).c.data,
+        _s.origin,
+    )
+    .select_from(
+        table_of(Sighting).outerjoin(
+            table_of(RawMessage), table_of(RawMessage).c.id == _s.raw_message_id
+        )
+    )
+    .where(_s.state == SightingState.PENDING.value, _s.id > bindparam("b_after"))
+    .order_by(_s.id)
+    .limit(bindparam("b_limit"))
+    .with_for_update(of=table_of(Sighting), skip_locked=True)
+)
+
+
+def _claim_after(session: Session, after: int, limit: int) -> list[Work]:
+    """Up to `limit` pending sightings after id `after` (prebuilt: runs per batch)."""
+    rows = session.connection().execute(_CLAIM_AFTER, {"b_after": after, "b_limit": limit})
+    return [Work(*row) for row in rows]
 
 
 def _claim(session: Session, where: Any, limit: int | None = None) -> list[Work]:
