@@ -18,6 +18,7 @@ claim sightings with FOR UPDATE SKIP LOCKED on PostgreSQL.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ class Work:
     raw_message_id: int | None
     data: bytes | None
     origin: dict[str, Any] | None = None
+    parsed: ParsedMessage | None = None  # parsed ahead, outside the write transaction
 
 
 @dataclass
@@ -145,13 +147,20 @@ class Pipeline:
             size = self.config.pipeline.batch_size
             if limit is not None:
                 size = min(size, limit - len(outcomes))
-            with self.db.session() as session:
-                works = _claim_after(session, after, size)
-                batch = self._finish(session, works)
-            outcomes += batch
-            if len(works) < size:
-                break  # none left when claimed; later arrivals wake the worker again
-            after = max(o.sighting_id for o in batch)
+            # Read and parse outside the write transaction: on SQLite the write
+            # lock is shared with the SMTP servers storing new mail.
+            with self.db.read() as reading:
+                candidates = _claim_after(reading, after, size)
+            candidates = [
+                dataclasses.replace(w, parsed=self._parse(w)) if w.data is not None else w
+                for w in candidates
+            ]
+            if candidates:
+                with self.db.session() as session:
+                    outcomes += self._finish(session, _still_pending(session, candidates))
+            if len(candidates) < size:
+                break  # none left when looked; later arrivals wake the worker again
+            after = candidates[-1].sighting_id
         return outcomes
 
     def process(self, sighting_ids: Sequence[int]) -> list[Outcome]:
@@ -199,13 +208,16 @@ class Pipeline:
             sighting.state = SightingState.FAILED.value
         return Outcome(work.sighting_id, sighting.state, error=sighting.error)
 
+    def _parse(self, work: Work) -> ParsedMessage:
+        assert work.data is not None
+        if work.origin:  # forwarded to the user's own dropbox: the original counts
+            return parse_origin(work.origin, self.case)
+        return parse(work.data, self.case)
+
     def _steps(self, session: Session, work: Work, directory: AccountDirectory) -> Outcome:
         if work.data is None:
             raise LookupError("raw bytes missing")
-        if work.origin:  # forwarded to the user's own dropbox: the original counts
-            parsed = parse_origin(work.origin, self.case)
-        else:
-            parsed = parse(work.data, self.case)
+        parsed = work.parsed or self._parse(work)
         identity = parsed.identity()
         seen = (
             session.connection()
@@ -476,6 +488,24 @@ def _claim_after(session: Session, after: int, limit: int) -> list[Work]:
     """Up to `limit` pending sightings after id `after` (prebuilt: runs per batch)."""
     rows = session.connection().execute(_CLAIM_AFTER, {"b_after": after, "b_limit": limit})
     return [Work(*row) for row in rows]
+
+
+_STILL_PENDING = (
+    select(_s.id)
+    .where(_s.id.in_(bindparam("b_ids", expanding=True)), _s.state == SightingState.PENDING.value)
+    .with_for_update(skip_locked=True)
+)
+
+
+def _still_pending(session: Session, works: Sequence[Work]) -> list[Work]:
+    """Those of `works` still pending, now in the write transaction (another worker
+    may have finished some since they were read); locked on PostgreSQL."""
+    ids = set(
+        session.connection()
+        .execute(_STILL_PENDING, {"b_ids": [w.sighting_id for w in works]})
+        .scalars()
+    )
+    return [w for w in works if w.sighting_id in ids]
 
 
 def _claim(session: Session, where: Any, limit: int | None = None) -> list[Work]:

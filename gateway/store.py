@@ -35,6 +35,7 @@ from gateway.models import (
     table_of,
     utcnow,
 )
+from gateway.prepared import prepared
 
 log = logging.getLogger(__name__)
 
@@ -89,23 +90,50 @@ class MessageStore:
 
 _s = table_of(Sighting).c
 _r = table_of(RawMessage).c
-_FIND_SIGHTING = select(_s.id, _s.raw_message_id).where(
-    _s.user_id == bindparam("b_user"),
-    _s.source == bindparam("b_source"),
-    _s.source_key == bindparam("b_key"),
+_SIGHTING_COLUMNS = (
+    "account_id",
+    "user_id",
+    "raw_message_id",
+    "source",
+    "source_key",
+    "folder",
+    "uidvalidity",
+    "uid",
+    "keep",
+    "state",
+    "attempts",
+    "auth_results",
+    "origin",
+    "received_at",
 )
-_RAW_ID = select(_r.id).where(_r.sha256 == bindparam("b_sha"))
-_ACCOUNT_OF = select(User.account_id).where(User.id == bindparam("b_user"))
-_INSERT_SIGHTING = insert(table_of(Sighting)).returning(_s.id)
-_REVIVE = (
-    update(table_of(Sighting))
-    .where(_s.id == bindparam("b_id"))
-    .values(raw_message_id=bindparam("b_raw"), state="pending", keep=bindparam("b_keep"))
+_FIND_SIGHTING = prepared(
+    "find_sighting",
+    lambda: select(_s.id, _s.raw_message_id).where(
+        _s.user_id == bindparam("b_user"),
+        _s.source == bindparam("b_source"),
+        _s.source_key == bindparam("b_key"),
+    ),
+)
+_RAW_ID = prepared("raw_id", lambda: select(_r.id).where(_r.sha256 == bindparam("b_sha")))
+_ACCOUNT_OF = prepared(
+    "account_of", lambda: select(User.account_id).where(User.id == bindparam("b_user"))
+)
+_INSERT_SIGHTING = prepared(
+    "insert_sighting",
+    lambda: insert(table_of(Sighting)).returning(_s.id),
+    _SIGHTING_COLUMNS,
+)
+_REVIVE = prepared(
+    "revive",
+    lambda: (
+        update(table_of(Sighting))
+        .where(_s.id == bindparam("b_id"))
+        .values(raw_message_id=bindparam("b_raw"), state="pending", keep=bindparam("b_keep"))
+    ),
 )
 
 
-@functools.cache
-def _insert_raw(dialect: str) -> Any:
+def _build_insert_raw(dialect: str) -> Any:
     """INSERT the bytes unless stored already, RETURNING the new row's id (none if not)."""
     module: Any = sqlite if dialect == "sqlite" else postgresql
     return (
@@ -115,57 +143,75 @@ def _insert_raw(dialect: str) -> Any:
     )
 
 
+_RAW_COLUMNS = ("sha256", "size", "data", "created_at")
+_INSERT_RAW = {
+    name: prepared(f"insert_raw_{name}", functools.partial(_build_insert_raw, name), _RAW_COLUMNS)
+    for name in ("sqlite", "postgresql")
+}
+
+
+def _one(cursor: Any) -> Any:
+    row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
 def accept_in(transaction: Session | Connection, raw: bytes, arrival: Arrival) -> Accepted:
-    """The body of accept(), for callers that own the transaction (prebuilt Core
-    statements: this runs for every message acknowledged)."""
+    """The body of accept(), for callers that own the transaction (statements
+    prepared once: this runs for every message acknowledged)."""
     connection = transaction.connection() if isinstance(transaction, Session) else transaction
     sha = hashlib.sha256(raw).hexdigest()
     key = arrival.source_key or sha
     source = arrival.source.value
     existing = None
     if not arrival.new_key:
-        existing = connection.execute(
-            _FIND_SIGHTING, {"b_user": arrival.user_id, "b_source": source, "b_key": key}
-        ).first()
-    if existing is not None and existing.raw_message_id is not None:
-        return Accepted(existing.id, existing.raw_message_id, sha, new=False)
-    raw_id = connection.execute(
-        _insert_raw(connection.dialect.name),
-        {"sha256": sha, "size": len(raw), "data": raw, "created_at": utcnow()},
-    ).scalar()
+        existing = (
+            _FIND_SIGHTING(connection)
+            .execute(connection, {"b_user": arrival.user_id, "b_source": source, "b_key": key})
+            .fetchone()
+        )
+    if existing is not None and existing[1] is not None:
+        return Accepted(existing[0], existing[1], sha, new=False)
+    now = utcnow()
+    raw_id = _one(
+        _INSERT_RAW[connection.dialect.name](connection).execute(
+            connection, {"sha256": sha, "size": len(raw), "data": raw, "created_at": now}
+        )
+    )
     if raw_id is None:  # these bytes were stored before
-        raw_id = connection.execute(_RAW_ID, {"b_sha": sha}).scalar_one()
+        raw_id = _one(_RAW_ID(connection).execute(connection, {"b_sha": sha}))
     if existing is not None:
         # Seen before and discarded as involving no contact: look again.
-        connection.execute(
-            _REVIVE, {"b_id": existing.id, "b_raw": raw_id, "b_keep": arrival.keep.value}
+        _REVIVE(connection).execute(
+            connection, {"b_id": existing[0], "b_raw": raw_id, "b_keep": arrival.keep.value}
         )
-        return Accepted(existing.id, raw_id, sha, new=True)
-    account_id = (
-        arrival.account_id or connection.execute(_ACCOUNT_OF, {"b_user": arrival.user_id}).scalar()
+        return Accepted(existing[0], raw_id, sha, new=True)
+    account_id = arrival.account_id or _one(
+        _ACCOUNT_OF(connection).execute(connection, {"b_user": arrival.user_id})
     )
     if account_id is None:
         raise LookupError(f"no user with id {arrival.user_id}")
     state = SightingState.QUARANTINED if arrival.quarantined else SightingState.PENDING
-    sighting_id = connection.execute(
-        _INSERT_SIGHTING,
-        {
-            "account_id": account_id,
-            "user_id": arrival.user_id,
-            "raw_message_id": raw_id,
-            "source": source,
-            "source_key": key,
-            "folder": arrival.folder,
-            "uidvalidity": arrival.uidvalidity,
-            "uid": arrival.uid,
-            "keep": arrival.keep.value,
-            "state": state.value,
-            "attempts": 0,
-            "auth_results": arrival.auth_results,
-            "origin": arrival.origin,
-            "received_at": utcnow(),
-        },
-    ).scalar_one()
+    sighting_id = _one(
+        _INSERT_SIGHTING(connection).execute(
+            connection,
+            {
+                "account_id": account_id,
+                "user_id": arrival.user_id,
+                "raw_message_id": raw_id,
+                "source": source,
+                "source_key": key,
+                "folder": arrival.folder,
+                "uidvalidity": arrival.uidvalidity,
+                "uid": arrival.uid,
+                "keep": arrival.keep.value,
+                "state": state.value,
+                "attempts": 0,
+                "auth_results": arrival.auth_results,
+                "origin": arrival.origin,
+                "received_at": now,
+            },
+        )
+    )
     return Accepted(int(sighting_id), int(raw_id), sha, new=True)
 
 

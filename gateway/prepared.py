@@ -1,0 +1,70 @@
+"""Core statements compiled once and run straight on the DB-API cursor.
+
+For the few statements that run for every message acknowledged: SQLAlchemy
+still writes the SQL and converts the values (its compiler and the column
+types' bind processors); what is skipped is the per-call execution machinery,
+which costs several times the work SQLite itself does for a small insert.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import ClauseElement
+
+
+class Prepared:
+    def __init__(
+        self, statement: ClauseElement, dialect: Dialect, column_keys: Sequence[str] | None = None
+    ) -> None:
+        self.compiled = statement.compile(
+            dialect=dialect, column_keys=list(column_keys) if column_keys else None
+        )
+        self.sql = self.compiled.string
+        self.order: list[str] | None = self.compiled.positiontup  # type: ignore[attr-defined]
+        processors: dict[str, Callable[[Any], Any]] = {}
+        for name, bind in self.compiled.binds.items():  # type: ignore[attr-defined]
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                processors[name] = processor
+        self.processors = processors
+
+    def execute(self, connection: Connection, values: Mapping[str, Any]) -> Any:
+        """Run with `values` (the statement's own values fill the rest); the DB-API cursor."""
+        params = self.compiled.construct_params(dict(values))
+        assert params is not None
+        for name, processor in self.processors.items():
+            if name in params:
+                params[name] = processor(params[name])
+        cursor = connection.connection.cursor()
+        dbapi_error = connection.dialect.loaded_dbapi.Error
+        try:
+            if self.order is not None:
+                cursor.execute(self.sql, [params[name] for name in self.order])
+            else:
+                cursor.execute(self.sql, params)
+        except dbapi_error as exc:
+            # As SQLAlchemy would raise it: IntegrityError, OperationalError, ...
+            raise DBAPIError.instance(self.sql, params, exc, dbapi_error) from exc
+        return cursor
+
+
+def prepared(
+    key: str, build: Callable[[], ClauseElement], column_keys: Sequence[str] | None = None
+) -> Callable[[Connection], Prepared]:
+    """A per-dialect cache: `prepared(...)(connection)` is the statement for its engine."""
+
+    @functools.cache
+    def for_dialect(name: str, dialect: Dialect) -> Prepared:
+        return Prepared(build(), dialect, column_keys)
+
+    def get(connection: Connection) -> Prepared:
+        return for_dialect(connection.dialect.name, connection.dialect)
+
+    get.__name__ = key
+    return get
