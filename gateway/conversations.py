@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from gateway.db import insert_ignore
 from gateway.models import Conversation, Message, MessageAddress, MessageReference, table_of, utcnow
 from gateway.parsing import ParsedMessage, thread_subject
+from gateway.prepared import prepared
 
 SUBJECT_WINDOW = timedelta(days=30)
 MAX_REFS = 200
@@ -43,18 +44,26 @@ _CHILDREN = (
     .where(_refs.account_id == bindparam("account_id"), _refs.ref == bindparam("message_id"))
 )
 _PARENTS_AND_CHILDREN = union(_PARENTS, _CHILDREN)
-_TOUCH = (
-    update(table_of(Conversation))
-    .where(
-        _conversations.id == bindparam("b_target"),
-        or_(
-            _conversations.last_message_at.is_(None),
-            _conversations.last_message_at < bindparam("b_when"),
-        ),
-    )
-    .values(last_message_at=bindparam("b_when"))
+_TOUCH = prepared(
+    "touch_conversation",
+    lambda: (
+        update(table_of(Conversation))
+        .where(
+            _conversations.id == bindparam("b_target"),
+            or_(
+                _conversations.last_message_at.is_(None),
+                _conversations.last_message_at < bindparam("b_when"),
+            ),
+        )
+        .values(last_message_at=bindparam("b_when"))
+    ),
 )
-_CREATE = insert(table_of(Conversation)).returning(_conversations.id)
+_CREATE = prepared(
+    "create_conversation",
+    lambda: insert(table_of(Conversation)).returning(_conversations.id),
+    ("account_id", "subject", "subject_key", "last_message_at", "created_at"),
+)
+_ONLY_CHILDREN = prepared("children", lambda: _CHILDREN)
 
 
 def find_conversation(
@@ -77,7 +86,10 @@ def find_conversation(
     else:
         statement = None
     found: set[int] = set()
-    if statement is not None:
+    if statement is _CHILDREN:  # the common case: a new thread, or its first message
+        rows = _ONLY_CHILDREN(connection).execute(connection, params).fetchall()
+        found = {c for (c,) in rows if c is not None}
+    elif statement is not None:
         found = {c for c in connection.scalars(statement, params) if c is not None}
     if not found and _looks_like_reply(parsed, refs):
         by_subject = _by_subject(session, account_id, parsed, addresses, when)
@@ -85,10 +97,10 @@ def find_conversation(
             found.add(by_subject)
     if found:
         target = _merge(session, sorted(found))
-        connection.execute(_TOUCH, {"b_target": target, "b_when": when})
+        _TOUCH(connection).execute(connection, {"b_target": target, "b_when": when})
         return target
-    created: int = connection.execute(
-        _CREATE,
+    cursor = _CREATE(connection).execute(
+        connection,
         {
             "account_id": account_id,
             "subject": parsed.subject,
@@ -96,8 +108,8 @@ def find_conversation(
             "last_message_at": when,
             "created_at": utcnow(),
         },
-    ).scalar_one()
-    return created
+    )
+    return int(cursor.fetchone()[0])
 
 
 def record_references(

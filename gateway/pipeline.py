@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,7 @@ from gateway.models import (
     utcnow,
 )
 from gateway.parsing import ParsedMessage, parse, parse_origin
+from gateway.prepared import prepared
 from gateway.store import drop_raw_if_unused
 
 log = logging.getLogger(__name__)
@@ -219,20 +220,17 @@ class Pipeline:
             raise LookupError("raw bytes missing")
         parsed = work.parsed or self._parse(work)
         identity = parsed.identity()
-        seen = (
-            session.connection()
-            .execute(
-                _SEEN,
-                {
-                    "account_id": work.account_id,
-                    "identity": identity,
-                    "message_id": parsed.message_id or "",
-                },
-            )
-            .all()
+        connection = session.connection()
+        found = _SEEN(connection).execute(
+            connection,
+            {
+                "account_id": work.account_id,
+                "identity": identity,
+                "message_id": parsed.message_id or "",
+            },
         )
-        seen = list({row.id: row for row in seen}.values())  # a row can match both ways
-        known = next((row.id for row in seen if row.identity == identity), None)
+        seen = dict(found.fetchall())  # id -> identity (a row can match both ways)
+        known = next((id_ for id_, ident in seen.items() if ident == identity), None)
         if known is not None:
             self._done(work, known)
             self.writes.event(
@@ -251,7 +249,7 @@ class Pipeline:
         work: Work,
         parsed: ParsedMessage,
         identity: str,
-        seen: Sequence[Any],
+        seen: Mapping[int, str],
         directory: AccountDirectory,
     ) -> Outcome:
         roles = _roles(parsed)
@@ -267,7 +265,7 @@ class Pipeline:
         flags = list(parsed.flags)
         if seen:  # same Message-ID, different message: keep both, and say so on both
             flags.append("message_id_reused")
-            for row in seen:
+            for row in session.connection().execute(_FLAGS_OF, {"b_ids": list(seen)}):
                 if "message_id_reused" not in row.flags:
                     session.connection().execute(
                         _SET_FLAGS, {"b_id": row.id, "b_flags": [*row.flags, "message_id_reused"]}
@@ -424,8 +422,9 @@ class Pipeline:
             "flags": flags,
         }
         values["created_at"] = utcnow()
-        message_id: int = session.connection().execute(_INSERT_MESSAGE, values).scalar_one()
-        return message_id
+        connection = session.connection()
+        cursor = _INSERT_MESSAGE(connection).execute(connection, values)
+        return int(cursor.fetchone()[0])
 
 
 # Statements of the hot path, built once (ORM statement building costs more
@@ -435,18 +434,43 @@ _s = table_of(Sighting).c
 # Two index searches, not one OR: given `a = ? AND (b = ? OR c = ?)`, SQLite
 # searches the (account_id, identity) index on account_id alone and scans every
 # message of the account.
-_SEEN = union_all(
-    select(_m.id, _m.identity, _m.flags).where(
-        _m.account_id == bindparam("account_id"), _m.identity == bindparam("identity")
-    ),
-    select(_m.id, _m.identity, _m.flags).where(
-        _m.account_id == bindparam("account_id"), _m.message_id_header == bindparam("message_id")
+_SEEN = prepared(
+    "seen",
+    lambda: union_all(
+        select(_m.id, _m.identity).where(
+            _m.account_id == bindparam("account_id"), _m.identity == bindparam("identity")
+        ),
+        select(_m.id, _m.identity).where(
+            _m.account_id == bindparam("account_id"),
+            _m.message_id_header == bindparam("message_id"),
+        ),
     ),
 )
+_FLAGS_OF = select(_m.id, _m.flags).where(_m.id.in_(bindparam("b_ids", expanding=True)))
 _SET_FLAGS = (
     update(table_of(Message)).where(_m.id == bindparam("b_id")).values(flags=bindparam("b_flags"))
 )
-_INSERT_MESSAGE = insert(table_of(Message)).returning(_m.id)
+_INSERT_MESSAGE = prepared(
+    "insert_message",
+    lambda: insert(table_of(Message)).returning(_m.id),
+    (
+        "account_id",
+        "owner_user_id",
+        "raw_message_id",
+        "conversation_id",
+        "identity",
+        "message_id_header",
+        "subject",
+        "sent_at",
+        "direction",
+        "from_addresses",
+        "to_addresses",
+        "cc_addresses",
+        "bcc_addresses",
+        "flags",
+        "created_at",
+    ),
+)
 _INSERT_ADDRESSES = insert(table_of(MessageAddress))
 _INSERT_EVENT = insert(table_of(Event))
 _DONE = (

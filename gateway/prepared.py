@@ -22,6 +22,7 @@ class Prepared:
     def __init__(
         self, statement: ClauseElement, dialect: Dialect, column_keys: Sequence[str] | None = None
     ) -> None:
+        self.statement = statement
         self.compiled = statement.compile(
             dialect=dialect, column_keys=list(column_keys) if column_keys else None
         )

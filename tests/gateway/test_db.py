@@ -71,7 +71,9 @@ def test_known_message_lookup_searches_two_indexes_never_scans(db: Database) -> 
     a scan of the account's messages would make each arrival slower than the last."""
     from gateway.pipeline import _SEEN
 
-    plan = _plan(db, _SEEN.params(account_id=1, identity="abc", message_id="<m@x>"))
+    with db.engine.connect() as connection:
+        statement: Any = _SEEN(connection).statement
+    plan = _plan(db, statement.params(account_id=1, identity="abc", message_id="<m@x>"))
     if db.dialect == "sqlite":
         assert "(account_id=? AND identity=?)" in plan, plan
         assert "(account_id=? AND message_id_header=?)" in plan, plan
