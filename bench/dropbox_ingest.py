@@ -19,6 +19,7 @@ import asyncio
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -231,35 +232,49 @@ def main() -> None:
         default=[0, 1, 2, 3],
         help="[serve] workers of each gateway run (0: one process for every role)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds (ceiling, then each gateway run, in turn); the table shows medians",
+    )
     args = parser.parse_args()
     global CLIENT
     CLIENT = args.client
-    console = Console()
+    console = Console(width=200)
     table = Table(
         "clients",
         "workers",
         "ceiling msg/s",
         "dropbox 250 msg/s",
-        "ratio",
         "attached msg/s",
-        "ratio",
+        "attached / ceiling",
         "CPU ms/msg by process",
-        title=f"dropbox ingest, {args.messages:,} x 10 KB messages on SQLite ({args.client})",
+        title=f"dropbox ingest, {args.messages:,} x 10 KB messages on SQLite ({args.client}); "
+        f"median of {args.repeat} round(s), ratio range in brackets",
     )
     for clients in args.clients:
-        with tempfile.TemporaryDirectory() as tmp:
-            top = ceiling(clients, args.messages, Path(tmp))
-        for workers in args.workers:
+        tops: list[float] = []
+        runs: dict[int, list[tuple[float, float, dict[str, float]]]] = {w: [] for w in args.workers}
+        for _ in range(args.repeat):
             with tempfile.TemporaryDirectory() as tmp:
-                acked, attached, cpu = gateway(clients, args.messages, Path(tmp), workers)
+                tops.append(ceiling(clients, args.messages, Path(tmp)))
+            for workers in args.workers:
+                with tempfile.TemporaryDirectory() as tmp:
+                    runs[workers].append(gateway(clients, args.messages, Path(tmp), workers))
+        for workers, results in runs.items():
+            ratios = [attached / top for top, (_, attached, _) in zip(tops, results, strict=True)]
+            cpu = {
+                name: statistics.median(r[2].get(name, 0.0) for r in results)
+                for name in results[0][2]
+            }
             table.add_row(
                 str(clients),
                 str(workers) if workers else "0 (one process)",
-                f"{top:,.0f}",
-                f"{acked:,.0f}",
-                f"{acked / top:.2f}",
-                f"{attached:,.0f}",
-                f"{attached / top:.2f}",
+                f"{statistics.median(tops):,.0f}",
+                f"{statistics.median(r[0] for r in results):,.0f}",
+                f"{statistics.median(r[1] for r in results):,.0f}",
+                f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]",
                 " ".join(f"{name} {ms:.2f}" for name, ms in cpu.items()),
             )
         console.log(f"{clients} clients done")
