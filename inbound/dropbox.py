@@ -13,6 +13,7 @@ gateway.smtp_server.reply_for().
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ipaddress
 import logging
 import re
@@ -87,6 +88,11 @@ class DropboxHandler:
         self.trusted = [
             ipaddress.ip_network(n, strict=False) for n in config.dropbox.trusted_networks
         ]
+
+    def __dir__(self) -> list[str]:
+        # aiosmtpd lists a handler's hooks with dir() and inspect.getmembers() for
+        # every connection: a getattr of every attribute. Only the hooks count.
+        return _HOOKS
 
     async def handle_EHLO(
         self,
@@ -272,6 +278,14 @@ class DropboxHandler:
         return any(address in network for network in self.trusted)
 
 
+_HOOKS = sorted(n for n in vars(DropboxHandler) if n.startswith("handle_"))
+# aiosmtpd reads the signature of handle_EHLO for every connection (to tell its
+# two forms apart): computed once here, inspect.signature() returns it at once.
+DropboxHandler.handle_EHLO.__signature__ = inspect.signature(  # type: ignore[attr-defined]
+    DropboxHandler.handle_EHLO
+)
+
+
 def _transaction(envelope: Envelope) -> Transaction:
     state = getattr(envelope, "gateway", None)
     if state is None:
@@ -364,6 +378,7 @@ class DropboxServer:
             tls_context=self.tls,
             timeout=dropbox.timeout,
             max_session_time=dropbox.max_session_time,
+            loop=asyncio.get_running_loop(),
             **options,
         )
 
