@@ -35,16 +35,34 @@ from gateway.worker import BACKGROUND_ROLES, LISTENING_ROLES, WorkerSpec
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # after quick successive deaths
-STABLE_SECONDS = 60.0  # a worker that ran this long starts again from the first delay
+RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # before each restart of quick successive deaths
+STABLE_SECONDS = 60.0  # a worker that ran this long is restarted after the first delay
 
 
-def bind(listen: str) -> socket.socket:
+def bind_group(listen: str, count: int) -> list[socket.socket]:
+    """`count` listening sockets on one address, one per SMTP worker.
+
+    With SO_REUSEPORT the kernel spreads new connections over them evenly (one
+    shared socket would let whichever worker wakes first accept a whole burst).
+    The supervisor keeps them open: a worker that dies finds its socket, and the
+    connections waiting in it, again when it is started anew.
+    """
     host, port = host_port(listen)
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
-    sock = socket.create_server((host, port), family=family, backlog=511)
-    sock.set_inheritable(True)
-    return sock
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.create_server(
+                (host, port), family=family, backlog=511, reuse_port=count > 1
+            )
+            sockets.append(sock)
+            sock.set_inheritable(True)
+            port = sock.getsockname()[1]  # port 0: the others join the first one's port
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 class Child:
@@ -55,6 +73,7 @@ class Child:
         self.name = name
         self.roles = roles
         self.ready = asyncio.Event()
+        self.listeners: dict[str, socket.socket] = {}  # role -> its own listening socket
         self.proc: asyncio.subprocess.Process | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._held: collections.Counter[str] = collections.Counter()
@@ -72,19 +91,17 @@ class Child:
                 return
             if not self.ready.is_set():
                 raise GatewayError(f"worker {self.name} failed to start (exit status {code})")
-            deaths = 0 if time.monotonic() - started > STABLE_SECONDS else deaths + 1
-            delay = RESTART_DELAYS[min(deaths, len(RESTART_DELAYS)) - 1] if deaths else 0.0
+            if time.monotonic() - started > STABLE_SECONDS:
+                deaths = 0
+            delay = RESTART_DELAYS[min(deaths, len(RESTART_DELAYS) - 1)]
+            deaths += 1
             log.error("worker %s exited (%s); starting it again in %.0f s", self.name, code, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
 
     async def _run_once(self) -> int | None:
         ours, theirs = socket.socketpair()
-        listeners = {
-            role: sock.fileno()
-            for role, sock in self.supervisor.listeners.items()
-            if role in self.roles
-        }
+        listeners = {role: sock.fileno() for role, sock in self.listeners.items()}
         spec = WorkerSpec(self.name, self.roles, self.supervisor.config, listeners, theirs.fileno())
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -155,13 +172,13 @@ class Supervisor:
         self.limiter = ConnectionLimiter(
             dropbox.max_connections_per_ip, dropbox.connections_per_minute_per_ip
         )
-        self.listeners: dict[str, socket.socket] = {}
         listening = tuple(r for r in roles if r in LISTENING_ROLES)
         background = tuple(r for r in roles if r in BACKGROUND_ROLES)
-        self.children: list[Child] = []
-        if listening:
-            for n in range(config.serve.workers):
-                self.children.append(Child(self, f"smtp-{n + 1}", listening))
+        self.smtp = [
+            Child(self, f"smtp-{n + 1}", listening)
+            for n in range(config.serve.workers if listening else 0)
+        ]
+        self.children: list[Child] = list(self.smtp)
         self.background = [Child(self, "background", background)] if background else []
         self.children += self.background
 
@@ -170,10 +187,11 @@ class Supervisor:
             child.send("wake")
 
     async def serve(self, ready: Callable[[], None]) -> None:
-        if "dropbox" in {r for c in self.children for r in c.roles}:
-            sock = bind(self.config.dropbox.listen)
-            self.listeners["dropbox"] = sock
-            host, port = sock.getsockname()[:2]
+        if self.smtp and "dropbox" in self.smtp[0].roles:
+            sockets = bind_group(self.config.dropbox.listen, len(self.smtp))
+            for child, sock in zip(self.smtp, sockets, strict=True):
+                child.listeners["dropbox"] = sock
+            host, port = sockets[0].getsockname()[:2]
             log.info("dropbox: listening on %s:%s", host, port)
         stop = asyncio.Event()
         try:
@@ -202,8 +220,9 @@ class Supervisor:
                 first = first.exceptions[0]
             raise first from None
         finally:
-            for sock in self.listeners.values():
-                sock.close()
+            for child in self.children:
+                for sock in child.listeners.values():
+                    sock.close()
         log.info("stopped")
 
     async def _until_ready(self, stop: asyncio.Event) -> None:

@@ -268,3 +268,56 @@ def test_per_ip_connection_limit_holds_across_workers(initialized: Run, config_f
             client.close()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=40) == 0
+
+
+def deliver(conn: socket.socket, rcpt: str, message: bytes) -> None:
+    """One message over a connected socket, command by command."""
+    replies = conn.makefile("rb")
+
+    def reply() -> bytes:
+        while (line := replies.readline())[3:4] == b"-":
+            pass
+        return line
+
+    assert reply().startswith(b"220")
+    for command in (
+        b"EHLO client.test",
+        b"MAIL FROM:<carol@client.com>",
+        f"RCPT TO:<{rcpt}>".encode(),
+    ):
+        conn.sendall(command + b"\r\n")
+        assert reply().startswith(b"250")
+    conn.sendall(b"DATA\r\n")
+    assert reply().startswith(b"354")
+    conn.sendall(message + b".\r\n")
+    assert reply().startswith(b"250")
+    conn.sendall(b"QUIT\r\n")
+    assert reply().startswith(b"221")
+
+
+def test_connections_are_spread_over_the_workers(initialized: Run, config_file: Path) -> None:
+    """Twenty clients that connect at once do not all land on one SMTP worker."""
+    trust_loopback(config_file)
+    db = stored_pending(initialized, config_file, 0)
+    config = load_config(config_file)
+    with db.session() as session:
+        rcpt = dropbox_address(config, get_user(session, config, "bob@acme.com"))
+    logs = set(config_file.parent.glob("serve-*.log"))
+    proc = start(config_file, env={"GATEWAY_SERVE__WORKERS": "2"})
+    port = dropbox_port(config_file.parent, logs)
+    log = max(set(config_file.parent.glob("serve-*.log")) - logs, key=lambda p: p.stat().st_mtime)
+    # All connected before any is accepted, as a burst of clients would be: a
+    # worker that woke first must not take them all.
+    conns = [socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(20)]
+    try:
+        for i, conn in enumerate(conns):
+            deliver(conn, rcpt, make_message(message_id=f"<s{i}@x>"))
+    finally:
+        for conn in conns:
+            conn.close()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=40) == 0
+    accepted = re.findall(rb"\[(smtp-\d)\] inbound.dropbox: dropbox: accepted", log.read_bytes())
+    assert len(accepted) == 20
+    assert set(accepted) == {b"smtp-1", b"smtp-2"}
+    db.dispose()
