@@ -321,3 +321,31 @@ def test_connections_are_spread_over_the_workers(initialized: Run, config_file: 
     assert len(accepted) == 20
     assert set(accepted) == {b"smtp-1", b"smtp-2"}
     db.dispose()
+
+
+def test_messages_arriving_together_are_finished_together(
+    initialized: Run, config_file: Path
+) -> None:
+    """[pipeline] gather_time: woken by the first message, the pipeline waits that
+    long and then finishes all that arrived meanwhile in one go."""
+    trust_loopback(config_file)
+    db = stored_pending(initialized, config_file, 0)
+    config = load_config(config_file)
+    with db.session() as session:
+        rcpt = dropbox_address(config, get_user(session, config, "bob@acme.com"))
+    logs = set(config_file.parent.glob("serve-*.log"))
+    env = {"GATEWAY_PIPELINE__GATHER_TIME": "2", "GATEWAY_PIPELINE__POLL_INTERVAL": "3600"}
+    proc = start(config_file, env=env)
+    port = dropbox_port(config_file.parent, logs)
+    log = max(set(config_file.parent.glob("serve-*.log")) - logs, key=lambda p: p.stat().st_mtime)
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as smtp:
+        for i in range(4):  # well within the two seconds
+            smtp.sendmail("carol@client.com", [rcpt], make_message(message_id=f"<g{i}@x>"))
+    deadline = time.monotonic() + 20
+    while counts(db)[1] < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=40) == 0
+    assert counts(db) == (0, 4, 4)
+    assert b"pipeline: finished 4 message(s)" in log.read_bytes()
+    db.dispose()
