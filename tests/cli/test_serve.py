@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -219,28 +220,51 @@ def trust_loopback(config_file: Path) -> None:
         handle.write('policy = "trust-network"\ntrusted_networks = ["127.0.0.0/8"]\n')
 
 
-def test_mail_taken_by_a_worker_is_finished_at_once(initialized: Run, config_file: Path) -> None:
-    """The SMTP worker's `wake` reaches the background worker through the supervisor:
-    with an hour between polls, only the wake can explain the prompt attachment."""
+@dataclass
+class Served:
+    """`gateway serve` taking dropbox mail from carol@client.com (a contact) for Bob."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    db: Database
+    rcpt: str
+
+    def wait_attached(self, total: int) -> None:
+        deadline = time.monotonic() + 20
+        while counts(self.db)[1] < total and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=40) == 0
+        self.db.dispose()
+
+
+def serve_dropbox(initialized: Run, config_file: Path, env: dict[str, str]) -> Served:
     trust_loopback(config_file)
     db = stored_pending(initialized, config_file, 0)
     config = load_config(config_file)
     with db.session() as session:
         rcpt = dropbox_address(config, get_user(session, config, "bob@acme.com"))
     logs = set(config_file.parent.glob("serve-*.log"))
-    env = {"GATEWAY_SERVE__WORKERS": "2", "GATEWAY_PIPELINE__POLL_INTERVAL": "3600"}
     proc = start(config_file, env=env)
     port = dropbox_port(config_file.parent, logs)
+    log = max(set(config_file.parent.glob("serve-*.log")) - logs, key=lambda p: p.stat().st_mtime)
+    return Served(proc, port, log, db, rcpt)
+
+
+def test_mail_taken_by_a_worker_is_finished_at_once(initialized: Run, config_file: Path) -> None:
+    """The SMTP worker's `wake` reaches the background worker through the supervisor:
+    with an hour between polls, only the wake can explain the prompt attachment."""
+    env = {"GATEWAY_SERVE__WORKERS": "2", "GATEWAY_PIPELINE__POLL_INTERVAL": "3600"}
+    served = serve_dropbox(initialized, config_file, env)
     for i in range(4):
-        with smtplib.SMTP("127.0.0.1", port, timeout=20) as smtp:
-            smtp.sendmail("carol@client.com", [rcpt], make_message(message_id=f"<w{i}@x>"))
-    deadline = time.monotonic() + 20
-    while counts(db)[1] < 4 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert counts(db) == (0, 4, 4)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=40) == 0
-    db.dispose()
+        with smtplib.SMTP("127.0.0.1", served.port, timeout=20) as smtp:
+            smtp.sendmail("carol@client.com", [served.rcpt], make_message(message_id=f"<w{i}@x>"))
+    served.wait_attached(4)
+    assert counts(served.db) == (0, 4, 4)
+    served.stop()
 
 
 def test_per_ip_connection_limit_holds_across_workers(initialized: Run, config_file: Path) -> None:
@@ -297,30 +321,21 @@ def deliver(conn: socket.socket, rcpt: str, message: bytes) -> None:
 
 def test_connections_are_spread_over_the_workers(initialized: Run, config_file: Path) -> None:
     """Twenty clients that connect at once do not all land on one SMTP worker."""
-    trust_loopback(config_file)
-    db = stored_pending(initialized, config_file, 0)
-    config = load_config(config_file)
-    with db.session() as session:
-        rcpt = dropbox_address(config, get_user(session, config, "bob@acme.com"))
-    logs = set(config_file.parent.glob("serve-*.log"))
-    proc = start(config_file, env={"GATEWAY_SERVE__WORKERS": "2"})
-    port = dropbox_port(config_file.parent, logs)
-    log = max(set(config_file.parent.glob("serve-*.log")) - logs, key=lambda p: p.stat().st_mtime)
+    served = serve_dropbox(initialized, config_file, {"GATEWAY_SERVE__WORKERS": "2"})
     # All connected before any is accepted, as a burst of clients would be: a
     # worker that woke first must not take them all.
-    conns = [socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(20)]
+    conns = [socket.create_connection(("127.0.0.1", served.port), timeout=20) for _ in range(20)]
     try:
         for i, conn in enumerate(conns):
-            deliver(conn, rcpt, make_message(message_id=f"<s{i}@x>"))
+            deliver(conn, served.rcpt, make_message(message_id=f"<s{i}@x>"))
     finally:
         for conn in conns:
             conn.close()
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=40) == 0
-    accepted = re.findall(rb"\[(smtp-\d)\] inbound.dropbox: dropbox: accepted", log.read_bytes())
+    served.stop()
+    text = served.log.read_bytes()
+    accepted = re.findall(rb"\[(smtp-\d)\] inbound.dropbox: dropbox: accepted", text)
     assert len(accepted) == 20
     assert set(accepted) == {b"smtp-1", b"smtp-2"}
-    db.dispose()
 
 
 def test_messages_arriving_together_are_finished_together(
@@ -328,24 +343,12 @@ def test_messages_arriving_together_are_finished_together(
 ) -> None:
     """[pipeline] gather_time: woken by the first message, the pipeline waits that
     long and then finishes all that arrived meanwhile in one go."""
-    trust_loopback(config_file)
-    db = stored_pending(initialized, config_file, 0)
-    config = load_config(config_file)
-    with db.session() as session:
-        rcpt = dropbox_address(config, get_user(session, config, "bob@acme.com"))
-    logs = set(config_file.parent.glob("serve-*.log"))
     env = {"GATEWAY_PIPELINE__GATHER_TIME": "2", "GATEWAY_PIPELINE__POLL_INTERVAL": "3600"}
-    proc = start(config_file, env=env)
-    port = dropbox_port(config_file.parent, logs)
-    log = max(set(config_file.parent.glob("serve-*.log")) - logs, key=lambda p: p.stat().st_mtime)
-    with smtplib.SMTP("127.0.0.1", port, timeout=20) as smtp:
+    served = serve_dropbox(initialized, config_file, env)
+    with smtplib.SMTP("127.0.0.1", served.port, timeout=20) as smtp:
         for i in range(4):  # well within the two seconds
-            smtp.sendmail("carol@client.com", [rcpt], make_message(message_id=f"<g{i}@x>"))
-    deadline = time.monotonic() + 20
-    while counts(db)[1] < 4 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=40) == 0
-    assert counts(db) == (0, 4, 4)
-    assert b"pipeline: finished 4 message(s)" in log.read_bytes()
-    db.dispose()
+            smtp.sendmail("carol@client.com", [served.rcpt], make_message(message_id=f"<g{i}@x>"))
+    served.wait_attached(4)
+    assert counts(served.db) == (0, 4, 4)
+    served.stop()
+    assert b"pipeline: finished 4 message(s)" in served.log.read_bytes()
