@@ -152,10 +152,7 @@ class Pipeline:
             # lock is shared with the SMTP servers storing new mail.
             with self.db.read() as reading:
                 candidates = _claim_after(reading, after, size)
-            candidates = [
-                dataclasses.replace(w, parsed=self._parse(w)) if w.data is not None else w
-                for w in candidates
-            ]
+            candidates = [self._parsed_ahead(w) for w in candidates]
             if candidates:
                 with self.db.session() as session:
                     outcomes += self._finish(session, _still_pending(session, candidates))
@@ -209,6 +206,16 @@ class Pipeline:
             sighting.state = SightingState.FAILED.value
         return Outcome(work.sighting_id, sighting.state, error=sighting.error)
 
+    def _parsed_ahead(self, work: Work) -> Work:
+        """`work` with its message parsed; as it was if that fails (the failure then
+        happens again inside _steps, where it counts as an attempt)."""
+        if work.data is None:
+            return work
+        try:
+            return dataclasses.replace(work, parsed=self._parse(work))
+        except Exception:
+            return work
+
     def _parse(self, work: Work) -> ParsedMessage:
         assert work.data is not None
         if work.origin:  # forwarded to the user's own dropbox: the original counts
@@ -218,7 +225,7 @@ class Pipeline:
     def _steps(self, session: Session, work: Work, directory: AccountDirectory) -> Outcome:
         if work.data is None:
             raise LookupError("raw bytes missing")
-        parsed = work.parsed or self._parse(work)
+        parsed = work.parsed if work.parsed is not None else self._parse(work)
         identity = parsed.identity()
         connection = session.connection()
         found = _SEEN(connection).execute(
