@@ -18,10 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 from gateway import smtp_replies as replies
 from gateway.errors import MailRejected
+from gateway.smtp_data import TOO_LONG, TOO_MUCH, read_data
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +267,46 @@ class GatewaySMTP(SMTP):
             await self.push(str(replies.TLS_ACTIVE))
             return
         await super().smtp_STARTTLS(arg)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd's DATA with the message read by gateway.smtp_data.read_data
+        # (large pieces instead of a loop round per line); the rest as aiosmtpd.
+        if self._decode_data:
+            await super().smtp_DATA(arg)
+            return
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content, problem = await read_data(
+                self._reader, self.data_size_limit, self.line_length_limit
+            )
+        except asyncio.CancelledError:
+            log.info("connection lost during DATA")
+            self._writer.close()
+            raise
+        if problem == TOO_LONG:
+            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
+        elif problem == TOO_MUCH:
+            await self.push("552 Error: Too much mail data")
+        if problem:
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
+        self.envelope.content = content
+        self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push("250 OK" if status is MISSING else status)
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         rest = arg or ""
