@@ -164,7 +164,7 @@ class Pipeline:
     def process(self, sighting_ids: Sequence[int]) -> list[Outcome]:
         """Finish the given sightings (those still pending) in one transaction."""
         with self.db.session() as session:
-            return self._finish(session, _claim(session, Sighting.id.in_(list(sighting_ids))))
+            return self._finish(session, _claim(session, sighting_ids))
 
     def _finish(self, session: Session, works: Sequence[Work]) -> list[Outcome]:
         if not works:
@@ -492,7 +492,8 @@ _DONE = (
 )
 
 
-_CLAIM_AFTER = (
+# Pending sightings with their bytes, oldest first, locked on PostgreSQL.
+_PENDING_WORK = (
     select(
         _s.id,
         _s.account_id,
@@ -508,11 +509,11 @@ _CLAIM_AFTER = (
             table_of(RawMessage), table_of(RawMessage).c.id == _s.raw_message_id
         )
     )
-    .where(_s.state == SightingState.PENDING.value, _s.id > bindparam("b_after"))
+    .where(_s.state == SightingState.PENDING.value)
     .order_by(_s.id)
-    .limit(bindparam("b_limit"))
     .with_for_update(of=table_of(Sighting), skip_locked=True)
 )
+_CLAIM_AFTER = _PENDING_WORK.where(_s.id > bindparam("b_after")).limit(bindparam("b_limit"))
 
 
 def _claim_after(session: Session, after: int, limit: int) -> list[Work]:
@@ -539,26 +540,9 @@ def _still_pending(session: Session, works: Sequence[Work]) -> list[Work]:
     return [w for w in works if w.sighting_id in ids]
 
 
-def _claim(session: Session, where: Any, limit: int | None = None) -> list[Work]:
-    statement = (
-        select(
-            Sighting.id,
-            Sighting.account_id,
-            Sighting.user_id,
-            Sighting.source,
-            Sighting.keep,
-            Sighting.raw_message_id,
-            RawMessage.data,
-            Sighting.origin,
-        )
-        .outerjoin(RawMessage, RawMessage.id == Sighting.raw_message_id)
-        .where(Sighting.state == SightingState.PENDING.value, where)
-        .order_by(Sighting.id)
-        .with_for_update(of=Sighting, skip_locked=True)
-    )
-    if limit is not None:
-        statement = statement.limit(limit)
-    return [Work(*row) for row in session.execute(statement)]
+def _claim(session: Session, sighting_ids: Sequence[int]) -> list[Work]:
+    statement = _PENDING_WORK.where(_s.id.in_(list(sighting_ids)))
+    return [Work(*row) for row in session.connection().execute(statement)]
 
 
 def _roles(parsed: ParsedMessage) -> list[tuple[Role, Address]]:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 from gateway import smtp_replies as replies
+from gateway.config import Config
 from gateway.errors import MailRejected
 from gateway.smtp_data import TOO_LONG, TOO_MUCH, read_data
 
@@ -115,6 +116,12 @@ class ConnectionLimiter:
             del self._open[ip]
             if not self._recent.get(ip):
                 self._recent.pop(ip, None)
+
+
+def dropbox_limiter(config: Config) -> ConnectionLimiter:
+    """The per-IP limits of [dropbox], for one process or for the supervisor of many."""
+    dropbox = config.dropbox
+    return ConnectionLimiter(dropbox.max_connections_per_ip, dropbox.connections_per_minute_per_ip)
 
 
 class Gate(Protocol):

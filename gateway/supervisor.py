@@ -29,7 +29,7 @@ from typing import Any
 from gateway.config import Config, host_port
 from gateway.errors import GatewayError
 from gateway.runner import stop_on_signals
-from gateway.smtp_server import ConnectionLimiter
+from gateway.smtp_server import dropbox_limiter
 from gateway.worker import BACKGROUND_ROLES, LISTENING_ROLES, WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -168,10 +168,7 @@ class Child:
 class Supervisor:
     def __init__(self, config: Config, roles: Sequence[str]) -> None:
         self.config = config
-        dropbox = config.dropbox
-        self.limiter = ConnectionLimiter(
-            dropbox.max_connections_per_ip, dropbox.connections_per_minute_per_ip
-        )
+        self.limiter = dropbox_limiter(config)
         listening = tuple(r for r in roles if r in LISTENING_ROLES)
         background = tuple(r for r in roles if r in BACKGROUND_ROLES)
         self.smtp = [

@@ -37,10 +37,10 @@ from gateway.models import Keep, Source, UserAddress
 from gateway.parsing import parse
 from gateway.resolver import Resolver
 from gateway.smtp_server import (
-    ConnectionLimiter,
     Gate,
     GatewaySMTP,
     LocalGate,
+    dropbox_limiter,
     enhanced_ehlo,
     reply_for,
 )
@@ -333,11 +333,6 @@ def _storage_error(exc: Exception) -> TryLater:
         seen = seen.__cause__ or seen.__context__
     log.error("dropbox: storage error: %s", exc)
     return TryLater(replies.TRY_LATER)
-
-
-def dropbox_limiter(config: Config) -> ConnectionLimiter:
-    dropbox = config.dropbox
-    return ConnectionLimiter(dropbox.max_connections_per_ip, dropbox.connections_per_minute_per_ip)
 
 
 class DropboxServer:
