@@ -10,20 +10,21 @@ an address.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, union, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, union, update
 from sqlalchemy.orm import Session
 
 from gateway.db import insert_ignore
 from gateway.models import Conversation, Message, MessageAddress, MessageReference, table_of, utcnow
 from gateway.parsing import ParsedMessage, thread_subject
-from gateway.prepared import prepared
+from gateway.prepared import Prepared, padded_in, prepared
 
 SUBJECT_WINDOW = timedelta(days=30)
-MAX_REFS = 200
+MAX_REFS = 200  # references looked up in one prepared IN (gateway.prepared.IN_SIZES)
 
 
 def references_of(parsed: ParsedMessage) -> list[str]:
@@ -34,16 +35,30 @@ def references_of(parsed: ParsedMessage) -> list[str]:
 _messages = table_of(Message).c
 _refs = table_of(MessageReference).c
 _conversations = table_of(Conversation).c
-_PARENTS = select(_messages.conversation_id).where(
-    _messages.account_id == bindparam("account_id"),
-    _messages.message_id_header.in_(bindparam("refs", expanding=True)),
-)
 _CHILDREN = (
     select(_messages.conversation_id)
     .join(table_of(MessageReference), _refs.message_id == _messages.id)
     .where(_refs.account_id == bindparam("account_id"), _refs.ref == bindparam("message_id"))
 )
-_PARENTS_AND_CHILDREN = union(_PARENTS, _CHILDREN)
+
+
+def parents(size: int, children: bool) -> Any:
+    """Conversations of the messages named by `size` references (bound as r0, r1, ...),
+    with those of the messages naming "message_id" when `children`."""
+    found = select(_messages.conversation_id).where(
+        _messages.account_id == bindparam("account_id"),
+        _messages.message_id_header.in_(
+            [bindparam(f"r{i}", type_=_messages.message_id_header.type) for i in range(size)]
+        ),
+    )
+    return union(found, _CHILDREN) if children else found
+
+
+@functools.cache
+def _parents_of(size: int, children: bool) -> Callable[[Connection], Prepared]:
+    return prepared(f"parents_{size}_{children}", functools.partial(parents, size, children))
+
+
 _TOUCH = prepared(
     "touch_conversation",
     lambda: (
@@ -75,22 +90,19 @@ def find_conversation(
 ) -> int:
     """The id of the conversation the message belongs to (created if need be)."""
     connection = session.connection()
-    refs = references_of(parsed)
-    params = {"account_id": account_id, "refs": refs, "message_id": parsed.message_id}
-    if refs and parsed.message_id:
-        statement: Any = _PARENTS_AND_CHILDREN
-    elif refs:
-        statement = _PARENTS
-    elif parsed.message_id:
-        statement = _CHILDREN
-    else:
-        statement = None
+    refs = references_of(parsed)  # at most MAX_REFS: one prepared IN
+    params: dict[str, Any] = {"account_id": account_id, "message_id": parsed.message_id}
+    statement: Prepared | None = None
+    if refs:
+        size, binds = padded_in(refs, "r")
+        params.update(binds)
+        statement = _parents_of(size, parsed.message_id is not None)(connection)
+    elif parsed.message_id:  # the common case: a new thread, or its first message
+        statement = _ONLY_CHILDREN(connection)
     found: set[int] = set()
-    if statement is _CHILDREN:  # the common case: a new thread, or its first message
-        rows = _ONLY_CHILDREN(connection).execute(connection, params).fetchall()
+    if statement is not None:
+        rows = statement.execute(connection, params).fetchall()
         found = {c for (c,) in rows if c is not None}
-    elif statement is not None:
-        found = {c for c in connection.scalars(statement, params) if c is not None}
     if not found and _looks_like_reply(parsed, refs):
         by_subject = _by_subject(session, account_id, parsed, addresses, when)
         if by_subject is not None:

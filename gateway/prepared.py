@@ -55,6 +55,18 @@ class Prepared:
         return cursor
 
 
+IN_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 500)
+"""List lengths an `IN (...)` statement is prepared for; longer lists go in chunks."""
+
+
+def padded_in(values: Sequence[Any], prefix: str) -> tuple[int, dict[str, Any]]:
+    """(size, binds): `values` (1 to IN_SIZES[-1] of them) bound as prefix0, prefix1, ...,
+    padded to the next prepared size by repeating the last, which IN ignores."""
+    size = next(s for s in IN_SIZES if s >= len(values))
+    last = len(values) - 1
+    return size, {f"{prefix}{i}": values[min(i, last)] for i in range(size)}
+
+
 def prepared(
     key: str, build: Callable[[], ClauseElement], column_keys: Sequence[str] | None = None
 ) -> Callable[[Connection], Prepared]:

@@ -133,3 +133,23 @@ def test_add_refuses_users_duplicates_and_garbage(db, config, account_id):
             with pytest.raises(InputError):
                 add_contact(session, directory, [bad], "", "lower")
     assert count(db, Event) == 1  # contact.created, once
+
+
+@pytest.mark.parametrize("asked", [0, 1, 3, 17, 500, 501, 1203])
+def test_matching_finds_exactly_the_contacts_among_any_number_of_addresses(
+    db, config, account_id, asked
+):
+    """Lookups are padded to a few prepared sizes and chunked at 500: whatever the
+    number of addresses, the answer is exactly the contacts among them."""
+    from gateway.matching import match_contacts
+
+    with db.session() as session:
+        directory = AccountDirectory.load(session, session.get_one(Account, account_id), config)
+        ids = {
+            f"c{i}@client.com": add_contact(session, directory, [f"c{i}@client.com"], None, "lower")
+            for i in range(0, 1300, 7)
+        }
+    addresses = [f"c{i}@client.com" for i in range(asked)] + ["c0@client.com"] * (asked > 0)
+    with db.session() as session:
+        found = match_contacts(session, account_id, addresses)
+    assert found == {a: ids[a].id for a in set(addresses) if a in ids}

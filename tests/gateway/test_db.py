@@ -33,9 +33,9 @@ def test_migrate_twice_is_harmless(db: Database) -> None:
 
 
 def test_contact_lookup_uses_the_index_never_a_scan(db: Database) -> None:
-    from gateway.matching import _LOOKUP
+    from gateway.matching import lookup
 
-    statement = _LOOKUP.params(account_id=1, addresses=["a@x.com", "b@y.com"])
+    statement = lookup(2).params(account_id=1, a0="a@x.com", a1="b@y.com")
     with db.engine.connect() as connection:
         sql = str(
             statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})

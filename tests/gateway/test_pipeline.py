@@ -238,6 +238,25 @@ def test_replies_thread_together(db, config, account_id) -> None:
     assert conversation_of(db, unrelated.message_id) != c
 
 
+@pytest.mark.parametrize("position", [0, 63, 64, 150, 239])
+def test_a_long_references_chain_finds_its_parent_wherever_it_stands(
+    db, config, account_id, position
+) -> None:
+    """Up to 200 references are looked up in one statement padded to a prepared
+    size; the known parent is found at any position, the first 40 dropped."""
+    contact(db, config, account_id, "carol@client.com")
+    parent = push(db, config, make_message(subject="Plan", message_id="<known@x>"))
+    refs = [f"<r{i}@x>" for i in range(240)]
+    refs[position] = "<known@x>"
+    reply = push(
+        db,
+        config,
+        make_message(subject="Re: Other", message_id="<long@x>", references=" ".join(refs)),
+    )
+    joined = conversation_of(db, reply.message_id) == conversation_of(db, parent.message_id)
+    assert joined == (position >= 40)  # MAX_REFS keeps the newest 200
+
+
 def test_reply_before_parent_and_merging(db, config, account_id) -> None:
     contact(db, config, account_id, "carol@client.com")
     child = push(
