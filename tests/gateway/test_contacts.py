@@ -146,7 +146,9 @@ def test_matching_finds_exactly_the_contacts_among_any_number_of_addresses(
     with db.session() as session:
         directory = AccountDirectory.load(session, session.get_one(Account, account_id), config)
         ids = {
-            f"c{i}@client.com": add_contact(session, directory, [f"c{i}@client.com"], f"C {i}", "lower")
+            f"c{i}@client.com": add_contact(
+                session, directory, [f"c{i}@client.com"], f"C {i}", "lower"
+            )
             for i in range(0, 1300, 7)
         }
     addresses = [f"c{i}@client.com" for i in range(asked)] + ["c0@client.com"] * (asked > 0)
