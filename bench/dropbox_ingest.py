@@ -2,6 +2,8 @@
 
 Prints messages/s for
   - ceiling:  a bare aiosmtpd server that accepts and discards (bench/sink_server.py),
+  - bare commit: the same server committing each message to SQLite (WAL,
+              synchronous=FULL) before its 250: the simplest durable server,
   - dropbox:  `gateway serve` (dropbox + pipeline roles, SQLite) with each
               [serve] workers count given (the curve), acknowledged messages/s,
               and messages/s until the pipeline has attached them all,
@@ -127,11 +129,15 @@ def wait_ready(proc: subprocess.Popen[bytes], log: Path, marker: bytes) -> None:
         time.sleep(0.05)
 
 
-def ceiling(clients: int, messages: int, tmp: Path) -> float:
+def ceiling(clients: int, messages: int, tmp: Path, commit: bool = False) -> float:
+    """The bare sink's msg/s; with `commit`, the bare sink that commits each message."""
     port = free_port()
     log = tmp / "sink.log"
+    extra = ["--commit", str(tmp / "sink.db")] if commit else []
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "bench.sink_server", str(port)], stdout=out)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.sink_server", str(port), *extra], stdout=out
+        )
     try:
         wait_ready(proc, log, b"ready")
         ok, elapsed = asyncio.run(load(port, "x@sink.example", clients, messages))
@@ -246,6 +252,7 @@ def main() -> None:
         "clients",
         "workers",
         "ceiling msg/s",
+        "bare commit msg/s (/ ceiling)",
         "dropbox 250 msg/s",
         "attached msg/s",
         "attached / ceiling",
@@ -255,10 +262,13 @@ def main() -> None:
     )
     for clients in args.clients:
         tops: list[float] = []
+        floors: list[float] = []
         runs: dict[int, list[tuple[float, float, dict[str, float]]]] = {w: [] for w in args.workers}
         for _ in range(args.repeat):
             with tempfile.TemporaryDirectory() as tmp:
                 tops.append(ceiling(clients, args.messages, Path(tmp)))
+            with tempfile.TemporaryDirectory() as tmp:
+                floors.append(ceiling(clients, args.messages, Path(tmp), commit=True))
             for workers in args.workers:
                 with tempfile.TemporaryDirectory() as tmp:
                     runs[workers].append(gateway(clients, args.messages, Path(tmp), workers))
@@ -272,6 +282,7 @@ def main() -> None:
                 str(clients),
                 str(workers) if workers else "0 (one process)",
                 f"{statistics.median(tops):,.0f}",
+                f"{statistics.median(floors):,.0f} ({statistics.median(f / t for f, t in zip(floors, tops, strict=True)):.2f})",
                 f"{statistics.median(r[0] for r in results):,.0f}",
                 f"{statistics.median(r[1] for r in results):,.0f}",
                 f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]",

@@ -149,10 +149,12 @@ def _subject(values: list[str] | tuple[str, ...]) -> str:
     if not values:
         return ""
     value = fix_surrogates(values[0])
-    try:
-        text = str(policy.default.header_factory("subject", value))
-    except Exception:
-        text = value
+    text = value
+    if "=?" in value:  # encoded words: let the stdlib decode them
+        try:
+            text = str(policy.default.header_factory("subject", value))
+        except Exception:
+            pass
     return _WS.sub(" ", text).strip()
 
 

@@ -105,3 +105,20 @@ def test_never_raises_on_arbitrary_headers(headers: list[tuple[str, str]]) -> No
     text = "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\nbody"
     parsed = parse(text.encode("utf-8", "surrogatepass"))
     parsed.identity()
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=300)
+def test_subject_without_encoded_words_reads_as_the_stdlib_reads_it(value: str) -> None:
+    """The subject skips the stdlib header parser unless it holds an encoded word;
+    what a reader sees must not change."""
+    import re
+    from email import policy
+
+    from gateway.parsing import _subject
+
+    try:
+        expected = str(policy.default.header_factory("subject", value))
+    except Exception:
+        expected = value
+    assert _subject([value]) == re.sub(r"\s+", " ", expected).strip()
