@@ -272,6 +272,7 @@ def main() -> None:
             for workers in args.workers:
                 with tempfile.TemporaryDirectory() as tmp:
                     runs[workers].append(gateway(clients, args.messages, Path(tmp), workers))
+        floor_ratio = statistics.median(f / t for f, t in zip(floors, tops, strict=True))
         for workers, results in runs.items():
             ratios = [attached / top for top, (_, attached, _) in zip(tops, results, strict=True)]
             cpu = {
@@ -282,7 +283,7 @@ def main() -> None:
                 str(clients),
                 str(workers) if workers else "0 (one process)",
                 f"{statistics.median(tops):,.0f}",
-                f"{statistics.median(floors):,.0f} ({statistics.median(f / t for f, t in zip(floors, tops, strict=True)):.2f})",
+                f"{statistics.median(floors):,.0f} ({floor_ratio:.2f})",
                 f"{statistics.median(r[0] for r in results):,.0f}",
                 f"{statistics.median(r[1] for r in results):,.0f}",
                 f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]",

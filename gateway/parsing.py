@@ -8,6 +8,7 @@ taken as the `<...>` tokens of their headers. Serious defects become
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass, field, replace
@@ -151,10 +152,8 @@ def _subject(values: list[str] | tuple[str, ...]) -> str:
     value = fix_surrogates(values[0])
     text = value
     if "=?" in value:  # encoded words: let the stdlib decode them
-        try:
+        with contextlib.suppress(Exception):
             text = str(policy.default.header_factory("subject", value))
-        except Exception:
-            pass
     return _WS.sub(" ", text).strip()
 
 
