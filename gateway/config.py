@@ -237,14 +237,77 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Where hosts that users type in (IMAP/SMTP servers, later webhook URLs) may point."""
+
+    allowed_private_networks: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Networks that user-typed hosts may resolve to besides the public internet "
+            '(e.g. "127.0.0.0/8" for a local test server). Empty: loopback, private, '
+            "link-local, metadata and other special addresses are refused."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    """IMAP sync of connected mailboxes (the `imap` role and `gateway mailbox`)."""
+
+    window_days: int = field(
+        default=90,
+        metadata=_doc("The initial sync reads mail of this many days back, newest first."),
+    )
+    batch_size: int = field(
+        default=500,
+        metadata=_doc("Messages per FETCH of headers (and per checkpoint)."),
+    )
+    poll_interval: float = field(
+        default=300.0,
+        metadata=_doc("Seconds between looks for new mail in folders without IDLE (and in Sent)."),
+    )
+    idle_refresh: float = field(
+        default=25 * 60.0,
+        metadata=_doc("Seconds after which IDLE is re-issued (RFC 2177: before 29 minutes)."),
+    )
+    timeout: float = field(
+        default=60.0,
+        metadata=_doc("Seconds to wait for an IMAP server to connect or answer."),
+    )
+    max_connections: int = field(
+        default=100,
+        metadata=_doc("Mailboxes synced at the same time by one `imap` role (one thread each)."),
+    )
+    backoff_max: float = field(
+        default=600.0,
+        metadata=_doc("Longest wait, in seconds, between reconnects after network errors."),
+    )
+    max_message_size: int = field(
+        default=50 * 1024 * 1024,
+        metadata=_doc(
+            "Largest server response read at once, in bytes (a message, a literal); "
+            "a bigger one fails that mailbox's sync, never the process."
+        ),
+    )
+    tls_verify: bool = field(
+        default=True,
+        metadata=_doc(
+            "Verify IMAP/SMTP server certificates. A mailbox may still be added with "
+            "--tls-no-verify for a self-signed server."
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     """What `gateway serve` runs."""
 
     roles: tuple[str, ...] = field(
-        default=("dropbox", "pipeline"),
+        default=("dropbox", "pipeline", "imap"),
         metadata=_doc(
-            'Roles started by `gateway serve`: "dropbox" (the BCC dropbox SMTP server) and '
-            '"pipeline" (finishes every stored message, including those interrupted by a crash).'
+            'Roles started by `gateway serve`: "dropbox" (the BCC dropbox SMTP server), '
+            '"pipeline" (finishes every stored message, including those interrupted by a '
+            'crash) and "imap" (syncs every active connected mailbox).'
         ),
     )
     workers: int = field(
@@ -277,6 +340,8 @@ class Config:
     dns: DnsConfig = DnsConfig()
     dropbox: DropboxConfig = DropboxConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    security: SecurityConfig = SecurityConfig()
+    imap: ImapConfig = ImapConfig()
     serve: ServeConfig = ServeConfig()
     log: LogConfig = LogConfig()
     # Where relative paths are resolved from (the config file's directory).
@@ -314,7 +379,7 @@ class Config:
         )
 
 
-KNOWN_ROLES = ("dropbox", "pipeline")
+KNOWN_ROLES = ("dropbox", "pipeline", "imap")
 _SECTIONS: dict[str, type] = {
     f.name: typing.get_type_hints(Config)[f.name]
     for f in dataclasses.fields(Config)
@@ -474,6 +539,7 @@ def _check(config: Config) -> None:
     if not 0 <= config.serve.workers <= 64:
         raise ConfigError("serve.workers", src, "must be from 0 to 64")
     _check_dropbox(config)
+    _check_imap(config)
     for server in config.dns.nameservers:
         _host_port(server, 53, "dns.nameservers", src)
     url = config.database.url
@@ -501,6 +567,27 @@ def _check_dropbox(config: Config) -> None:
     for key in ("timeout", "max_session_time"):
         if getattr(dropbox, key) <= 0:
             raise ConfigError(f"dropbox.{key}", src, "must be greater than 0")
+
+
+def _check_imap(config: Config) -> None:
+    src, imap = config.source, config.imap
+    for network in config.security.allowed_private_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            raise ConfigError(
+                "security.allowed_private_networks", src, f"{network!r}: {exc}"
+            ) from exc
+    for key in ("window_days", "batch_size", "max_connections", "max_message_size"):
+        if getattr(imap, key) < 1:
+            raise ConfigError(f"imap.{key}", src, "must be at least 1")
+    if imap.batch_size > 5000:
+        raise ConfigError("imap.batch_size", src, "must be at most 5000")
+    for key in ("poll_interval", "timeout", "backoff_max"):
+        if getattr(imap, key) <= 0:
+            raise ConfigError(f"imap.{key}", src, "must be greater than 0")
+    if not 0 < imap.idle_refresh < 29 * 60:
+        raise ConfigError("imap.idle_refresh", src, "must be under 1740 seconds (29 minutes)")
 
 
 def _host_port(value: str, default_port: int | None, key: str, source: str) -> tuple[str, int]:

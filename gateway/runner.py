@@ -112,6 +112,10 @@ def build_roles(
             gate=gate,
             sock=(listeners or {}).get("dropbox"),
         )
+    if "imap" in names:
+        from inbound.imap.service import ImapRole
+
+        built["imap"] = ImapRole(db, config, wake or (worker.wake if worker else _nothing))
     return built, worker
 
 

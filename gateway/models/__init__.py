@@ -4,6 +4,14 @@ from gateway.models.accounts import Account, Plan, User, UserAddress
 from gateway.models.base import Base, table_of, utcnow
 from gateway.models.contacts import Contact, ContactEmail
 from gateway.models.events import Event
+from gateway.models.mailboxes import (
+    FolderRole,
+    Mailbox,
+    MailboxFolder,
+    MailboxState,
+    Security,
+    SyncMode,
+)
 from gateway.models.messages import (
     Conversation,
     Direction,
@@ -27,7 +35,11 @@ __all__ = [
     "Conversation",
     "Direction",
     "Event",
+    "FolderRole",
     "Keep",
+    "Mailbox",
+    "MailboxFolder",
+    "MailboxState",
     "Message",
     "MessageAddress",
     "MessageContact",
@@ -35,9 +47,11 @@ __all__ = [
     "Plan",
     "RawMessage",
     "Role",
+    "Security",
     "Sighting",
     "SightingState",
     "Source",
+    "SyncMode",
     "User",
     "UserAddress",
     "table_of",

@@ -1,6 +1,6 @@
 """ZoneServer: an authoritative DNS server (twisted.names) on loopback, fed from a dict.
 
-Records are {(name, type): [value, ...]} with type "TXT", "A", "MX" or
+Records are {(name, type): [value, ...]} with type "TXT", "A", "MX", "SRV" or
 "SERVFAIL" (answer SERVFAIL for that name: a temperror). The reactor runs in
 a thread for the whole test session; tests change records between messages.
 """
@@ -16,7 +16,7 @@ from twisted.names import dns, error, server
 from twisted.names.common import ResolverBase
 
 reactor: Any = _reactor  # twisted's reactor module is not usefully typed
-_TYPES = {"TXT": dns.TXT, "A": dns.A, "MX": dns.MX, "AAAA": dns.AAAA}
+_TYPES = {"TXT": dns.TXT, "A": dns.A, "MX": dns.MX, "AAAA": dns.AAAA, "SRV": dns.SRV}
 
 
 class _Zone(ResolverBase):
@@ -41,6 +41,9 @@ class _Zone(ResolverBase):
             elif kind == "MX":
                 preference, host = value
                 payload = dns.Record_MX(preference, host.encode(), ttl=60)
+            elif kind == "SRV":
+                priority, weight, port, target = value
+                payload = dns.Record_SRV(priority, weight, port, target.encode(), ttl=60)
             else:
                 continue
             answers.append(dns.RRHeader(name=name, type=_TYPES[kind], payload=payload, ttl=60))

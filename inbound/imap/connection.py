@@ -1,0 +1,238 @@
+"""Opening an IMAP session safely, and saying what went wrong in words a person can act on.
+
+- The host is resolved and checked (gateway.netguard) and the socket goes to
+  that checked address; TLS still verifies the certificate for the host name.
+- Every read of a literal is bounded ([imap] max_message_size): a hostile
+  server announcing {9999999999} fails that mailbox, it cannot make the
+  process allocate it (CPython gh-119511).
+- Failures become MailboxError with a kind: "auth" (wrong credentials: the
+  mailbox needs a person), "tls", "unreachable", "timeout", "refused" (the
+  host check) or "protocol".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from gateway.config import Config
+from gateway.errors import GatewayError, InputError
+from gateway.netguard import check_host
+from gateway.providers import preset
+
+AUTH, TLS, UNREACHABLE, TIMEOUT, REFUSED, PROTOCOL = (
+    "auth",
+    "tls",
+    "unreachable",
+    "timeout",
+    "refused",
+    "protocol",
+)
+
+
+class MailboxError(GatewayError):
+    """A mailbox could not be used; `kind` says whether a person must act ("auth")."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
+    @property
+    def needs_person(self) -> bool:
+        return self.kind in (AUTH, REFUSED)
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    port: int
+    security: str  # tls | starttls | none
+    username: str
+    provider: str = "other"
+    tls_verify: bool = True
+    auth: str = "password"  # password | oauth2
+
+
+def tls_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not verify:  # a self-signed server the user vouched for (--tls-no-verify)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class _Bounded:
+    """Mixed into imaplib's classes: connect to the checked address, bound every read."""
+
+    address: str
+    limit: int
+    port: int
+    file: Any
+
+    def _connect_checked(self, timeout: float | None) -> socket.socket:
+        return socket.create_connection((self.address, self.port), timeout)
+
+    def read(self, size: int) -> bytes:
+        if size > self.limit:
+            raise imaplib.IMAP4.abort(
+                f"server sent a literal of {size} bytes, over the limit of {self.limit}"
+            )
+        data: bytes = self.file.read(size)
+        return data
+
+
+class _Plain(_Bounded, imaplib.IMAP4):
+    def __init__(self, host: str, port: int, address: str, limit: int, timeout: float) -> None:
+        self.address, self.limit = address, limit
+        super().__init__(host, port, timeout=timeout)
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        return self._connect_checked(timeout)
+
+
+class _Tls(_Bounded, imaplib.IMAP4):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        address: str,
+        limit: int,
+        timeout: float,
+        context: ssl.SSLContext,
+    ) -> None:
+        self.address, self.limit, self.context = address, limit, context
+        super().__init__(host, port, timeout=timeout)
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        sock = self._connect_checked(timeout)
+        return self.context.wrap_socket(sock, server_hostname=self.host)
+
+
+class SafeIMAPClient(IMAPClient):  # type: ignore[misc]
+    """IMAPClient over _Plain/_Tls (imapclient builds its imaplib object in _create_IMAP4)."""
+
+    def __init__(
+        self,
+        settings: ImapSettings,
+        address: str,
+        limit: int,
+        timeout: float,
+        context: ssl.SSLContext,
+    ) -> None:
+        self._settings, self._address, self._limit = settings, address, limit
+        self._context = context
+        super().__init__(
+            settings.host,
+            port=settings.port,
+            ssl=settings.security == "tls",
+            ssl_context=context,
+            timeout=timeout,
+        )
+
+    def _create_IMAP4(self) -> imaplib.IMAP4:
+        timeout = float(getattr(self._timeout, "connect", None) or 60)
+        if self._settings.security == "tls":
+            return _Tls(self.host, self.port, self._address, self._limit, timeout, self._context)
+        return _Plain(self.host, self.port, self._address, self._limit, timeout)
+
+
+def connect(settings: ImapSettings, secret: str, config: Config) -> SafeIMAPClient:
+    """A logged-in IMAP session, or MailboxError saying why not."""
+    try:
+        address = check_host(
+            settings.host, settings.port, config.security.allowed_private_networks, what="IMAP host"
+        )
+    except InputError as exc:
+        raise MailboxError(REFUSED, str(exc)) from exc
+    if settings.security == "none" and not _allowed_cleartext(address, config):
+        raise MailboxError(
+            REFUSED,
+            f"IMAP without TLS is allowed only to networks in [security] "
+            f"allowed_private_networks; {settings.host} ({address}) is not one",
+        )
+    context = tls_context(settings.tls_verify and config.imap.tls_verify)
+    where = f"{settings.host}:{settings.port}"
+    try:
+        client = SafeIMAPClient(
+            settings, address, config.imap.max_message_size, config.imap.timeout, context
+        )
+    except ssl.SSLError as exc:
+        raise MailboxError(TLS, f"TLS with {where} failed: {_reason(exc)}") from exc
+    except TimeoutError as exc:
+        raise MailboxError(TIMEOUT, f"{where} did not answer in {config.imap.timeout:g} s") from exc
+    except OSError as exc:
+        raise MailboxError(UNREACHABLE, f"cannot reach {where}: {_reason(exc)}") from exc
+    except imaplib.IMAP4.error as exc:
+        raise MailboxError(PROTOCOL, f"{where} does not speak IMAP: {exc}") from exc
+    try:
+        if settings.security == "starttls":
+            client.starttls(context)
+        login(client, settings, secret)
+        return client
+    except BaseException:
+        _close(client)
+        raise
+
+
+def login(client: IMAPClient, settings: ImapSettings, secret: str) -> None:
+    where = f"{settings.host}:{settings.port}"
+    try:
+        if settings.auth == "oauth2":
+            client.oauth2_login(settings.username, secret)
+        else:
+            client.login(settings.username, secret)
+    except LoginError as exc:
+        raise MailboxError(AUTH, _auth_message(settings, _text(exc))) from exc
+    except ssl.SSLError as exc:
+        raise MailboxError(TLS, f"TLS with {where} failed: {_reason(exc)}") from exc
+    except TimeoutError as exc:
+        raise MailboxError(TIMEOUT, f"{where} stopped answering during sign-in") from exc
+    except (OSError, IMAPClientError, imaplib.IMAP4.error) as exc:
+        raise MailboxError(PROTOCOL, f"sign-in to {where} failed: {_text(exc)}") from exc
+
+
+def _auth_message(settings: ImapSettings, server_text: str) -> str:
+    message = (
+        f"the server refused the user name or password for {settings.username} "
+        f"({server_text.strip() or 'no reason given'})"
+    )
+    p = preset(settings.provider)
+    if p.two_factor_hint:
+        message += f". {p.two_factor_hint}: {p.app_password_help}"
+    return message
+
+
+def _allowed_cleartext(address: str, config: Config) -> bool:
+    import ipaddress
+
+    ip = ipaddress.ip_address(address)
+    return any(
+        ip in ipaddress.ip_network(n, strict=False)
+        for n in config.security.allowed_private_networks
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return exc.verify_message or str(exc)
+    return getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+
+
+def _text(exc: BaseException) -> str:
+    value = exc.args[0] if exc.args else str(exc)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _close(client: IMAPClient) -> None:
+    with contextlib.suppress(Exception):  # already gone
+        client.shutdown()

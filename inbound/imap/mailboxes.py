@@ -1,0 +1,324 @@
+"""Connecting, reconnecting and removing mailboxes; their status.
+
+A mailbox is saved only after a real sign-in to its IMAP server succeeded,
+with its credentials encrypted (gateway.vault). A refused sign-in later (a
+password reset, revoked access) puts it in reconnect_required until a person
+gives new credentials with reconnect(); it then resumes from its checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from gateway import events
+from gateway.addresses import parse_one
+from gateway.config import Config
+from gateway.db import Database
+from gateway.errors import Conflict, InputError, NotFound
+from gateway.models import (
+    Account,
+    Mailbox,
+    MailboxState,
+    Plan,
+    SyncMode,
+    User,
+    UserAddress,
+)
+from gateway.providers import PROVIDERS, SECURITIES, Server, discover, preset
+from gateway.resolver import Resolver
+from gateway.vault import Vault
+from inbound.imap.connection import ImapSettings, MailboxError, connect
+
+MAILBOX_CONNECTED = "mailbox.connected"
+MAILBOX_RECONNECTED = "mailbox.reconnected"
+MAILBOX_RECONNECT_REQUIRED = "mailbox.reconnect_required"
+MAILBOX_REMOVED = "mailbox.removed"
+ONE_WAY_PLANS = (Plan.PRO.value, Plan.ENTERPRISE.value)
+
+Connector = Callable[[ImapSettings, str, Config], Any]
+
+
+@dataclass(frozen=True)
+class MailboxRequest:
+    """What a person asks for in `gateway mailbox add` (None: from the preset)."""
+
+    email: str
+    provider: str = "other"
+    imap_host: str | None = None
+    imap_port: int | None = None
+    imap_security: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_security: str | None = None
+    username: str | None = None
+    sync_mode: str = SyncMode.TWO_WAY.value
+    tls_verify: bool = True
+    auth: str = "password"
+    user_email: str | None = None  # the CRM user who owns it (default: by address)
+
+
+def settings_of(mailbox: Mailbox) -> ImapSettings:
+    return ImapSettings(
+        host=mailbox.imap_host,
+        port=mailbox.imap_port,
+        security=mailbox.imap_security,
+        username=mailbox.username,
+        provider=mailbox.provider,
+        tls_verify=mailbox.tls_verify,
+        auth=mailbox.auth,
+    )
+
+
+def secret_of(vault: Vault, mailbox: Mailbox) -> str:
+    """The password, or the OAuth2 access token."""
+    if mailbox.credentials is None:
+        raise MailboxError("auth", f"mailbox {mailbox.email} has no credentials")
+    plain = vault.decrypt(mailbox.credentials)
+    if mailbox.auth == "oauth2":
+        return str(json.loads(plain)["access_token"])
+    return plain
+
+
+def add_mailbox(
+    db: Database,
+    config: Config,
+    vault: Vault,
+    request: MailboxRequest,
+    secret: str,
+    *,
+    connector: Connector = connect,
+) -> Mailbox:
+    email = _address(config, request.email)
+    with db.read() as session:
+        user = _owner(session, config, request.user_email or email)
+        account = session.get_one(Account, user.account_id)
+        if request.sync_mode == SyncMode.ONE_WAY.value and account.plan not in ONE_WAY_PLANS:
+            raise InputError(
+                "--sync",
+                f"one-way sync needs the pro or enterprise plan; account {account.name!r} "
+                f"is on {account.plan}",
+            )
+        if session.scalar(
+            select(Mailbox.id).where(Mailbox.account_id == account.id, Mailbox.email == email)
+        ):
+            raise Conflict(f"mailbox {email} is already connected (use `mailbox reconnect`)")
+        account_id, user_id = account.id, user.id
+    imap, smtp = _servers(config, request, email)
+    settings = ImapSettings(
+        host=imap.host,
+        port=imap.port,
+        security=imap.security,
+        username=request.username or email,
+        provider=request.provider,
+        tls_verify=request.tls_verify,
+        auth=request.auth,
+    )
+    _check_in(connector(settings, secret, config))
+    mailbox = Mailbox(
+        account_id=account_id,
+        user_id=user_id,
+        email=email,
+        provider=request.provider,
+        sync_mode=request.sync_mode,
+        imap_host=imap.host,
+        imap_port=imap.port,
+        imap_security=imap.security,
+        smtp_host=smtp.host if smtp else "",
+        smtp_port=smtp.port if smtp else 0,
+        smtp_security=smtp.security if smtp else "starttls",
+        username=settings.username,
+        auth=request.auth,
+        credentials=vault.encrypt(secret),
+        tls_verify=request.tls_verify,
+        state=MailboxState.ACTIVE.value,
+    )
+    with db.session() as session:
+        session.add(mailbox)
+        session.flush()
+        events.emit(session, account_id, MAILBOX_CONNECTED, mailbox_id=mailbox.id, email=email)
+        session.expunge(mailbox)
+    return mailbox
+
+
+def reconnect(
+    db: Database,
+    config: Config,
+    vault: Vault,
+    email: str,
+    secret: str,
+    *,
+    connector: Connector = connect,
+) -> Mailbox:
+    """New credentials for a mailbox: signs in first, then makes it active again."""
+    with db.read() as session:
+        mailbox = get_mailbox(session, config, email)
+        settings = settings_of(mailbox)
+    _check_in(connector(settings, secret, config))
+    with db.session() as session:
+        row = session.get_one(Mailbox, mailbox.id)
+        row.credentials = vault.encrypt(secret)
+        row.state, row.last_error = MailboxState.ACTIVE.value, None
+        events.emit(
+            session, row.account_id, MAILBOX_RECONNECTED, mailbox_id=row.id, email=row.email
+        )
+        session.flush()
+        session.expunge(row)
+        return row
+
+
+def remove(db: Database, config: Config, email: str) -> None:
+    """Stop syncing and delete the credentials; mail already attached stays."""
+    with db.session() as session:
+        mailbox = get_mailbox(session, config, email)
+        events.emit(
+            session, mailbox.account_id, MAILBOX_REMOVED, mailbox_id=mailbox.id, email=mailbox.email
+        )
+        session.delete(mailbox)
+
+
+def needs_reconnect(db: Database, mailbox_id: int, reason: str) -> None:
+    """Credentials refused: stop syncing until a person reconnects the mailbox."""
+    with db.session() as session:
+        mailbox = session.get(Mailbox, mailbox_id)
+        if mailbox is None or mailbox.state == MailboxState.RECONNECT_REQUIRED.value:
+            return
+        mailbox.state = MailboxState.RECONNECT_REQUIRED.value
+        mailbox.last_error = reason[:2000]
+        events.emit(
+            session,
+            mailbox.account_id,
+            MAILBOX_RECONNECT_REQUIRED,
+            mailbox_id=mailbox.id,
+            email=mailbox.email,
+            reason=reason[:2000],
+        )
+
+
+def record_error(db: Database, mailbox_id: int, reason: str | None) -> None:
+    with db.session() as session:
+        mailbox = session.get(Mailbox, mailbox_id)
+        if mailbox is not None and mailbox.last_error != reason:
+            mailbox.last_error = reason[:2000] if reason else None
+
+
+def get_mailbox(session: Session, config: Config, email: str) -> Mailbox:
+    address = _address(config, email)
+    mailbox = session.scalar(
+        select(Mailbox).where(Mailbox.email == address).options(selectinload(Mailbox.folders))
+    )
+    if mailbox is None:
+        raise NotFound(f"no mailbox {email}")
+    return mailbox
+
+
+def status(session: Session) -> list[dict[str, Any]]:
+    rows = []
+    mailboxes = session.scalars(
+        select(Mailbox).options(selectinload(Mailbox.folders)).order_by(Mailbox.id)
+    )
+    for mailbox in mailboxes:
+        folders = [
+            {
+                "role": f.role,
+                "name": f.name,
+                "uidvalidity": f.uidvalidity,
+                "last_uid": f.last_uid,
+                "initial_sync": "done" if f.initial_done else "running",
+                "total": f.total,
+                "scanned": f.scanned,
+                "matched": f.matched,
+                "fetched": f.fetched,
+            }
+            for f in mailbox.folders
+        ]
+        rows.append(
+            {
+                "email": mailbox.email,
+                "provider": mailbox.provider,
+                "sync": mailbox.sync_mode,
+                "state": mailbox.state,
+                "imap": f"{mailbox.imap_host}:{mailbox.imap_port} ({mailbox.imap_security})",
+                "last_sync_at": mailbox.last_sync_at.isoformat() if mailbox.last_sync_at else None,
+                "last_error": mailbox.last_error,
+                "folders": folders,
+            }
+        )
+    return rows
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _address(config: Config, email: str) -> str:
+    parsed = parse_one(email, config.addresses.local_part_case)
+    if parsed is None:
+        raise InputError("EMAIL", f"{email!r} is not an email address")
+    return parsed.normalized
+
+
+def _owner(session: Session, config: Config, email: str) -> User:
+    address = _address(config, email)
+    user = session.scalar(
+        select(User)
+        .join(UserAddress, UserAddress.user_id == User.id)
+        .where(UserAddress.address == address)
+    )
+    if user is None:
+        raise NotFound(
+            f"no user has the address {address}: add it to a user (`gateway user add "
+            "--alias`) or name the owner with --user"
+        )
+    return user
+
+
+def _servers(config: Config, request: MailboxRequest, email: str) -> tuple[Server, Server | None]:
+    if request.provider not in PROVIDERS:
+        preset(request.provider)  # raises, naming the known ones
+    known = preset(request.provider)
+    imap, smtp = known.imap, known.smtp
+    if imap is None and not request.imap_host:
+        found = discover(email, Resolver(config.dns))
+        if found is None or found.imap is None:
+            raise InputError(
+                "--imap-host",
+                f"no IMAP server known for {email} (no preset, SRV record or known MX): "
+                "give --imap-host",
+            )
+        imap, smtp = found.imap, found.smtp
+    if request.imap_host:
+        imap = Server(
+            request.imap_host, imap.port if imap else 993, imap.security if imap else "tls"
+        )
+    assert imap is not None
+    imap = Server(
+        imap.host,
+        request.imap_port or imap.port,
+        _security("--imap-security", request.imap_security or imap.security),
+    )
+    if request.smtp_host or smtp is not None:
+        base = smtp or Server(request.smtp_host or "", 587, "starttls")
+        smtp = Server(
+            request.smtp_host or base.host,
+            request.smtp_port or base.port,
+            _security("--smtp-security", request.smtp_security or base.security),
+        )
+    return imap, smtp
+
+
+def _security(flag: str, value: str) -> str:
+    if value not in SECURITIES:
+        raise InputError(flag, f"must be one of {', '.join(SECURITIES)}")
+    return value
+
+
+def _check_in(client: Any) -> None:
+    """The sign-in worked: say goodbye politely."""
+    with contextlib.suppress(Exception):  # the sign-in is what counted
+        client.logout()

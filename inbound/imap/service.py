@@ -1,0 +1,220 @@
+"""The `imap` role: every active mailbox synced at once, each in a thread of its own.
+
+    ImapRole (event loop)        every few seconds: start a MailboxRunner for each
+                                 active mailbox, stop those removed or needing a person
+    MailboxRunner (a thread)     connect -> sync pass -> wait for mail -> sync pass ...
+        wait for mail            IDLE on INBOX where offered (DONE and again before
+                                 [imap] idle_refresh, and at least every poll_interval
+                                 so that Sent is looked at), else poll_interval
+        network error, BYE       reconnect after 1 s, 2 s, 4 s ... up to backoff_max,
+                                 with jitter; resume from the checkpoints
+        credentials refused      reconnect_required (with the reason, an event); stop
+
+imapclient is blocking, so each mailbox holds one thread ([imap] max_connections
+of them at most); the threads watch a stop flag at least once a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import imaplib
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from imapclient.exceptions import IMAPClientError
+from sqlalchemy import select
+
+from gateway.config import Config
+from gateway.db import Database
+from gateway.models import Mailbox, MailboxState
+from gateway.pipeline import Pipeline
+from gateway.providers import preset
+from gateway.vault import Vault
+from inbound.imap.connection import MailboxError, connect
+from inbound.imap.mailboxes import (
+    get_mailbox,
+    needs_reconnect,
+    record_error,
+    secret_of,
+    settings_of,
+)
+from inbound.imap.sync import MailboxSync, SyncReport
+
+log = logging.getLogger(__name__)
+
+RESCAN = 5.0  # seconds between looks for added, removed or reconnected mailboxes
+NETWORK_ERRORS = (OSError, socket.timeout, ssl.SSLError, imaplib.IMAP4.error, IMAPClientError)
+
+
+def sync_now(db: Database, config: Config, vault: Vault, email: str) -> SyncReport:
+    """One sync pass in the foreground (`gateway mailbox sync`), then the pipeline."""
+    with db.read() as session:
+        mailbox = get_mailbox(session, config, email)
+        settings, secret, mailbox_id = settings_of(mailbox), secret_of(vault, mailbox), mailbox.id
+    try:
+        client = connect(settings, secret, config)
+    except MailboxError as exc:
+        if exc.needs_person:
+            needs_reconnect(db, mailbox_id, str(exc))
+        raise
+    try:
+        report = MailboxSync(db, config, mailbox_id).run(client)
+    finally:
+        with contextlib.suppress(Exception):
+            client.logout()
+    Pipeline(db, config).run_pending()
+    return report
+
+
+class MailboxRunner:
+    """Keeps one mailbox in sync until stopped or until it needs a person."""
+
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        vault: Vault,
+        mailbox_id: int,
+        stored: Callable[[], None],
+    ) -> None:
+        self.db, self.config, self.vault = db, config, vault
+        self.mailbox_id = mailbox_id
+        self.stored = stored
+        self.stopping = threading.Event()
+        self.backoff = 1.0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        """The thread's body: returns when stopped or when a person must act."""
+        while not self.stopping.is_set():
+            try:
+                self._session()
+                return
+            except MailboxError as exc:
+                if exc.needs_person:
+                    log.warning("mailbox %s: %s; needs a person", self.mailbox_id, exc)
+                    needs_reconnect(self.db, self.mailbox_id, str(exc))
+                    return
+                self._failed(str(exc))
+            except NETWORK_ERRORS as exc:
+                self._failed(f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # a bug or a server quirk: keep the others going
+                log.exception("mailbox %s: sync failed", self.mailbox_id)
+                self._failed(f"{type(exc).__name__}: {exc}")
+
+    def _failed(self, reason: str) -> None:
+        record_error(self.db, self.mailbox_id, reason)
+        delay = random.uniform(0.5, 1.0) * self.backoff
+        log.warning("mailbox %s: %s; reconnecting in %.1f s", self.mailbox_id, reason, delay)
+        self.backoff = min(self.backoff * 2, self.config.imap.backoff_max)
+        self.stopping.wait(delay)
+
+    def _session(self) -> None:
+        with self.db.read() as session:
+            mailbox = session.get(Mailbox, self.mailbox_id)
+            if mailbox is None or mailbox.state != MailboxState.ACTIVE.value:
+                return
+            settings, secret = settings_of(mailbox), secret_of(self.vault, mailbox)
+        client = connect(settings, secret, self.config)
+        try:
+            sync = MailboxSync(self.db, self.config, self.mailbox_id, stored=self.stored)
+            idle = preset(settings.provider).idle and client.has_capability("IDLE")
+            while not self.stopping.is_set():
+                sync.run(client)
+                record_error(self.db, self.mailbox_id, None)
+                self.backoff = 1.0
+                self._wait_for_mail(client, idle)
+        finally:
+            with contextlib.suppress(Exception):
+                client.logout()
+
+    def _wait_for_mail(self, client: Any, idle: bool) -> None:
+        limit = min(self.config.imap.idle_refresh, self.config.imap.poll_interval)
+        if not idle:
+            self.stopping.wait(self.config.imap.poll_interval)
+            return
+        client.select_folder("INBOX", readonly=True)
+        client.idle()
+        started = time.monotonic()
+        try:
+            while not self.stopping.is_set() and time.monotonic() - started < limit:
+                responses = client.idle_check(timeout=1.0)
+                if any(_news(r) for r in responses):
+                    return
+        finally:
+            client.idle_done()
+
+
+def _news(response: Any) -> bool:
+    """An untagged response that means mail arrived (EXISTS) or left (EXPUNGE)."""
+    return (
+        isinstance(response, tuple)
+        and len(response) >= 2
+        and response[1] in (b"EXISTS", b"RECENT", b"EXPUNGE")
+    ) or (isinstance(response, tuple) and response[:1] == (b"BYE",))
+
+
+class ImapRole:
+    """Runs a MailboxRunner for every active mailbox (the `imap` role of `gateway serve`)."""
+
+    def __init__(self, db: Database, config: Config, wake: Callable[[], None]) -> None:
+        self.db, self.config = db, config
+        self.wake = wake
+        self.runners: dict[int, tuple[MailboxRunner, asyncio.Future[None]]] = {}
+
+    async def start(self) -> None:
+        pass
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(
+            max_workers=self.config.imap.max_connections, thread_name_prefix="imap"
+        )
+
+        def stored() -> None:  # called from the runners' threads
+            loop.call_soon_threadsafe(self.wake)
+
+        try:
+            vault: Vault | None = None
+            while not stop.is_set():
+                active = await asyncio.to_thread(self._active)
+                if active and vault is None:
+                    vault = Vault.load(self.config.secret_key_file)
+                for mailbox_id in list(self.runners):
+                    runner, future = self.runners[mailbox_id]
+                    if mailbox_id not in active or future.done():
+                        runner.stop()
+                        if future.done():
+                            del self.runners[mailbox_id]
+                for mailbox_id in active:
+                    if mailbox_id not in self.runners and vault is not None:
+                        runner = MailboxRunner(self.db, self.config, vault, mailbox_id, stored)
+                        future = loop.run_in_executor(executor, runner.run)
+                        self.runners[mailbox_id] = (runner, future)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), RESCAN)
+        finally:
+            for runner, _ in self.runners.values():
+                runner.stop()
+            futures = [future for _, future in self.runners.values()]
+            if futures:
+                await asyncio.wait(futures, timeout=self.config.imap.timeout + 5)
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def _active(self) -> set[int]:
+        with self.db.read() as session:
+            return set(
+                session.scalars(
+                    select(Mailbox.id).where(Mailbox.state == MailboxState.ACTIVE.value)
+                )
+            )

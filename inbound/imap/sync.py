@@ -1,0 +1,280 @@
+"""One sync pass of one mailbox: header scan, match, fetch matched bodies, store, checkpoint.
+
+    per folder (INBOX, Sent):
+      SELECT (read-only) -> UIDVALIDITY changed? forget the checkpoint (no duplicates:
+                            stored messages are recognised again by the pipeline)
+      initial sync       -> UIDs within the window, newest first, in batches
+      incremental        -> UIDs above the checkpoint, oldest first, in batches
+      each batch         -> FETCH BODY.PEEK[HEADER.FIELDS (...)]; match addresses
+                            against contacts; FETCH BODY.PEEK[] of matched only
+                            (never sets \\Seen); store them and move the checkpoint
+                            in one transaction
+
+The checkpoint moves only in the transaction that stores the batch's messages,
+so a crash or a dropped connection redoes at most one batch, and the store
+recognises what it already holds (one sighting per mailbox, folder, UIDVALIDITY
+and UID).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from gateway.config import Config
+from gateway.db import Database
+from gateway.directory import AccountDirectory
+from gateway.matching import match_contacts
+from gateway.models import Keep, Source, utcnow
+from gateway.models.mailboxes import FolderRole, Mailbox, MailboxFolder
+from gateway.parsing import ADDRESS_HEADERS, parse
+from gateway.store import Arrival, accept_in
+from inbound.imap.folders import find_folders
+
+log = logging.getLogger(__name__)
+
+HEADER_FIELDS = "From To Cc Bcc Reply-To Sender Date Message-ID In-Reply-To References Subject"
+FETCH_HEADERS = f"BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})]"
+FETCH_BODY = "BODY.PEEK[]"
+BODY_BYTES = 20 * 1024 * 1024  # bodies fetched per command, by RFC822.SIZE
+
+
+@dataclass
+class FolderReport:
+    role: str
+    name: str
+    scanned: int = 0
+    matched: int = 0
+    fetched: int = 0
+    uidvalidity_changed: bool = False
+
+
+@dataclass
+class SyncReport:
+    folders: list[FolderReport] = field(default_factory=list)
+
+    @property
+    def fetched(self) -> int:
+        return sum(f.fetched for f in self.folders)
+
+    @property
+    def scanned(self) -> int:
+        return sum(f.scanned for f in self.folders)
+
+
+class MailboxSync:
+    """Runs sync passes of one mailbox over a logged-in IMAP client (blocking: a thread)."""
+
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        mailbox_id: int,
+        *,
+        stored: Callable[[], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.mailbox_id = mailbox_id
+        self.stored = stored or (lambda: None)
+        with db.read() as session:
+            mailbox = session.get_one(Mailbox, mailbox_id)
+            self.account_id = mailbox.account_id
+            self.user_id = mailbox.user_id
+            self.sync_mode = mailbox.sync_mode
+
+    def run(self, client: Any) -> SyncReport:
+        report = SyncReport()
+        if self.sync_mode != "two_way":
+            return report  # one-way sync pulls nothing
+        folders = find_folders(client.list_folders())
+        for role, name in ((FolderRole.INBOX, folders.inbox), (FolderRole.SENT, folders.sent)):
+            if name is not None:
+                report.folders.append(self.sync_folder(client, role, name))
+        with self.db.session() as session:
+            session.get_one(Mailbox, self.mailbox_id).last_sync_at = utcnow()
+        return report
+
+    # -- one folder -----------------------------------------------------------------
+
+    def sync_folder(self, client: Any, role: FolderRole, name: str) -> FolderReport:
+        report = FolderReport(role.value, name)
+        info = client.select_folder(name, readonly=True)
+        uidvalidity = int(info[b"UIDVALIDITY"])
+        uidnext = int(info.get(b"UIDNEXT") or 0)
+        state = self._folder_state(role, name, uidvalidity, report)
+        if not state.initial_done:
+            self._initial(client, state, uidnext, report)
+        self._incremental(client, state, report)
+        return report
+
+    def _folder_state(
+        self, role: FolderRole, name: str, uidvalidity: int, report: FolderReport
+    ) -> MailboxFolder:
+        with self.db.session() as session:
+            folder = session.scalar(
+                select(MailboxFolder).where(
+                    MailboxFolder.mailbox_id == self.mailbox_id, MailboxFolder.role == role.value
+                )
+            )
+            if folder is None:
+                folder = MailboxFolder(mailbox_id=self.mailbox_id, role=role.value, name=name)
+                session.add(folder)
+            if folder.name != name or folder.uidvalidity != uidvalidity:
+                if folder.uidvalidity is not None:
+                    report.uidvalidity_changed = folder.uidvalidity != uidvalidity
+                    log.warning(
+                        "mailbox %s: folder %r changed (UIDVALIDITY %s -> %s, name %r -> %r): "
+                        "rescanning it",
+                        self.mailbox_id,
+                        name,
+                        folder.uidvalidity,
+                        uidvalidity,
+                        folder.name,
+                        name,
+                    )
+                folder.name, folder.uidvalidity = name, uidvalidity
+                folder.last_uid, folder.initial_done, folder.scan_low_uid = 0, False, None
+                folder.total = folder.scanned = folder.matched = folder.fetched = 0
+            folder.updated_at = utcnow()
+            session.flush()
+            session.expunge(folder)
+            return folder
+
+    def _initial(
+        self, client: Any, state: MailboxFolder, uidnext: int, report: FolderReport
+    ) -> None:
+        since = (utcnow() - timedelta(days=self.config.imap.window_days)).date()
+        window = sorted((int(u) for u in client.search(["SINCE", since])), reverse=True)
+        top = state.last_uid or (uidnext - 1 if uidnext else (window[0] if window else 0))
+        todo = [
+            u for u in window if u <= top and (state.scan_low_uid is None or u < state.scan_low_uid)
+        ]
+        self._update(state, total=len([u for u in window if u <= top]), last_uid=top)
+        size = self.config.imap.batch_size
+        for start in range(0, len(todo), size):
+            batch = todo[start : start + size]
+            self._batch(client, state, batch, report, scan_low_uid=min(batch))
+        self._update(state, initial_done=True)
+
+    def _incremental(self, client: Any, state: MailboxFolder, report: FolderReport) -> None:
+        # "UID n:*" always matches the highest UID, even below n: filter.
+        found = client.search(["UID", f"{state.last_uid + 1}:*"])
+        new = sorted(u for u in (int(x) for x in found) if u > state.last_uid)
+        size = self.config.imap.batch_size
+        for start in range(0, len(new), size):
+            batch = new[start : start + size]
+            self._batch(client, state, batch, report, last_uid=max(batch))
+
+    def _batch(
+        self,
+        client: Any,
+        state: MailboxFolder,
+        uids: Sequence[int],
+        report: FolderReport,
+        **checkpoint: Any,
+    ) -> None:
+        headers = client.fetch(list(uids), [FETCH_HEADERS, "RFC822.SIZE"])
+        wanted = self._matching(headers)
+        bodies = self._bodies(client, wanted, headers)
+        with self.db.session() as session:
+            for uid in sorted(bodies):
+                accept_in(session, bodies[uid], self._arrival(state, uid))
+            folder = session.get_one(MailboxFolder, state.id)
+            folder.scanned += len(uids)
+            folder.matched += len(wanted)
+            folder.fetched += len(bodies)
+            for key, value in checkpoint.items():
+                setattr(folder, key, value)
+                setattr(state, key, value)
+            folder.updated_at = utcnow()
+        report.scanned += len(uids)
+        report.matched += len(wanted)
+        report.fetched += len(bodies)
+        if bodies:
+            self.stored()
+
+    def _matching(self, fetched: dict[int, dict[bytes, Any]]) -> list[int]:
+        """UIDs whose headers name a contact of the account."""
+        addresses: dict[int, set[str]] = {}
+        for uid, item in fetched.items():
+            raw = _header_bytes(item)
+            if raw is None:
+                continue
+            parsed = parse(raw, self.config.addresses.local_part_case)
+            addresses[int(uid)] = {
+                a.normalized for header in ADDRESS_HEADERS for a in parsed.addresses.get(header, ())
+            }
+        with self.db.read() as session:
+            directory = AccountDirectory.load_by_id(session, self.account_id, self.config)
+            candidates = {
+                a for found in addresses.values() for a in found if directory.can_be_contact(a)
+            }
+            contacts = match_contacts(session, self.account_id, candidates)
+        return sorted(uid for uid, found in addresses.items() if found & contacts.keys())
+
+    def _bodies(
+        self, client: Any, uids: Sequence[int], headers: dict[int, dict[bytes, Any]]
+    ) -> dict[int, bytes]:
+        out: dict[int, bytes] = {}
+        for chunk in _by_size(uids, headers, BODY_BYTES):
+            for uid, item in client.fetch(chunk, [FETCH_BODY]).items():
+                body = item.get(b"BODY[]")
+                if isinstance(body, bytes):
+                    out[int(uid)] = body
+        return out
+
+    def _arrival(self, state: MailboxFolder, uid: int) -> Arrival:
+        return Arrival(
+            self.user_id,
+            Source.IMAP,
+            Keep.IF_MATCHED,
+            source_key=source_key(self.mailbox_id, state.name, state.uidvalidity or 0, uid),
+            folder=state.name[:512],
+            uidvalidity=state.uidvalidity,
+            uid=uid,
+            account_id=self.account_id,
+        )
+
+    def _update(self, state: MailboxFolder, **values: Any) -> None:
+        with self.db.session() as session:
+            folder = session.get_one(MailboxFolder, state.id)
+            for key, value in values.items():
+                setattr(folder, key, value)
+                setattr(state, key, value)
+            folder.updated_at = utcnow()
+
+
+def source_key(mailbox_id: int, folder: str, uidvalidity: int, uid: int) -> str:
+    """One sighting per message of a folder: mailbox, folder, UIDVALIDITY and UID."""
+    digest = hashlib.sha256(folder.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"imap:{mailbox_id}:{digest}:{uidvalidity}:{uid}"
+
+
+def _header_bytes(item: dict[bytes, Any]) -> bytes | None:
+    for key, value in item.items():
+        if key.startswith(b"BODY[HEADER") and isinstance(value, bytes):
+            return value
+    return None
+
+
+def _by_size(
+    uids: Sequence[int], headers: dict[int, dict[bytes, Any]], limit: int
+) -> Iterable[list[int]]:
+    chunk: list[int] = []
+    total = 0
+    for uid in uids:
+        size = int(headers.get(uid, {}).get(b"RFC822.SIZE") or 0)
+        if chunk and total + size > limit:
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(uid)
+        total += size
+    if chunk:
+        yield chunk

@@ -1,0 +1,305 @@
+"""IMAP two-way sync against a real Dovecot: connect, initial and incremental sync,
+UIDVALIDITY changes, refused credentials and reconnect, one record per message."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import select
+
+from gateway.config import Config, SecurityConfig
+from gateway.contacts import add_contact
+from gateway.db import Database
+from gateway.directory import AccountDirectory
+from gateway.models import (
+    Account,
+    Event,
+    Mailbox,
+    MailboxFolder,
+    Message,
+    MessageContact,
+    Plan,
+    Sighting,
+    Source,
+)
+from gateway.vault import Vault
+from inbound.imap.connection import MailboxError
+from inbound.imap.mailboxes import MailboxRequest, add_mailbox, reconnect, remove
+from inbound.imap.service import sync_now
+from tests.inbound.conftest import ImapUser
+from tests.mail import make_message
+from tests.pipeline_helpers import count, push
+
+
+def contacts(db: Database, config: Config, account_id: int, *addresses: str) -> None:
+    with db.session() as session:
+        directory = AccountDirectory.load(session, session.get_one(Account, account_id), config)
+        for address in addresses:
+            add_contact(session, directory, [address], address.split("@")[0], "lower")
+
+
+def connect_mailbox(
+    db: Database, config: Config, user: ImapUser, password: str | None = None, **extra: object
+) -> Mailbox:
+    fields: dict[str, object] = {
+        "email": "bob@acme.com",
+        "provider": "other",
+        "imap_host": "127.0.0.1",
+        "imap_port": user.server.port,
+        "imap_security": "none",
+        "username": user.name,
+    }
+    request = MailboxRequest(**{**fields, **extra})  # type: ignore[arg-type]
+    vault = Vault.load(config.secret_key_file)
+    return add_mailbox(db, config, vault, request, password or user.password)
+
+
+def sync(db: Database, config: Config):  # type: ignore[no-untyped-def]
+    return sync_now(db, config, Vault.load(config.secret_key_file), "bob@acme.com")
+
+
+def attached_subjects(db: Database) -> list[str]:
+    with db.session() as session:
+        rows = session.scalars(
+            select(Message.subject).join(MessageContact).distinct().order_by(Message.subject)
+        )
+        return list(rows)
+
+
+# -- connecting -------------------------------------------------------------------------
+
+
+def test_a_mailbox_is_saved_only_after_signing_in(db, imap_config, account_id, imap_user) -> None:
+    with pytest.raises(MailboxError) as refused:
+        connect_mailbox(db, imap_config, imap_user, password="wrong")
+    assert refused.value.kind == "auth"
+    assert "refused the user name or password" in str(refused.value)
+    assert count(db, Mailbox) == 0
+
+    mailbox = connect_mailbox(db, imap_config, imap_user)
+    assert mailbox.state == "active"
+    with db.session() as session:
+        stored = session.get_one(Mailbox, mailbox.id)
+        assert stored.credentials and imap_user.password not in stored.credentials
+        assert Vault.load(imap_config.secret_key_file).decrypt(stored.credentials) == "secret-1"
+        kinds = list(session.scalars(select(Event.kind)))
+    assert "mailbox.connected" in kinds
+
+
+def test_a_provider_with_two_factor_sign_in_says_to_make_an_app_password(
+    db, imap_config, account_id, imap_user
+) -> None:
+    with pytest.raises(MailboxError) as refused:
+        connect_mailbox(db, imap_config, imap_user, password="wrong", provider="gmail")
+    assert "app password" in str(refused.value)
+    assert "https://support.google.com/accounts/answer/185833" in str(refused.value)
+
+
+def test_hosts_on_private_networks_are_refused_unless_allowed(
+    db, imap_config, account_id, imap_user
+) -> None:
+    closed = replace(imap_config, security=SecurityConfig())
+    with pytest.raises(MailboxError) as refused:
+        connect_mailbox(db, closed, imap_user)
+    assert refused.value.kind == "refused"
+    assert "127.0.0.1, a loopback address" in str(refused.value)
+    for host in ("10.1.2.3", "169.254.169.254", "192.168.0.1", "::1", "0.0.0.0"):
+        request = MailboxRequest(
+            email="bob@acme.com", imap_host=host, imap_port=993, imap_security="tls"
+        )
+        with pytest.raises(MailboxError, match="the gateway connects only to public servers"):
+            add_mailbox(db, closed, Vault.load(closed.secret_key_file), request, "x")
+    assert count(db, Mailbox) == 0
+
+
+def test_unreachable_and_wrong_protocol_are_told_apart(db, imap_config, account_id) -> None:
+    import socket
+
+    with socket.socket() as idle:
+        idle.bind(("127.0.0.1", 0))
+        port = idle.getsockname()[1]  # bound, not listening: connection refused
+        request = MailboxRequest(
+            email="bob@acme.com", imap_host="127.0.0.1", imap_port=port, imap_security="none"
+        )
+        with pytest.raises(MailboxError) as failed:
+            add_mailbox(db, imap_config, Vault.load(imap_config.secret_key_file), request, "x")
+    assert failed.value.kind == "unreachable"
+
+
+def test_one_way_sync_needs_a_pro_or_enterprise_plan(
+    db, imap_config, account_id, imap_user
+) -> None:
+    from gateway.errors import InputError
+
+    with pytest.raises(InputError, match="one-way sync needs the pro or enterprise plan"):
+        connect_mailbox(db, imap_config, imap_user, sync_mode="one_way")
+    with db.session() as session:
+        session.get_one(Account, account_id).plan = Plan.PRO.value
+    mailbox = connect_mailbox(db, imap_config, imap_user, sync_mode="one_way")
+    imap_user.append("INBOX", make_message(from_="carol@client.com"))
+    contacts(db, imap_config, account_id, "carol@client.com")
+    assert sync(db, imap_config).fetched == 0  # one-way pulls nothing
+    assert mailbox.sync_mode == "one_way"
+
+
+# -- syncing ----------------------------------------------------------------------------
+
+
+def fill(user: ImapUser, folder: str, total: int, matched: set[int], tag: str) -> None:
+    messages = []
+    for i in range(total):
+        sender = "carol@client.com" if i in matched else f"stranger{i}@nowhere.example"
+        messages.append(
+            make_message(from_=sender, subject=f"{tag} {i}", message_id=f"<{tag}{i}@x.example>")
+        )
+    user.append(folder, *messages)
+
+
+def test_initial_sync_fetches_only_the_messages_of_contacts(
+    db, imap_config, account_id, imap_user
+) -> None:
+    contacts(db, imap_config, account_id, "carol@client.com", "dan@client.com")
+    fill(imap_user, "INBOX", 40, {3, 11, 25, 39}, "in")
+    sent = [
+        make_message(from_="bob@acme.com", to=f"x{i}@else.example", subject=f"out {i}")
+        for i in range(9)
+    ]
+    sent.append(make_message(from_="bob@acme.com", to="Dan <dan@client.com>", subject="out to dan"))
+    imap_user.append("Sent", *sent)
+    imap_user.append("Junk", make_message(from_="carol@client.com", subject="junk"))
+    connect_mailbox(db, imap_config, imap_user)
+
+    report = sync(db, imap_config)
+
+    assert (report.scanned, report.fetched) == (50, 5)
+    assert attached_subjects(db) == ["in 11", "in 25", "in 3", "in 39", "out to dan"]
+    # Headers of all 50 in batches of 7, bodies of exactly the 5 matched.
+    assert sorted(imap_user.body_fetches()) == [4, 10, 12, 26, 40]
+    assert len(imap_user.header_fetches()) == 50
+    # Never marked as read (BODY.PEEK).
+    with imap_user.server.client(imap_user.name) as client:
+        client.select_folder("INBOX", readonly=True)
+        assert client.search(["SEEN"]) == []
+    with db.session() as session:
+        folders = {f.role: f for f in session.scalars(select(MailboxFolder))}
+        assert folders["inbox"].last_uid == 40 and folders["inbox"].initial_done
+        assert (folders["inbox"].scanned, folders["inbox"].matched) == (40, 4)
+        assert folders["sent"].name == "Sent"
+        direction = session.scalar(select(Message.direction).where(Message.subject == "out to dan"))
+    assert direction == "outgoing"
+
+
+def test_incremental_sync_reads_only_new_mail(db, imap_config, account_id, imap_user) -> None:
+    contacts(db, imap_config, account_id, "carol@client.com")
+    fill(imap_user, "INBOX", 10, {2}, "a")
+    connect_mailbox(db, imap_config, imap_user)
+    sync(db, imap_config)
+    fetched_before = imap_user.header_fetches()
+
+    fill(imap_user, "INBOX", 5, {0, 4}, "b")
+    report = sync(db, imap_config)
+    assert (report.scanned, report.fetched) == (5, 2)
+    new_header_fetches = imap_user.header_fetches()[len(fetched_before) :]
+    assert sorted(new_header_fetches) == [11, 12, 13, 14, 15]
+    assert attached_subjects(db) == ["a 2", "b 0", "b 4"]
+
+    assert sync(db, imap_config).scanned == 0  # nothing new, nothing fetched again
+    assert count(db, Message) == 3
+
+
+def test_a_contact_added_later_gets_new_mail_but_old_mail_stays_unfetched(
+    db, imap_config, account_id, imap_user
+) -> None:
+    fill(imap_user, "INBOX", 3, {1}, "c")
+    connect_mailbox(db, imap_config, imap_user)
+    assert sync(db, imap_config).fetched == 0  # carol is no contact yet
+    contacts(db, imap_config, account_id, "carol@client.com")
+    fill(imap_user, "INBOX", 2, {0}, "d")
+    assert sync(db, imap_config).fetched == 1
+    assert attached_subjects(db) == ["d 0"]
+
+
+def test_the_same_message_by_dropbox_and_imap_sent_is_one_record(
+    db, imap_config, account_id, imap_user
+) -> None:
+    contacts(db, imap_config, account_id, "carol@client.com")
+    raw = make_message(from_="Bob <bob@acme.com>", to="Carol <carol@client.com>", subject="Quote")
+    first = push(db, imap_config, raw, source=Source.DROPBOX)
+    imap_user.append("Sent", raw)
+    connect_mailbox(db, imap_config, imap_user)
+    assert sync(db, imap_config).fetched == 1
+    with db.session() as session:
+        sightings = session.execute(select(Sighting.source, Sighting.message_id)).all()
+    assert sorted(s for s, _ in sightings) == ["dropbox", "imap"]
+    assert {m for _, m in sightings} == {first.message_id}
+    assert count(db, Message) == 1
+
+
+def test_a_uidvalidity_change_rescans_the_folder_without_duplicates(
+    db, imap_config, account_id, imap_user
+) -> None:
+    contacts(db, imap_config, account_id, "carol@client.com")
+    fill(imap_user, "INBOX", 6, {1, 4}, "v")
+    connect_mailbox(db, imap_config, imap_user)
+    sync(db, imap_config)
+    imap_user.server.set_uidvalidity(imap_user.name, "INBOX", 4242)
+
+    report = sync(db, imap_config)
+
+    inbox = next(f for f in report.folders if f.role == "inbox")
+    assert inbox.uidvalidity_changed and inbox.scanned == 6 and inbox.fetched == 2
+    assert count(db, Message) == 2  # the same two messages, seen again
+    with db.session() as session:
+        folder = session.scalar(select(MailboxFolder).where(MailboxFolder.role == "inbox"))
+        assert folder is not None and folder.uidvalidity == 4242
+
+
+def test_refused_credentials_stop_the_mailbox_until_reconnected(
+    db, imap_config, account_id, imap_user
+) -> None:
+    contacts(db, imap_config, account_id, "carol@client.com")
+    fill(imap_user, "INBOX", 4, {0}, "p")
+    connect_mailbox(db, imap_config, imap_user)
+    sync(db, imap_config)
+    imap_user.server.set_password(imap_user.name, "secret-2")  # the user reset it
+    fill(imap_user, "INBOX", 2, {1}, "q")
+
+    with pytest.raises(MailboxError):
+        sync(db, imap_config)
+    with db.session() as session:
+        mailbox = session.scalars(select(Mailbox)).one()
+        assert mailbox.state == "reconnect_required"
+        assert "refused" in (mailbox.last_error or "")
+        event = session.scalars(
+            select(Event).where(Event.kind == "mailbox.reconnect_required")
+        ).one()
+        assert event.payload["email"] == "bob@acme.com"
+
+    vault = Vault.load(imap_config.secret_key_file)
+    with pytest.raises(MailboxError):
+        reconnect(db, imap_config, vault, "bob@acme.com", "secret-1")  # the old one: refused
+    reconnect(db, imap_config, vault, "bob@acme.com", "secret-2")
+    fetched_before = len(imap_user.body_fetches())
+    report = sync(db, imap_config)
+    assert (report.scanned, report.fetched) == (2, 1)  # from the checkpoint on
+    assert len(imap_user.body_fetches()) == fetched_before + 1
+    assert attached_subjects(db) == ["p 0", "q 1"]
+
+
+def test_removing_a_mailbox_deletes_credentials_but_keeps_its_mail(
+    db, imap_config, account_id, imap_user
+) -> None:
+    contacts(db, imap_config, account_id, "carol@client.com")
+    fill(imap_user, "INBOX", 2, {0}, "r")
+    connect_mailbox(db, imap_config, imap_user)
+    sync(db, imap_config)
+    remove(db, imap_config, "bob@acme.com")
+    assert count(db, Mailbox) == 0 and count(db, MailboxFolder) == 0
+    assert attached_subjects(db) == ["r 0"]
+    with db.session() as session:
+        payloads = [
+            e.payload for e in session.scalars(select(Event)) if e.kind == "mailbox.removed"
+        ]
+    assert json.dumps(payloads) and payloads[0]["email"] == "bob@acme.com"
