@@ -3,10 +3,11 @@ GATEWAY_TEST_DATABASE_URL is set), a Config pointing at it, and mail builders.""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,12 @@ from hypothesis import settings
 from sqlalchemy import text
 
 from gateway.accounts import add_user, create_account
-from gateway.config import Config, DatabaseConfig, PathsConfig
+from gateway.config import Config, DatabaseConfig, PathsConfig, SecurityConfig
 from gateway.db import Database
 from gateway.models import Base
+from gateway.vault import ensure_key_file
+from tests.peers.dovecot import Dovecot
+from tests.peers.dovecot import available as dovecot_available
 
 PG_URL = os.environ.get("GATEWAY_TEST_DATABASE_URL", "")
 
@@ -100,3 +104,71 @@ def account_id(db: Database, config: Config) -> int:
         add_user(session, config, account, "bob@acme.com", "Bob", ["bob@acme.org"])
         add_user(session, config, account, "ann@acme.com", "Ann")
         return account.id
+
+
+# -- IMAP: a Dovecot for the session, a user of it per test ------------------------------
+
+
+@pytest.fixture(scope="session")
+def dovecot_server() -> Iterator[Dovecot]:
+    if not dovecot_available():
+        if os.environ.get("CI"):
+            pytest.fail("Dovecot is missing: .ci/run installs dovecot-imapd")
+        pytest.skip("Dovecot is not installed (apt-get install dovecot-imapd)")
+    server = Dovecot().start()
+    yield server
+    server.stop()
+
+
+_imap_users = itertools.count(1)
+
+
+@dataclass
+class ImapUser:
+    server: Dovecot
+    name: str
+    password: str
+
+    def append(self, folder: str, *messages: bytes, flags: tuple[str, ...] = ()) -> None:
+        self.server.append(self.name, folder, messages, flags)
+
+    def body_fetches(self) -> list[int]:
+        """UIDs of every full-message FETCH clients sent for this user so far."""
+        uids: list[int] = []
+        for line in self.server.fetch_commands(self.name):
+            if "BODY.PEEK[]" in line.upper():
+                uids += _uid_set(line.split()[3])
+        return uids
+
+    def header_fetches(self) -> list[int]:
+        uids: list[int] = []
+        for line in self.server.fetch_commands(self.name):
+            if "HEADER.FIELDS" in line.upper():
+                uids += _uid_set(line.split()[3])
+        return uids
+
+
+def _uid_set(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition(":")
+        out += list(range(int(low), int(high) + 1)) if high else [int(low)]
+    return out
+
+
+@pytest.fixture
+def imap_user(dovecot_server: Dovecot) -> ImapUser:
+    name = f"user{next(_imap_users)}"
+    dovecot_server.add_user(name, "secret-1")
+    return ImapUser(dovecot_server, name, "secret-1")
+
+
+@pytest.fixture
+def imap_config(config: Config) -> Config:
+    """Loopback allowed (the test servers), small header batches, a secret key file."""
+    ensure_key_file(config.secret_key_file)
+    return replace(
+        config,
+        security=SecurityConfig(allowed_private_networks=("127.0.0.0/8",)),
+        imap=replace(config.imap, batch_size=7, timeout=10.0, backoff_max=2.0),
+    )

@@ -178,7 +178,7 @@ def connect(settings: ImapSettings, secret: str, config: Config) -> SafeIMAPClie
         login(client, settings, secret)
         return client
     except BaseException:
-        _close(client)
+        close(client)
         raise
 
 
@@ -233,6 +233,12 @@ def _text(exc: BaseException) -> str:
     return str(value)
 
 
-def _close(client: IMAPClient) -> None:
-    with contextlib.suppress(Exception):  # already gone
-        client.shutdown()
+def close(client: IMAPClient) -> None:
+    """LOGOUT if the session still answers; the socket is closed either way
+    (imaplib's logout() leaves it open when LOGOUT itself fails)."""
+    try:
+        with contextlib.suppress(Exception):
+            client.logout()
+    finally:
+        with contextlib.suppress(Exception):
+            client.shutdown()

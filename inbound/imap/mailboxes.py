@@ -8,7 +8,6 @@ gives new credentials with reconnect(); it then resumes from its checkpoints.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from gateway.models import (
 from gateway.providers import PROVIDERS, SECURITIES, Server, discover, preset
 from gateway.resolver import Resolver
 from gateway.vault import Vault
-from inbound.imap.connection import ImapSettings, MailboxError, connect
+from inbound.imap.connection import ImapSettings, MailboxError, close, connect
 
 MAILBOX_CONNECTED = "mailbox.connected"
 MAILBOX_RECONNECTED = "mailbox.reconnected"
@@ -120,7 +119,7 @@ def add_mailbox(
         tls_verify=request.tls_verify,
         auth=request.auth,
     )
-    _check_in(connector(settings, secret, config))
+    close(connector(settings, secret, config))  # the sign-in worked
     mailbox = Mailbox(
         account_id=account_id,
         user_id=user_id,
@@ -160,7 +159,7 @@ def reconnect(
     with db.read() as session:
         mailbox = get_mailbox(session, config, email)
         settings = settings_of(mailbox)
-    _check_in(connector(settings, secret, config))
+    close(connector(settings, secret, config))  # the sign-in worked
     with db.session() as session:
         row = session.get_one(Mailbox, mailbox.id)
         row.credentials = vault.encrypt(secret)
@@ -316,9 +315,3 @@ def _security(flag: str, value: str) -> str:
     if value not in SECURITIES:
         raise InputError(flag, f"must be one of {', '.join(SECURITIES)}")
     return value
-
-
-def _check_in(client: Any) -> None:
-    """The sign-in worked: say goodbye politely."""
-    with contextlib.suppress(Exception):  # the sign-in is what counted
-        client.logout()

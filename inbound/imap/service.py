@@ -38,7 +38,7 @@ from gateway.models import Mailbox, MailboxState
 from gateway.pipeline import Pipeline
 from gateway.providers import preset
 from gateway.vault import Vault
-from inbound.imap.connection import MailboxError, connect
+from inbound.imap.connection import MailboxError, close, connect
 from inbound.imap.mailboxes import (
     get_mailbox,
     needs_reconnect,
@@ -68,8 +68,7 @@ def sync_now(db: Database, config: Config, vault: Vault, email: str) -> SyncRepo
     try:
         report = MailboxSync(db, config, mailbox_id).run(client)
     finally:
-        with contextlib.suppress(Exception):
-            client.logout()
+        close(client)
     Pipeline(db, config).run_pending()
     return report
 
@@ -135,8 +134,7 @@ class MailboxRunner:
                 self.backoff = 1.0
                 self._wait_for_mail(client, idle)
         finally:
-            with contextlib.suppress(Exception):
-                client.logout()
+            close(client)
 
     def _wait_for_mail(self, client: Any, idle: bool) -> None:
         limit = min(self.config.imap.idle_refresh, self.config.imap.poll_interval)

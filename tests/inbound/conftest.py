@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import smtplib
 import threading
 from collections.abc import Iterator
@@ -14,16 +12,13 @@ from pathlib import Path
 import pytest
 
 from gateway.accounts import add_user, dropbox_address, get_user
-from gateway.config import Config, DnsConfig, SecurityConfig, TlsConfig
+from gateway.config import Config, DnsConfig, TlsConfig
 from gateway.db import Database
 from gateway.models import Account
 from gateway.tls import ensure_self_signed
-from gateway.vault import ensure_key_file
 from inbound.dropbox import DropboxServer
 from tests.peers.dkim import DkimKey, make_dkim_key
 from tests.peers.dns import ZoneServer
-from tests.peers.dovecot import Dovecot
-from tests.peers.dovecot import available as dovecot_available
 
 
 @pytest.fixture(scope="session")
@@ -119,71 +114,3 @@ def dropbox(
     loop.call_soon_threadsafe(stop.set)
     thread.join(10)
     loop.close()
-
-
-# -- IMAP: a Dovecot for the session, a user of it per test ------------------------------
-
-
-@pytest.fixture(scope="session")
-def dovecot_server() -> Iterator[Dovecot]:
-    if not dovecot_available():
-        if os.environ.get("CI"):
-            pytest.fail("Dovecot is missing: .ci/run installs dovecot-imapd")
-        pytest.skip("Dovecot is not installed (apt-get install dovecot-imapd)")
-    server = Dovecot().start()
-    yield server
-    server.stop()
-
-
-_imap_users = itertools.count(1)
-
-
-@dataclass
-class ImapUser:
-    server: Dovecot
-    name: str
-    password: str
-
-    def append(self, folder: str, *messages: bytes, flags: tuple[str, ...] = ()) -> None:
-        self.server.append(self.name, folder, messages, flags)
-
-    def body_fetches(self) -> list[int]:
-        """UIDs of every full-message FETCH clients sent for this user so far."""
-        uids: list[int] = []
-        for line in self.server.fetch_commands(self.name):
-            if "BODY.PEEK[]" in line.upper():
-                uids += _uid_set(line.split()[3])
-        return uids
-
-    def header_fetches(self) -> list[int]:
-        uids: list[int] = []
-        for line in self.server.fetch_commands(self.name):
-            if "HEADER.FIELDS" in line.upper():
-                uids += _uid_set(line.split()[3])
-        return uids
-
-
-def _uid_set(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        low, _, high = part.partition(":")
-        out += list(range(int(low), int(high) + 1)) if high else [int(low)]
-    return out
-
-
-@pytest.fixture
-def imap_user(dovecot_server: Dovecot) -> ImapUser:
-    name = f"user{next(_imap_users)}"
-    dovecot_server.add_user(name, "secret-1")
-    return ImapUser(dovecot_server, name, "secret-1")
-
-
-@pytest.fixture
-def imap_config(config: Config) -> Config:
-    """Loopback allowed (the test servers), small header batches, a secret key file."""
-    ensure_key_file(config.secret_key_file)
-    return replace(
-        config,
-        security=SecurityConfig(allowed_private_networks=("127.0.0.0/8",)),
-        imap=replace(config.imap, batch_size=7, timeout=10.0, backoff_max=2.0),
-    )

@@ -28,7 +28,8 @@ from gateway.vault import Vault
 from inbound.imap.connection import MailboxError
 from inbound.imap.mailboxes import MailboxRequest, add_mailbox, reconnect, remove
 from inbound.imap.service import sync_now
-from tests.inbound.conftest import ImapUser
+from inbound.imap.sync import SyncReport
+from tests.conftest import ImapUser
 from tests.mail import make_message
 from tests.pipeline_helpers import count, push
 
@@ -56,7 +57,7 @@ def connect_mailbox(
     return add_mailbox(db, config, vault, request, password or user.password)
 
 
-def sync(db: Database, config: Config):  # type: ignore[no-untyped-def]
+def sync(db: Database, config: Config) -> SyncReport:
     return sync_now(db, config, Vault.load(config.secret_key_file), "bob@acme.com")
 
 

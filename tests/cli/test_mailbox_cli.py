@@ -1,0 +1,86 @@
+"""`gateway mailbox ...` against a real Dovecot."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import Run
+from tests.conftest import ImapUser
+from tests.mail import make_message
+
+
+@pytest.fixture
+def imap_cli(config_file: Path, initialized: Run, imap_user: ImapUser) -> Run:
+    with config_file.open("a", encoding="utf-8") as handle:
+        handle.write('[security]\nallowed_private_networks = ["127.0.0.0/8"]\n')
+    assert initialized("contacts", "add", "carol@client.com", "--name", "Carol").code == 0
+    return initialized
+
+
+def add(run: Run, user: ImapUser, password: str, monkeypatch: pytest.MonkeyPatch, *extra: str):
+    monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
+    return run(
+        "mailbox",
+        "add",
+        "bob@acme.com",
+        "--imap-host",
+        "127.0.0.1",
+        "--imap-port",
+        str(user.server.port),
+        "--imap-security",
+        "none",
+        "--username",
+        user.name,
+        "--password-stdin",
+        *extra,
+    )
+
+
+def test_add_sync_status_reconnect_remove(
+    imap_cli: Run, imap_user: ImapUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = add(imap_cli, imap_user, "wrong", monkeypatch)
+    assert refused.code == 1
+    assert "refused the user name or password" in refused.err
+
+    added = add(imap_cli, imap_user, imap_user.password, monkeypatch)
+    assert added.code == 0, added.err
+    assert "connected bob@acme.com" in added.out
+
+    imap_user.append("INBOX", make_message(from_="carol@client.com", subject="hi"))
+    imap_user.append("INBOX", make_message(from_="someone@else.example", subject="other"))
+    synced = imap_cli("mailbox", "sync", "bob@acme.com")
+    assert synced.code == 0, synced.err
+    assert "inbox 'INBOX': 2 scanned, 1 matched, 1 fetched" in synced.out
+
+    status = imap_cli("mailbox", "status", "--json").json()
+    assert status[0]["state"] == "active"
+    inbox = next(f for f in status[0]["folders"] if f["role"] == "inbox")
+    assert (inbox["scanned"], inbox["fetched"], inbox["initial_sync"]) == (2, 1, "done")
+    assert "scanned" in imap_cli("mailbox", "status").out
+
+    imap_user.server.set_password(imap_user.name, "new-secret")
+    failed = imap_cli("mailbox", "sync", "bob@acme.com")
+    assert failed.code == 1 and "refused" in failed.err
+    assert imap_cli("mailbox", "list", "--json").json()[0]["state"] == "reconnect_required"
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("new-secret\n"))
+    assert imap_cli("mailbox", "reconnect", "bob@acme.com", "--password-stdin").code == 0
+    assert imap_cli("mailbox", "list", "--json").json()[0]["state"] == "active"
+
+    removed = imap_cli("mailbox", "remove", "bob@acme.com")
+    assert removed.code == 0 and "its mail stays" in removed.out
+    assert imap_cli("mailbox", "list", "--json").json() == []
+    listed = imap_cli("messages", "list", "--json")
+    assert [m["subject"] for m in listed.json()] == ["hi"]
+
+
+def test_one_way_sync_needs_a_higher_plan(
+    imap_cli: Run, imap_user: ImapUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = add(imap_cli, imap_user, imap_user.password, monkeypatch, "--sync", "one_way")
+    assert result.code == 1
+    assert "one-way sync needs the pro or enterprise plan" in result.err

@@ -1,0 +1,125 @@
+"""The `imap` role against a real Dovecot: IDLE wake-up, polling where IDLE is not used,
+refused credentials stopping one mailbox while another goes on, a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+from sqlalchemy import select
+
+from gateway.accounts import add_user, get_account
+from gateway.config import Config
+from gateway.db import Database
+from gateway.models import Mailbox, MailboxFolder
+from gateway.runner import build_roles, run_roles
+from gateway.vault import Vault
+from inbound.imap.mailboxes import MailboxRequest, add_mailbox
+from tests.conftest import ImapUser
+from tests.inbound.test_imap_sync import attached_subjects, connect_mailbox, contacts
+from tests.mail import make_message
+
+
+@contextmanager
+def serving(db: Database, config: Config) -> Iterator[None]:
+    """The imap and pipeline roles in a thread of their own, stopped on exit."""
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    roles, _ = build_roles(["imap", "pipeline"], db, config)
+
+    async def main() -> None:
+        for role in roles.values():
+            await role.start()
+        await run_roles(roles, stop)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),))
+    thread.start()
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the imap role did not stop"
+        loop.close()
+
+
+def eventually(check: Callable[[], bool], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def initial_sync_done(db: Database) -> bool:
+    with db.session() as session:
+        folders = session.scalars(select(MailboxFolder)).all()
+        return len(folders) == 2 and all(f.initial_done for f in folders)
+
+
+def test_new_mail_is_picked_up_by_idle(db, imap_config, account_id, imap_user) -> None:
+    contacts(db, imap_config, account_id, "carol@client.com")
+    imap_user.append("INBOX", make_message(from_="carol@client.com", subject="before"))
+    connect_mailbox(db, imap_config, imap_user)
+    config = replace(imap_config, imap=replace(imap_config.imap, poll_interval=600.0))
+    with serving(db, config):
+        eventually(lambda: attached_subjects(db) == ["before"])
+        eventually(lambda: initial_sync_done(db))
+        imap_user.append("INBOX", make_message(from_="carol@client.com", subject="after"))
+        # Polling is 10 minutes away: only IDLE can bring it this soon.
+        eventually(lambda: attached_subjects(db) == ["after", "before"])
+    assert sorted(imap_user.body_fetches()) == [1, 2]
+
+
+def test_without_idle_new_mail_is_polled(db, imap_config, account_id, imap_user) -> None:
+    contacts(db, imap_config, account_id, "carol@client.com")
+    # Yahoo's preset says: no IDLE (its servers refuse it); poll instead.
+    connect_mailbox(db, imap_config, imap_user, provider="yahoo")
+    config = replace(imap_config, imap=replace(imap_config.imap, poll_interval=0.3))
+    with serving(db, config):
+        eventually(lambda: initial_sync_done(db))
+        imap_user.append("Sent", make_message(from_="bob@acme.com", to="carol@client.com"))
+        eventually(lambda: len(attached_subjects(db)) == 1)
+    assert "IDLE" not in imap_user.server.rawlog(imap_user.name).upper()
+
+
+def test_a_refused_password_stops_that_mailbox_and_the_others_go_on(
+    db, imap_config, account_id, imap_user, dovecot_server
+) -> None:
+    contacts(db, imap_config, account_id, "carol@client.com")
+    connect_mailbox(db, imap_config, imap_user)
+    other = ImapUser(dovecot_server, imap_user.name + "b", "pw-b")
+    dovecot_server.add_user(other.name, other.password)
+    with db.session() as session:
+        add_user(session, imap_config, get_account(session), "eve@acme.com", "Eve")
+    request = MailboxRequest(
+        email="eve@acme.com",
+        imap_host="127.0.0.1",
+        imap_port=dovecot_server.port,
+        imap_security="none",
+        username=other.name,
+    )
+    add_mailbox(db, imap_config, Vault.load(imap_config.secret_key_file), request, other.password)
+    config = replace(imap_config, imap=replace(imap_config.imap, poll_interval=0.3))
+    with serving(db, config):
+        eventually(lambda: initial_sync_done_for(db, 2))
+        dovecot_server.set_password(imap_user.name, "changed")
+        dovecot_server.kick(imap_user.name)  # its session ends; signing in again fails
+        eventually(lambda: state_of(db, "bob@acme.com") == "reconnect_required")
+        other.append("INBOX", make_message(from_="carol@client.com", subject="for eve"))
+        eventually(lambda: attached_subjects(db) == ["for eve"])
+    assert state_of(db, "eve@acme.com") == "active"
+
+
+def initial_sync_done_for(db: Database, mailboxes: int) -> bool:
+    with db.session() as session:
+        folders = session.scalars(select(MailboxFolder)).all()
+        return len(folders) == 2 * mailboxes and all(f.initial_done for f in folders)
+
+
+def state_of(db: Database, email: str) -> str:
+    with db.session() as session:
+        return session.scalars(select(Mailbox.state).where(Mailbox.email == email)).one()
