@@ -14,18 +14,26 @@ import socket
 from collections.abc import Sequence
 
 from gateway.errors import InputError
+from gateway.resolver import DnsTempError, Resolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the last 32 bits are IPv4
 
 
-def check_host(host: str, port: int, allowed: Sequence[str], *, what: str = "host") -> str:
-    """The address to connect to for host:port (the first allowed one), or InputError."""
+def check_host(
+    host: str,
+    port: int,
+    allowed: Sequence[str],
+    *,
+    what: str = "host",
+    resolver: Resolver | None = None,
+) -> str:
+    """The address to connect to for host:port (the first allowed one), or InputError.
+
+    Names are resolved with `resolver` ([dns] nameservers) when given, else by the
+    system (which also reads /etc/hosts)."""
     networks = [ipaddress.ip_network(n, strict=False) for n in allowed]
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise InputError(what, f"{host}: cannot resolve ({exc})") from exc
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    addresses = _resolve(host, port, what, resolver)
     if not addresses:
         raise InputError(what, f"{host}: no address")
     for text in addresses:
@@ -40,13 +48,41 @@ def check_host(host: str, port: int, allowed: Sequence[str], *, what: str = "hos
     return addresses[0]
 
 
+def _resolve(host: str, port: int, what: str, resolver: Resolver | None) -> list[str]:
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        pass
+    if resolver is not None:
+        try:
+            found = [str(r) for kind in ("A", "AAAA") for r in resolver.lookup(host, kind)]
+        except DnsTempError as exc:
+            raise InputError(what, f"{host}: cannot resolve ({exc})") from exc
+        if not found:
+            raise InputError(what, f"{host}: no such host")
+        return list(dict.fromkeys(found))
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InputError(what, f"{host}: cannot resolve ({exc})") from exc
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
 def is_allowed(
     address: IPAddress, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 ) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
     if any(address in network for network in networks):
         return True
+    if isinstance(address, ipaddress.IPv6Address):
+        # IPv6 forms that carry an IPv4 address: judge the IPv4 address too.
+        embedded = [address.ipv4_mapped, address.sixtofour]
+        if address in NAT64:
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        for inner in embedded:
+            if inner is not None and not is_allowed(inner, networks):
+                return False
+        if address.ipv4_mapped is not None:
+            return True
     return address.is_global and not address.is_multicast
 
 

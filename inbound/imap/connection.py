@@ -26,6 +26,7 @@ from gateway.config import Config
 from gateway.errors import GatewayError, InputError
 from gateway.netguard import check_host
 from gateway.providers import preset
+from gateway.resolver import Resolver
 
 AUTH, TLS, UNREACHABLE, TIMEOUT, REFUSED, PROTOCOL = (
     "auth",
@@ -148,7 +149,11 @@ def connect(settings: ImapSettings, secret: str, config: Config) -> SafeIMAPClie
     """A logged-in IMAP session, or MailboxError saying why not."""
     try:
         address = check_host(
-            settings.host, settings.port, config.security.allowed_private_networks, what="IMAP host"
+            settings.host,
+            settings.port,
+            config.security.allowed_private_networks,
+            what="IMAP host",
+            resolver=Resolver(config.dns) if config.dns.nameservers else None,
         )
     except InputError as exc:
         raise MailboxError(REFUSED, str(exc)) from exc
