@@ -120,7 +120,7 @@ def test_an_allowed_network_opens_exactly_itself() -> None:
 
 
 @given(st.ip_addresses())
-def test_only_global_unicast_addresses_pass_by_default(address) -> None:  # type: ignore[no-untyped-def]
+def test_only_global_unicast_addresses_pass_by_default(address) -> None:
     inner = [address]
     if address.version == 6:
         inner += [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
