@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from gateway import events
@@ -23,7 +23,15 @@ from gateway.db import insert_ignore
 from gateway.directory import AccountDirectory
 from gateway.errors import Conflict, CsvImportError, InputError, NotFound
 from gateway.matching import match_contacts
-from gateway.models import Contact, ContactEmail, MessageAddress, MessageContact, table_of
+from gateway.models import (
+    Contact,
+    ContactEmail,
+    MessageAddress,
+    MessageContact,
+    ScannedAddress,
+    ScannedMessage,
+    table_of,
+)
 
 CHUNK = 500
 # Spreadsheet formula triggers (OWASP CSV injection).
@@ -172,6 +180,7 @@ def attach_existing(
         rows,
         ["message_id", "contact_id", "role"],
     )
+    want_scanned(session, account_id, addresses)
     new = sorted({int(str(r["message_id"])) for r in rows} - already)
     for message_id in new:
         events.emit(
@@ -182,6 +191,22 @@ def attach_existing(
             contact_ids=[contact_id],
         )
     return new
+
+
+def want_scanned(session: Session, account_id: int, addresses: Sequence[str]) -> None:
+    """Mailbox messages whose headers named these addresses (scanned when they were no
+    contact yet): to be fetched by the IMAP sync without reading the folder again."""
+    for start in range(0, len(addresses), CHUNK):
+        named = select(ScannedAddress.scanned_id).where(
+            ScannedAddress.account_id == account_id,
+            ScannedAddress.address.in_(addresses[start : start + CHUNK]),
+        )
+        session.execute(
+            update(ScannedMessage)
+            .where(ScannedMessage.account_id == account_id, ScannedMessage.id.in_(named))
+            .values(wanted=True)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _unique(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -9,6 +9,8 @@ from gateway.models.mailboxes import (
     Mailbox,
     MailboxFolder,
     MailboxState,
+    ScannedAddress,
+    ScannedMessage,
     Security,
     SyncMode,
 )
@@ -47,6 +49,8 @@ __all__ = [
     "Plan",
     "RawMessage",
     "Role",
+    "ScannedAddress",
+    "ScannedMessage",
     "Security",
     "Sighting",
     "SightingState",

@@ -5,7 +5,17 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.models.base import Base, IdType, UtcDateTime, utcnow
@@ -86,3 +96,40 @@ class MailboxFolder(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     mailbox: Mapped[Mailbox] = relationship(back_populates="folders")
+
+
+class ScannedMessage(Base):
+    """Header index: a message whose headers were read but which named no contact then.
+
+    When one of its addresses becomes a contact, `wanted` is set and the sync
+    fetches it without reading the folder again."""
+
+    __tablename__ = "scanned_messages"
+    __table_args__ = (
+        UniqueConstraint("folder_id", "uidvalidity", "uid"),
+        Index("ix_scanned_messages_wanted", "mailbox_id", "wanted"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    folder_id: Mapped[int] = mapped_column(ForeignKey("mailbox_folders.id", ondelete="CASCADE"))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    message_id_header: Mapped[str | None] = mapped_column(String(998), default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    wanted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ScannedAddress(Base):
+    """The addresses (normalized) of a ScannedMessage, searchable per account."""
+
+    __tablename__ = "scanned_addresses"
+    __table_args__ = (
+        PrimaryKeyConstraint("scanned_id", "address"),
+        Index("ix_scanned_addresses_account_id", "account_id", "address"),
+    )
+
+    scanned_id: Mapped[int] = mapped_column(ForeignKey("scanned_messages.id", ondelete="CASCADE"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(320))

@@ -34,7 +34,7 @@ from sqlalchemy import select
 
 from gateway.config import Config
 from gateway.db import Database
-from gateway.models import Mailbox, MailboxState
+from gateway.models import Mailbox, MailboxState, ScannedMessage
 from gateway.pipeline import Pipeline
 from gateway.providers import preset
 from gateway.vault import Vault
@@ -88,10 +88,17 @@ class MailboxRunner:
         self.mailbox_id = mailbox_id
         self.stored = stored
         self.stopping = threading.Event()
+        self.nudged = threading.Event()  # work waits (a contact's older mail): sync now
         self.backoff = 1.0
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def nudge(self) -> None:
+        self.nudged.set()
+
+    def _waiting(self) -> bool:
+        return not (self.stopping.is_set() or self.nudged.is_set())
 
     def run(self) -> None:
         """The thread's body: returns when stopped or when a person must act."""
@@ -129,6 +136,7 @@ class MailboxRunner:
             sync = MailboxSync(self.db, self.config, self.mailbox_id, stored=self.stored)
             idle = preset(settings.provider).idle and client.has_capability("IDLE")
             while not self.stopping.is_set():
+                self.nudged.clear()
                 sync.run(client)
                 record_error(self.db, self.mailbox_id, None)
                 self.backoff = 1.0
@@ -138,14 +146,16 @@ class MailboxRunner:
 
     def _wait_for_mail(self, client: Any, idle: bool) -> None:
         limit = min(self.config.imap.idle_refresh, self.config.imap.poll_interval)
+        started = time.monotonic()
         if not idle:
-            self.stopping.wait(self.config.imap.poll_interval)
+            limit = self.config.imap.poll_interval
+            while self._waiting() and time.monotonic() - started < limit:
+                self.nudged.wait(min(1.0, limit - (time.monotonic() - started)))
             return
         client.select_folder("INBOX", readonly=True)
         client.idle()
-        started = time.monotonic()
         try:
-            while not self.stopping.is_set() and time.monotonic() - started < limit:
+            while self._waiting() and time.monotonic() - started < limit:
                 responses = client.idle_check(timeout=1.0)
                 if any(_news(r) for r in responses):
                     return
@@ -194,6 +204,9 @@ class ImapRole:
                         runner.stop()
                         if future.done():
                             del self.runners[mailbox_id]
+                for mailbox_id in await asyncio.to_thread(self._with_wanted_mail):
+                    if mailbox_id in self.runners:
+                        self.runners[mailbox_id][0].nudge()
                 for mailbox_id in active:
                     if mailbox_id not in self.runners and vault is not None:
                         runner = MailboxRunner(self.db, self.config, vault, mailbox_id, stored)
@@ -208,6 +221,14 @@ class ImapRole:
             if futures:
                 await asyncio.wait(futures, timeout=self.config.imap.timeout + 5)
             executor.shutdown(wait=False, cancel_futures=True)
+
+    def _with_wanted_mail(self) -> set[int]:
+        with self.db.read() as session:
+            return set(
+                session.scalars(
+                    select(ScannedMessage.mailbox_id).where(ScannedMessage.wanted).distinct()
+                )
+            )
 
     def _active(self) -> set[int]:
         with self.db.read() as session:

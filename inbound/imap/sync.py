@@ -22,16 +22,17 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from gateway.config import Config
-from gateway.db import Database
+from gateway.db import Database, insert_ignore
 from gateway.directory import AccountDirectory
 from gateway.matching import match_contacts
-from gateway.models import Keep, Source, utcnow
+from gateway.models import Keep, ScannedAddress, ScannedMessage, Source, table_of, utcnow
 from gateway.models.mailboxes import FolderRole, Mailbox, MailboxFolder
 from gateway.parsing import ADDRESS_HEADERS, parse
 from gateway.store import Arrival, accept_in
@@ -43,6 +44,13 @@ HEADER_FIELDS = "From To Cc Bcc Reply-To Sender Date Message-ID In-Reply-To Refe
 FETCH_HEADERS = f"BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})]"
 FETCH_BODY = "BODY.PEEK[]"
 BODY_BYTES = 20 * 1024 * 1024  # bodies fetched per command, by RFC822.SIZE
+
+
+@dataclass(frozen=True)
+class Scanned:
+    addresses: set[str]  # those that could be contacts (never the account's users)
+    message_id: str | None
+    date: datetime | None
 
 
 @dataclass
@@ -97,6 +105,8 @@ class MailboxSync:
         for role, name in ((FolderRole.INBOX, folders.inbox), (FolderRole.SENT, folders.sent)):
             if name is not None:
                 report.folders.append(self.sync_folder(client, role, name))
+        self._backfill(client, report)
+        self._purge()
         with self.db.session() as session:
             session.get_one(Mailbox, self.mailbox_id).last_sync_at = utcnow()
         return report
@@ -138,6 +148,10 @@ class MailboxSync:
                         uidvalidity,
                         folder.name,
                         name,
+                    )
+                if folder.id is not None:
+                    session.execute(
+                        delete(ScannedMessage).where(ScannedMessage.folder_id == folder.id)
                     )
                 folder.name, folder.uidvalidity = name, uidvalidity
                 folder.last_uid, folder.initial_done, folder.scan_low_uid = 0, False, None
@@ -181,11 +195,17 @@ class MailboxSync:
         **checkpoint: Any,
     ) -> None:
         headers = client.fetch(list(uids), [FETCH_HEADERS, "RFC822.SIZE"])
-        wanted = self._matching(headers)
+        scanned = self._scan(headers)
+        with self.db.read() as session:
+            wanted = self._matching(session, scanned)
         bodies = self._bodies(client, wanted, headers)
         with self.db.session() as session:
             for uid in sorted(bodies):
                 accept_in(session, bodies[uid], self._arrival(state, uid))
+            rest = {u: s for u, s in scanned.items() if u not in bodies and s.addresses}
+            # Matched again inside this transaction: a contact created since the
+            # look above gets its message fetched by the next pass.
+            self._index(session, state, rest, set(self._matching(session, rest)))
             folder = session.get_one(MailboxFolder, state.id)
             folder.scanned += len(uids)
             folder.matched += len(wanted)
@@ -200,24 +220,130 @@ class MailboxSync:
         if bodies:
             self.stored()
 
-    def _matching(self, fetched: dict[int, dict[bytes, Any]]) -> list[int]:
-        """UIDs whose headers name a contact of the account."""
-        addresses: dict[int, set[str]] = {}
+    def _scan(self, fetched: dict[int, dict[bytes, Any]]) -> dict[int, Scanned]:
+        """What each message's headers say: the addresses that could be contacts."""
+        found: dict[int, Scanned] = {}
+        with self.db.read() as session:
+            directory = AccountDirectory.load_by_id(session, self.account_id, self.config)
         for uid, item in fetched.items():
             raw = _header_bytes(item)
             if raw is None:
                 continue
             parsed = parse(raw, self.config.addresses.local_part_case)
-            addresses[int(uid)] = {
-                a.normalized for header in ADDRESS_HEADERS for a in parsed.addresses.get(header, ())
+            addresses = {
+                a.normalized
+                for header in ADDRESS_HEADERS
+                for a in parsed.addresses.get(header, ())
+                if directory.can_be_contact(a.normalized)
             }
+            found[int(uid)] = Scanned(addresses, parsed.message_id, parsed.date)
+        return found
+
+    def _matching(self, session: Session, scanned: dict[int, Scanned]) -> list[int]:
+        """UIDs whose headers name a contact of the account."""
+        candidates = {a for s in scanned.values() for a in s.addresses}
+        contacts = match_contacts(session, self.account_id, candidates)
+        return sorted(uid for uid, s in scanned.items() if s.addresses & contacts.keys())
+
+    def _index(
+        self,
+        session: Session,
+        state: MailboxFolder,
+        scanned: dict[int, Scanned],
+        wanted: set[int],
+    ) -> None:
+        """Remember messages that named no contact, for contacts created later."""
+        if not scanned:
+            return
+        connection = session.connection()
+        rows = [
+            {
+                "account_id": self.account_id,
+                "mailbox_id": self.mailbox_id,
+                "folder_id": state.id,
+                "uidvalidity": state.uidvalidity,
+                "uid": uid,
+                "message_id_header": (s.message_id or "")[:998] or None,
+                "sent_at": s.date,
+                "wanted": uid in wanted,
+            }
+            for uid, s in scanned.items()
+        ]
+        insert_ignore(session, table_of(ScannedMessage), rows, ["folder_id", "uidvalidity", "uid"])
+        ids = dict(
+            connection.execute(
+                select(ScannedMessage.uid, ScannedMessage.id).where(
+                    ScannedMessage.folder_id == state.id,
+                    ScannedMessage.uidvalidity == state.uidvalidity,
+                    ScannedMessage.uid.in_(list(scanned)),
+                )
+            ).all()
+        )
+        addresses = [
+            {"scanned_id": ids[uid], "account_id": self.account_id, "address": address}
+            for uid, s in scanned.items()
+            if uid in ids
+            for address in sorted(s.addresses)
+        ]
+        insert_ignore(session, table_of(ScannedAddress), addresses, ["scanned_id", "address"])
+
+    def _backfill(self, client: Any, report: SyncReport) -> None:
+        """Fetch the indexed messages that name a contact created since they were scanned."""
         with self.db.read() as session:
-            directory = AccountDirectory.load_by_id(session, self.account_id, self.config)
-            candidates = {
-                a for found in addresses.values() for a in found if directory.can_be_contact(a)
+            wanted = session.execute(
+                select(ScannedMessage.folder_id, ScannedMessage.uidvalidity, ScannedMessage.uid)
+                .where(ScannedMessage.mailbox_id == self.mailbox_id, ScannedMessage.wanted)
+                .order_by(ScannedMessage.folder_id, ScannedMessage.uid)
+            ).all()
+            folders = {
+                f.id: f
+                for f in session.scalars(
+                    select(MailboxFolder).where(MailboxFolder.mailbox_id == self.mailbox_id)
+                )
             }
-            contacts = match_contacts(session, self.account_id, candidates)
-        return sorted(uid for uid, found in addresses.items() if found & contacts.keys())
+            for folder in folders.values():
+                session.expunge(folder)
+        by_folder: dict[int, list[int]] = {}
+        for folder_id, uidvalidity, uid in wanted:
+            if folder_id in folders and folders[folder_id].uidvalidity == uidvalidity:
+                by_folder.setdefault(folder_id, []).append(int(uid))
+        for folder_id, uids in by_folder.items():
+            state = folders[folder_id]
+            client.select_folder(state.name, readonly=True)
+            line = next((f for f in report.folders if f.name == state.name), None)
+            size = self.config.imap.batch_size
+            for start in range(0, len(uids), size):
+                batch = uids[start : start + size]
+                sizes = client.fetch(batch, ["RFC822.SIZE"])
+                bodies = self._bodies(client, batch, sizes)
+                with self.db.session() as session:
+                    for uid in sorted(bodies):
+                        accept_in(session, bodies[uid], self._arrival(state, uid))
+                    session.execute(
+                        delete(ScannedMessage).where(
+                            ScannedMessage.folder_id == folder_id,
+                            ScannedMessage.uidvalidity == state.uidvalidity,
+                            ScannedMessage.uid.in_(batch),
+                        )
+                    )
+                    folder = session.get_one(MailboxFolder, folder_id)
+                    folder.matched += len(bodies)
+                    folder.fetched += len(bodies)
+                if line is not None:
+                    line.matched += len(bodies)
+                    line.fetched += len(bodies)
+                if bodies:
+                    self.stored()
+
+    def _purge(self) -> None:
+        """Forget indexed headers that fell out of the window."""
+        since = utcnow() - timedelta(days=self.config.imap.window_days)
+        with self.db.session() as session:
+            session.execute(
+                delete(ScannedMessage).where(
+                    ScannedMessage.mailbox_id == self.mailbox_id, ScannedMessage.sent_at < since
+                )
+            )
 
     def _bodies(
         self, client: Any, uids: Sequence[int], headers: dict[int, dict[bytes, Any]]

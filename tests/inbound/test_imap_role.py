@@ -123,3 +123,17 @@ def initial_sync_done_for(db: Database, mailboxes: int) -> bool:
 def state_of(db: Database, email: str) -> str:
     with db.session() as session:
         return session.scalars(select(Mailbox.state).where(Mailbox.email == email)).one()
+
+
+def test_a_new_contact_gets_their_older_mail_from_a_running_sync(
+    db, imap_config, account_id, imap_user
+) -> None:
+    imap_user.append("INBOX", make_message(from_="carol@client.com", subject="old"))
+    connect_mailbox(db, imap_config, imap_user)
+    config = replace(imap_config, imap=replace(imap_config.imap, poll_interval=600.0))
+    with serving(db, config):
+        eventually(lambda: initial_sync_done(db))
+        assert attached_subjects(db) == []
+        contacts(db, imap_config, account_id, "carol@client.com")
+        # Neither IDLE (no new mail) nor polling (10 minutes): the role's nudge.
+        eventually(lambda: attached_subjects(db) == ["old"])

@@ -21,6 +21,7 @@ from gateway.models import (
     Message,
     MessageContact,
     Plan,
+    ScannedMessage,
     Sighting,
     Source,
 )
@@ -210,16 +211,42 @@ def test_incremental_sync_reads_only_new_mail(db, imap_config, account_id, imap_
     assert count(db, Message) == 3
 
 
-def test_a_contact_added_later_gets_new_mail_but_old_mail_stays_unfetched(
+def test_a_contact_added_later_gets_their_older_mail_without_a_rescan(
     db, imap_config, account_id, imap_user
 ) -> None:
-    fill(imap_user, "INBOX", 3, {1}, "c")
+    fill(imap_user, "INBOX", 5, {1, 3}, "c")
+    imap_user.append("Sent", make_message(from_="bob@acme.com", to="carol@client.com", subject="s"))
     connect_mailbox(db, imap_config, imap_user)
     assert sync(db, imap_config).fetched == 0  # carol is no contact yet
+    with db.session() as session:
+        indexed = session.scalars(select(ScannedMessage)).all()
+        assert len(indexed) == 6 and not any(m.wanted for m in indexed)
+    headers_read = len(imap_user.header_fetches())
+
     contacts(db, imap_config, account_id, "carol@client.com")
-    fill(imap_user, "INBOX", 2, {0}, "d")
+    report = sync(db, imap_config)
+
+    assert report.fetched == 3 and report.scanned == 0
+    assert len(imap_user.header_fetches()) == headers_read  # no folder read again
+    assert attached_subjects(db) == ["c 1", "c 3", "s"]
+    assert count(db, ScannedMessage) == 3  # the strangers' stay indexed
+    contacts(db, imap_config, account_id, "stranger0@nowhere.example")
     assert sync(db, imap_config).fetched == 1
-    assert attached_subjects(db) == ["d 0"]
+    assert count(db, ScannedMessage) == 2
+
+
+def test_the_header_index_forgets_a_folder_whose_uidvalidity_changed(
+    db, imap_config, account_id, imap_user
+) -> None:
+    fill(imap_user, "INBOX", 3, set(), "w")
+    connect_mailbox(db, imap_config, imap_user)
+    sync(db, imap_config)
+    assert count(db, ScannedMessage) == 3
+    imap_user.server.set_uidvalidity(imap_user.name, "INBOX", 777)
+    sync(db, imap_config)
+    with db.session() as session:
+        assert set(session.scalars(select(ScannedMessage.uidvalidity))) == {777}
+    assert count(db, ScannedMessage) == 3
 
 
 def test_the_same_message_by_dropbox_and_imap_sent_is_one_record(
