@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from imapclient.exceptions import InvalidCriteriaError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -165,7 +166,17 @@ class MailboxSync:
         self, client: Any, state: MailboxFolder, uidnext: int, report: FolderReport
     ) -> None:
         since = (utcnow() - timedelta(days=self.config.imap.window_days)).date()
-        window = sorted((int(u) for u in client.search(["SINCE", since])), reverse=True)
+        try:
+            found = client.search(["SINCE", since])
+        except InvalidCriteriaError as exc:  # a server that cannot search by date
+            log.warning(
+                "mailbox %s: %s refused SEARCH SINCE (%s); reading the whole folder",
+                self.mailbox_id,
+                state.name,
+                str(exc).splitlines()[0],
+            )
+            found = client.search(["ALL"])
+        window = sorted((int(u) for u in found), reverse=True)
         top = state.last_uid or (uidnext - 1 if uidnext else (window[0] if window else 0))
         todo = [
             u for u in window if u <= top and (state.scan_low_uid is None or u < state.scan_low_uid)

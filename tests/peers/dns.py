@@ -7,15 +7,14 @@ a thread for the whole test session; tests change records between messages.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet import reactor as _reactor
 from twisted.names import dns, error, server
 from twisted.names.common import ResolverBase
 
-reactor: Any = _reactor  # twisted's reactor module is not usefully typed
+from tests.peers.reactor import call, reactor
+
 _TYPES = {"TXT": dns.TXT, "A": dns.A, "MX": dns.MX, "AAAA": dns.AAAA, "SRV": dns.SRV}
 
 
@@ -73,15 +72,9 @@ class ZoneServer:
         factory = _Factory(authorities=[self.zone])
         factory.zone = self.zone
         protocol = dns.DNSDatagramProtocol(controller=factory)
-        self._udp = reactor.listenUDP(0, protocol, interface="127.0.0.1")
+        self._udp = call(reactor.listenUDP, 0, protocol, interface="127.0.0.1")
         self.port: int = self._udp.getHost().port
-        self._tcp = reactor.listenTCP(self.port, factory, interface="127.0.0.1")
-        self._thread = threading.Thread(
-            target=reactor.run,
-            kwargs={"installSignalHandlers": False},
-            daemon=True,
-        )
-        self._thread.start()
+        self._tcp = call(reactor.listenTCP, self.port, factory, interface="127.0.0.1")
 
     @property
     def address(self) -> str:
@@ -95,5 +88,5 @@ class ZoneServer:
         self.zone.queries.clear()
 
     def stop(self) -> None:
-        reactor.callFromThread(reactor.stop)
-        self._thread.join(timeout=5)
+        reactor.callFromThread(self._udp.stopListening)
+        reactor.callFromThread(self._tcp.stopListening)
