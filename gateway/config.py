@@ -299,6 +299,36 @@ class ImapConfig:
 
 
 @dataclass(frozen=True)
+class OAuth2Config:
+    """OAuth2 apps that mailboxes of Google and Microsoft sign in with (XOAUTH2)."""
+
+    google_client_id: str = field(default="", metadata=_doc("Client id of your Google app."))
+    google_client_secret: str = field(
+        default="", metadata=_doc("Its client secret (or GATEWAY_OAUTH2__GOOGLE_CLIENT_SECRET).")
+    )
+    google_token_url: str = field(
+        default="https://oauth2.googleapis.com/token",
+        metadata=_doc("Google's token endpoint (where access tokens are refreshed)."),
+    )
+    microsoft_client_id: str = field(
+        default="", metadata=_doc("Application (client) id of your Microsoft Entra app.")
+    )
+    microsoft_client_secret: str = field(default="", metadata=_doc("Its client secret."))
+    microsoft_tenant: str = field(
+        default="common",
+        metadata=_doc(
+            '"common" (work, school and personal accounts), "organizations", "consumers" '
+            "or a tenant id; Outlook.com accounts need common or consumers."
+        ),
+    )
+    microsoft_token_url: str = field(
+        default="https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
+        metadata=_doc("Microsoft's token endpoint; {tenant} is replaced."),
+    )
+    timeout: float = field(default=20.0, metadata=_doc("Seconds to wait for a token endpoint."))
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     """What `gateway serve` runs."""
 
@@ -342,6 +372,7 @@ class Config:
     pipeline: PipelineConfig = PipelineConfig()
     security: SecurityConfig = SecurityConfig()
     imap: ImapConfig = ImapConfig()
+    oauth2: OAuth2Config = OAuth2Config()
     serve: ServeConfig = ServeConfig()
     log: LogConfig = LogConfig()
     # Where relative paths are resolved from (the config file's directory).

@@ -34,10 +34,17 @@ def register(sub: Any) -> None:
     a.add_argument("--tls-no-verify", action="store_true", help="accept a self-signed server")
     a.add_argument("--user", help="the CRM user who owns it (default: whose address it is)")
     a.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    a.add_argument(
+        "--oauth2",
+        action="store_true",
+        help="sign in with OAuth2 (XOAUTH2): read the tokens as JSON from stdin "
+        '({"access_token": ..., "refresh_token": ..., "expires_in": ...})',
+    )
     a.set_defaults(handler=cmd_add)
     a = msub.add_parser("reconnect", help="new credentials for a mailbox; it resumes syncing")
     a.add_argument("email")
     a.add_argument("--password-stdin", action="store_true")
+    a.add_argument("--oauth2", action="store_true", help="new OAuth2 tokens as JSON on stdin")
     a.set_defaults(handler=cmd_reconnect)
     a = msub.add_parser("remove", help="stop syncing and delete the credentials (mail stays)")
     a.add_argument("email")
@@ -52,7 +59,12 @@ def register(sub: Any) -> None:
 
 
 def _secret(args: argparse.Namespace, prompt: str) -> str:
-    value = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else getpass.getpass(prompt)
+    if args.oauth2:
+        value = sys.stdin.read().strip()
+    elif args.password_stdin:
+        value = sys.stdin.readline().rstrip("\r\n")
+    else:
+        value = getpass.getpass(prompt)
     if not value:
         raise InputError("password", "empty")
     return value
@@ -78,6 +90,7 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
         sync_mode=args.sync,
         tls_verify=not args.tls_no_verify,
         user_email=args.user,
+        auth="oauth2" if args.oauth2 else "password",
     )
     vault = _vault(ctx)
     secret = _secret(args, f"password for {args.email}: ")

@@ -205,10 +205,10 @@ def login(client: IMAPClient, settings: ImapSettings, secret: str) -> None:
 
 
 def _auth_message(settings: ImapSettings, server_text: str) -> str:
-    message = (
-        f"the server refused the user name or password for {settings.username} "
-        f"({server_text.strip() or 'no reason given'})"
-    )
+    reason = server_text.strip() or "no reason given"
+    if settings.auth == "oauth2":
+        return f"the server refused the OAuth2 access token of {settings.username} ({reason})"
+    message = f"the server refused the user name or password for {settings.username} ({reason})"
     p = preset(settings.provider)
     if p.two_factor_hint:
         message += f". {p.two_factor_hint}: {p.app_password_help}"

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from gateway import events
+from gateway import events, oauth2
 from gateway.addresses import parse_one
 from gateway.config import Config
 from gateway.db import Database
@@ -30,6 +30,7 @@ from gateway.models import (
     User,
     UserAddress,
 )
+from gateway.oauth2 import Tokens
 from gateway.providers import PROVIDERS, SECURITIES, Server, discover, preset
 from gateway.resolver import Resolver
 from gateway.vault import Vault
@@ -76,13 +77,68 @@ def settings_of(mailbox: Mailbox) -> ImapSettings:
 
 
 def secret_of(vault: Vault, mailbox: Mailbox) -> str:
-    """The password, or the OAuth2 access token."""
+    """The password, or the OAuth2 access token (as stored: maybe expired)."""
     if mailbox.credentials is None:
         raise MailboxError("auth", f"mailbox {mailbox.email} has no credentials")
     plain = vault.decrypt(mailbox.credentials)
     if mailbox.auth == "oauth2":
-        return str(json.loads(plain)["access_token"])
+        return Tokens.from_json(plain).access_token
     return plain
+
+
+def open_session(
+    db: Database, config: Config, vault: Vault, mailbox_id: int, *, connector: Connector = connect
+) -> Any:
+    """A signed-in IMAP session of the mailbox. An OAuth2 access token is refreshed
+    when it has expired, and once more when the server refuses it."""
+    with db.read() as session:
+        mailbox = session.get_one(Mailbox, mailbox_id)
+        settings = settings_of(mailbox)
+        if mailbox.credentials is None:
+            raise MailboxError("auth", f"mailbox {mailbox.email} has no credentials")
+        plain = vault.decrypt(mailbox.credentials)
+    if settings.auth != "oauth2":
+        return connector(settings, plain, config)
+    tokens = Tokens.from_json(plain)
+    if tokens.expired():
+        tokens = _refreshed(db, config, vault, mailbox_id, settings, tokens)
+    try:
+        return connector(settings, tokens.access_token, config)
+    except MailboxError as exc:
+        if exc.kind != "auth" or not tokens.refresh_token:
+            raise
+    tokens = _refreshed(db, config, vault, mailbox_id, settings, tokens)
+    return connector(settings, tokens.access_token, config)
+
+
+def _refreshed(
+    db: Database,
+    config: Config,
+    vault: Vault,
+    mailbox_id: int,
+    settings: ImapSettings,
+    tokens: Tokens,
+) -> Tokens:
+    try:
+        fresh = oauth2.refresh(config, settings.provider, tokens)
+    except oauth2.TokenError as exc:
+        raise MailboxError("auth" if exc.kind == "person" else exc.kind, str(exc)) from exc
+    with db.session() as session:
+        session.get_one(Mailbox, mailbox_id).credentials = vault.encrypt(fresh.to_json())
+    return fresh
+
+
+def _secret_to_store(auth: str, secret: str) -> tuple[str, str]:
+    """(what to sign in with, what to keep): for OAuth2 the person gives token JSON."""
+    if auth != "oauth2":
+        return secret, secret
+    try:
+        tokens = Tokens.from_answer(json.loads(secret), now=None, previous=None)
+    except (ValueError, oauth2.TokenError) as exc:
+        raise InputError(
+            "tokens", 'expected JSON {"access_token": ..., "refresh_token": ..., "expires_in": ...}'
+        ) from exc
+    return tokens.access_token, tokens.to_json()
 
 
 def add_mailbox(
@@ -119,7 +175,8 @@ def add_mailbox(
         tls_verify=request.tls_verify,
         auth=request.auth,
     )
-    close(connector(settings, secret, config))  # the sign-in worked
+    sign_in, keep = _secret_to_store(request.auth, secret)
+    close(connector(settings, sign_in, config))  # the sign-in worked
     mailbox = Mailbox(
         account_id=account_id,
         user_id=user_id,
@@ -134,7 +191,7 @@ def add_mailbox(
         smtp_security=smtp.security if smtp else "starttls",
         username=settings.username,
         auth=request.auth,
-        credentials=vault.encrypt(secret),
+        credentials=vault.encrypt(keep),
         tls_verify=request.tls_verify,
         state=MailboxState.ACTIVE.value,
     )
@@ -159,10 +216,11 @@ def reconnect(
     with db.read() as session:
         mailbox = get_mailbox(session, config, email)
         settings = settings_of(mailbox)
-    close(connector(settings, secret, config))  # the sign-in worked
+    sign_in, keep = _secret_to_store(settings.auth, secret)
+    close(connector(settings, sign_in, config))  # the sign-in worked
     with db.session() as session:
         row = session.get_one(Mailbox, mailbox.id)
-        row.credentials = vault.encrypt(secret)
+        row.credentials = vault.encrypt(keep)
         row.state, row.last_error = MailboxState.ACTIVE.value, None
         events.emit(
             session, row.account_id, MAILBOX_RECONNECTED, mailbox_id=row.id, email=row.email

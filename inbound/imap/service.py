@@ -38,12 +38,12 @@ from gateway.models import Mailbox, MailboxState, ScannedMessage
 from gateway.pipeline import Pipeline
 from gateway.providers import preset
 from gateway.vault import Vault
-from inbound.imap.connection import MailboxError, close, connect
+from inbound.imap.connection import MailboxError, close
 from inbound.imap.mailboxes import (
     get_mailbox,
     needs_reconnect,
+    open_session,
     record_error,
-    secret_of,
     settings_of,
 )
 from inbound.imap.sync import MailboxSync, SyncReport
@@ -57,10 +57,9 @@ NETWORK_ERRORS = (OSError, socket.timeout, ssl.SSLError, imaplib.IMAP4.error, IM
 def sync_now(db: Database, config: Config, vault: Vault, email: str) -> SyncReport:
     """One sync pass in the foreground (`gateway mailbox sync`), then the pipeline."""
     with db.read() as session:
-        mailbox = get_mailbox(session, config, email)
-        settings, secret, mailbox_id = settings_of(mailbox), secret_of(vault, mailbox), mailbox.id
+        mailbox_id = get_mailbox(session, config, email).id
     try:
-        client = connect(settings, secret, config)
+        client = open_session(db, config, vault, mailbox_id)
     except MailboxError as exc:
         if exc.needs_person:
             needs_reconnect(db, mailbox_id, str(exc))
@@ -130,8 +129,8 @@ class MailboxRunner:
             mailbox = session.get(Mailbox, self.mailbox_id)
             if mailbox is None or mailbox.state != MailboxState.ACTIVE.value:
                 return
-            settings, secret = settings_of(mailbox), secret_of(self.vault, mailbox)
-        client = connect(settings, secret, self.config)
+            settings = settings_of(mailbox)
+        client = open_session(self.db, self.config, self.vault, self.mailbox_id)
         try:
             sync = MailboxSync(self.db, self.config, self.mailbox_id, stored=self.stored)
             idle = preset(settings.provider).idle and client.has_capability("IDLE")

@@ -84,3 +84,26 @@ def test_one_way_sync_needs_a_higher_plan(
     result = add(imap_cli, imap_user, imap_user.password, monkeypatch, "--sync", "one_way")
     assert result.code == 1
     assert "one-way sync needs the pro or enterprise plan" in result.err
+
+
+def test_oauth2_tokens_are_given_as_json_on_stdin(
+    imap_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.peers.imap_faults import FaultyImap
+
+    server = FaultyImap()
+    try:
+        server.add_user("bob@acme.com", token="tok-1")
+        server.append("bob@acme.com", "INBOX", make_message(from_="carol@client.com", subject="o"))
+        args = ["mailbox", "add", "bob@acme.com", "--provider", "gmail", "--imap-host"]
+        args += ["127.0.0.1", "--imap-port", str(server.port), "--imap-security", "none"]
+        monkeypatch.setattr("sys.stdin", io.StringIO("not json"))
+        bad = imap_cli(*args, "--oauth2")
+        assert bad.code == 1 and "expected JSON" in bad.err
+        monkeypatch.setattr("sys.stdin", io.StringIO('{"access_token": "tok-1"}'))
+        added = imap_cli(*args, "--oauth2")
+        assert added.code == 0, added.err
+        synced = imap_cli("mailbox", "sync", "bob@acme.com")
+        assert "1 fetched" in synced.out, synced.err
+    finally:
+        server.stop()
