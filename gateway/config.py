@@ -289,6 +289,13 @@ class ImapConfig:
             "a bigger one fails that mailbox's sync, never the process."
         ),
     )
+    audit_interval: float = field(
+        default=24 * 3600.0,
+        metadata=_doc(
+            "Seconds between completeness audits of each mailbox (the server's census of "
+            "the window against what the gateway stored; what is missing is fetched). 0: never."
+        ),
+    )
     tls_verify: bool = field(
         default=True,
         metadata=_doc(
@@ -614,6 +621,8 @@ def _check_imap(config: Config) -> None:
             raise ConfigError(f"imap.{key}", src, "must be at least 1")
     if imap.batch_size > 5000:
         raise ConfigError("imap.batch_size", src, "must be at most 5000")
+    if imap.audit_interval < 0:
+        raise ConfigError("imap.audit_interval", src, "must be 0 (never) or more")
     for key in ("poll_interval", "timeout", "backoff_max"):
         if getattr(imap, key) <= 0:
             raise ConfigError(f"imap.{key}", src, "must be greater than 0")

@@ -56,6 +56,13 @@ def register(sub: Any) -> None:
     a = msub.add_parser("sync", help="run one sync pass of a mailbox now, in the foreground")
     a.add_argument("email")
     a.set_defaults(handler=cmd_sync)
+    a = msub.add_parser(
+        "audit", help="compare the server's mail with what was stored; fetch what is missing"
+    )
+    a.add_argument("email")
+    a.add_argument("--no-repair", action="store_true", help="only count what is missing")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_audit)
 
 
 def _secret(args: argparse.Namespace, prompt: str) -> str:
@@ -147,6 +154,24 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from inbound.imap.service import audit_now
+
+    found = audit_now(ctx.db, ctx.config, _vault(ctx), args.email, repair=not args.no_repair)
+    if args.json:
+        ctx.print_json([asdict(f) for f in found])
+        return 0
+    for f in found:
+        ctx.console.print(
+            f"{f.role} {f.name!r}: {f.on_server} on the server within the window, "
+            f"{f.involving_contacts} involving contacts, missing {f.missing}, "
+            f"fetched now {f.repaired}"
+        )
+    return 0
+
+
 def _progress(folder: dict[str, Any]) -> str:
     text = f"{folder['role']} {folder['name']!r}: "
     if folder["initial_sync"] == "running":
@@ -156,7 +181,10 @@ def _progress(folder: dict[str, Any]) -> str:
         text += f"[{'#' * filled}{'.' * (20 - filled)}] {done}/{folder['total']} scanned, "
     else:
         text += f"{folder['scanned']} scanned, "
-    return text + f"{folder['matched']} matched, {folder['fetched']} fetched"
+    text += f"{folder['matched']} matched, {folder['fetched']} fetched"
+    if folder["audited_at"]:
+        text += f", missing {folder['missing']} (audit {folder['audited_at'][:16]})"
+    return text
 
 
 def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:

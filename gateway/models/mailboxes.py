@@ -93,6 +93,10 @@ class MailboxFolder(Base):
     scanned: Mapped[int] = mapped_column(Integer, default=0)
     matched: Mapped[int] = mapped_column(Integer, default=0)
     fetched: Mapped[int] = mapped_column(Integer, default=0)
+    # Completeness audit: messages on the server (within the window) that involve a
+    # contact but were never stored, as found by the last audit (then repaired).
+    missing: Mapped[int] = mapped_column(Integer, default=0)
+    audited_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     mailbox: Mapped[Mailbox] = relationship(back_populates="folders")

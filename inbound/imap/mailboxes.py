@@ -292,6 +292,8 @@ def status(session: Session) -> list[dict[str, Any]]:
                 "scanned": f.scanned,
                 "matched": f.matched,
                 "fetched": f.fetched,
+                "missing": f.missing,
+                "audited_at": f.audited_at.isoformat() if f.audited_at else None,
             }
             for f in mailbox.folders
         ]

@@ -46,7 +46,7 @@ from inbound.imap.mailboxes import (
     record_error,
     settings_of,
 )
-from inbound.imap.sync import MailboxSync, SyncReport
+from inbound.imap.sync import AuditFolder, MailboxSync, SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,21 @@ def sync_now(db: Database, config: Config, vault: Vault, email: str) -> SyncRepo
     return report
 
 
+def audit_now(
+    db: Database, config: Config, vault: Vault, email: str, *, repair: bool = True
+) -> list[AuditFolder]:
+    """`gateway mailbox audit`: the completeness audit in the foreground, then the pipeline."""
+    with db.read() as session:
+        mailbox_id = get_mailbox(session, config, email).id
+    client = open_session(db, config, vault, mailbox_id)
+    try:
+        found = MailboxSync(db, config, mailbox_id).audit(client, repair=repair)
+    finally:
+        close(client)
+    Pipeline(db, config).run_pending()
+    return found
+
+
 class MailboxRunner:
     """Keeps one mailbox in sync until stopped or until it needs a person."""
 
@@ -88,6 +103,7 @@ class MailboxRunner:
         self.stored = stored
         self.stopping = threading.Event()
         self.nudged = threading.Event()  # work waits (a contact's older mail): sync now
+        self.audited = time.monotonic()
         self.backoff = 1.0
 
     def stop(self) -> None:
@@ -137,11 +153,21 @@ class MailboxRunner:
             while not self.stopping.is_set():
                 self.nudged.clear()
                 sync.run(client)
+                if self._audit_due():
+                    sync.audit(client)
                 record_error(self.db, self.mailbox_id, None)
                 self.backoff = 1.0
                 self._wait_for_mail(client, idle)
         finally:
             close(client)
+
+    def _audit_due(self) -> bool:
+        """Every [imap] audit_interval of running (the first one interval after start)."""
+        interval = self.config.imap.audit_interval
+        if not interval or time.monotonic() - self.audited < interval:
+            return False
+        self.audited = time.monotonic()
+        return True
 
     def _wait_for_mail(self, client: Any, idle: bool) -> None:
         limit = min(self.config.imap.idle_refresh, self.config.imap.poll_interval)

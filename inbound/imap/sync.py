@@ -33,7 +33,17 @@ from gateway.config import Config
 from gateway.db import Database, insert_ignore
 from gateway.directory import AccountDirectory
 from gateway.matching import match_contacts
-from gateway.models import Keep, ScannedAddress, ScannedMessage, Source, table_of, utcnow
+from gateway.models import (
+    Keep,
+    Message,
+    ScannedAddress,
+    ScannedMessage,
+    Sighting,
+    SightingState,
+    Source,
+    table_of,
+    utcnow,
+)
 from gateway.models.mailboxes import FolderRole, Mailbox, MailboxFolder
 from gateway.parsing import ADDRESS_HEADERS, parse
 from gateway.store import Arrival, accept_in
@@ -62,6 +72,16 @@ class FolderReport:
     matched: int = 0
     fetched: int = 0
     uidvalidity_changed: bool = False
+
+
+@dataclass
+class AuditFolder:
+    role: str
+    name: str
+    on_server: int = 0  # messages within the window
+    involving_contacts: int = 0
+    missing: int = 0  # involving a contact, never stored
+    repaired: int = 0
 
 
 @dataclass
@@ -111,6 +131,117 @@ class MailboxSync:
         with self.db.session() as session:
             session.get_one(Mailbox, self.mailbox_id).last_sync_at = utcnow()
         return report
+
+    # -- completeness audit ---------------------------------------------------------
+
+    def audit(self, client: Any, *, repair: bool = True) -> list[AuditFolder]:
+        """Compare the server's census of each synced folder (within the window) with
+        what was stored; fetch what involves a contact and is missing."""
+        out: list[AuditFolder] = []
+        if self.sync_mode != "two_way":
+            return out
+        with self.db.read() as session:
+            folders = list(
+                session.scalars(
+                    select(MailboxFolder).where(MailboxFolder.mailbox_id == self.mailbox_id)
+                )
+            )
+            for folder in folders:
+                session.expunge(folder)
+        for state in folders:
+            info = client.select_folder(state.name, readonly=True)
+            if int(info[b"UIDVALIDITY"]) != state.uidvalidity:
+                continue  # the next sync pass reads this folder again anyway
+            out.append(self._audit_folder(client, state, repair))
+        return out
+
+    def _audit_folder(self, client: Any, state: MailboxFolder, repair: bool) -> AuditFolder:
+        line = AuditFolder(state.role, state.name)
+        since = (utcnow() - timedelta(days=self.config.imap.window_days)).date()
+        try:
+            census = client.search(["SINCE", since])
+        except InvalidCriteriaError:
+            census = client.search(["ALL"])
+        uids = sorted(int(u) for u in census if int(u) <= state.last_uid)
+        line.on_server = len(uids)
+        size = self.config.imap.batch_size
+        for start in range(0, len(uids), size):
+            batch = uids[start : start + size]
+            headers = client.fetch(batch, [FETCH_HEADERS, "RFC822.SIZE"])
+            scanned = self._scan(headers)
+            with self.db.read() as session:
+                involved = self._matching(session, scanned)
+                missing = self._not_stored(session, state, involved, scanned)
+            line.involving_contacts += len(involved)
+            line.missing += len(missing)
+            if repair and missing:
+                bodies = self._bodies(client, missing, headers)
+                with self.db.session() as session:
+                    for uid in sorted(bodies):
+                        accept_in(session, bodies[uid], self._arrival(state, uid))
+                    folder = session.get_one(MailboxFolder, state.id)
+                    folder.fetched += len(bodies)
+                line.repaired += len(bodies)
+                if bodies:
+                    self.stored()
+        if line.missing:
+            log.warning(
+                "mailbox %s: audit of %r found %s message(s) involving contacts that were "
+                "never stored (%s fetched now)",
+                self.mailbox_id,
+                state.name,
+                line.missing,
+                line.repaired,
+            )
+        with self.db.session() as session:
+            folder = session.get_one(MailboxFolder, state.id)
+            folder.missing = line.missing - line.repaired
+            folder.audited_at = utcnow()
+        return line
+
+    def _not_stored(
+        self,
+        session: Session,
+        state: MailboxFolder,
+        uids: Sequence[int],
+        scanned: dict[int, Scanned],
+    ) -> list[int]:
+        """Of `uids`, those with no sighting here and whose Message-ID the account
+        has never stored (the same message may have come by the dropbox)."""
+        if not uids:
+            return []
+        keys = {
+            source_key(self.mailbox_id, state.name, state.uidvalidity or 0, uid): uid
+            for uid in uids
+        }
+        seen = set(
+            session.scalars(
+                select(Sighting.source_key).where(
+                    Sighting.user_id == self.user_id,
+                    Sighting.source == Source.IMAP.value,
+                    Sighting.source_key.in_(list(keys)),
+                    Sighting.state != SightingState.DISCARDED.value,
+                )
+            )
+        )
+        ids = {scanned[u].message_id for u in uids if scanned[u].message_id}
+        known = (
+            set(
+                session.scalars(
+                    select(Message.message_id_header).where(
+                        Message.account_id == self.account_id,
+                        Message.message_id_header.in_(list(ids)),
+                    )
+                )
+            )
+            if ids
+            else set()
+        )
+        return sorted(
+            uid
+            for key, uid in keys.items()
+            if key not in seen and (scanned[uid].message_id or "") not in known
+        )
 
     # -- one folder -----------------------------------------------------------------
 

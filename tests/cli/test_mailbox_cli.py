@@ -61,6 +61,11 @@ def test_add_sync_status_reconnect_remove(
     inbox = next(f for f in status[0]["folders"] if f["role"] == "inbox")
     assert (inbox["scanned"], inbox["fetched"], inbox["initial_sync"]) == (2, 1, "done")
     assert "scanned" in imap_cli("mailbox", "status").out
+    audited = imap_cli("mailbox", "audit", "bob@acme.com")
+    assert "inbox 'INBOX': 2 on the server within the window, 1 involving contacts, missing 0" in (
+        audited.out
+    ), audited.err
+    assert "missing 0 (audit " in imap_cli("mailbox", "status").out
 
     imap_user.server.set_password(imap_user.name, "new-secret")
     failed = imap_cli("mailbox", "sync", "bob@acme.com")

@@ -331,3 +331,73 @@ def test_removing_a_mailbox_deletes_credentials_but_keeps_its_mail(
             e.payload for e in session.scalars(select(Event)) if e.kind == "mailbox.removed"
         ]
     assert json.dumps(payloads) and payloads[0]["email"] == "bob@acme.com"
+
+
+def test_the_audit_finds_and_fetches_mail_that_was_silently_missed(
+    db, imap_config, account_id, imap_user
+) -> None:
+    from inbound.imap.service import audit_now
+
+    contacts(db, imap_config, account_id, "carol@client.com")
+    fill(imap_user, "INBOX", 6, {0, 2, 4}, "m")
+    connect_mailbox(db, imap_config, imap_user)
+    sync(db, imap_config)
+    vault = Vault.load(imap_config.secret_key_file)
+    clean = audit_now(db, imap_config, vault, "bob@acme.com")
+    inbox = next(f for f in clean if f.role == "inbox")
+    assert (inbox.on_server, inbox.involving_contacts, inbox.missing) == (6, 3, 0)
+
+    # Lose two stored messages behind the gateway's back (a bug, a restore gone wrong).
+    with db.session() as session:
+        lost = session.scalars(select(Sighting).order_by(Sighting.id).limit(2)).all()
+        for sighting in lost:
+            session.delete(sighting)
+    with db.session() as session:
+        for message in session.scalars(select(Message).order_by(Message.id).limit(2)):
+            session.delete(message)
+
+    counted = audit_now(db, imap_config, vault, "bob@acme.com", repair=False)
+    assert next(f for f in counted if f.role == "inbox").missing == 2
+    with db.session() as session:
+        folder = session.scalars(select(MailboxFolder).where(MailboxFolder.role == "inbox")).one()
+        assert folder.missing == 2 and folder.audited_at is not None
+
+    repaired = audit_now(db, imap_config, vault, "bob@acme.com")
+    assert next(f for f in repaired if f.role == "inbox").repaired == 2
+    assert attached_subjects(db) == ["m 0", "m 2", "m 4"]
+    with db.session() as session:
+        folder = session.scalars(select(MailboxFolder).where(MailboxFolder.role == "inbox")).one()
+        assert folder.missing == 0
+    again = audit_now(db, imap_config, vault, "bob@acme.com")
+    assert next(f for f in again if f.role == "inbox").missing == 0
+
+
+def test_a_message_stored_through_the_dropbox_is_not_missing(
+    db, imap_config, account_id, imap_user
+) -> None:
+    from inbound.imap.service import audit_now
+
+    contacts(db, imap_config, account_id, "carol@client.com")
+    raw = make_message(from_="carol@client.com", subject="via dropbox", message_id="<dx@x>")
+    push(db, imap_config, raw, source=Source.DROPBOX)
+    imap_user.append("INBOX", raw)
+    connect_mailbox(db, imap_config, imap_user)
+    with db.session() as session:  # the folder is known but not synced yet: checkpoint 1
+        session.add(
+            MailboxFolder(
+                mailbox_id=session.scalars(select(Mailbox.id)).one(),
+                role="inbox",
+                name="INBOX",
+                uidvalidity=next(iter(imap_uidvalidity(imap_user))),
+                last_uid=1,
+                initial_done=True,
+            )
+        )
+    found = audit_now(db, imap_config, Vault.load(imap_config.secret_key_file), "bob@acme.com")
+    inbox = next(f for f in found if f.role == "inbox")
+    assert (inbox.involving_contacts, inbox.missing) == (1, 0)
+
+
+def imap_uidvalidity(user: ImapUser) -> set[int]:
+    with user.server.client(user.name) as client:
+        return {int(client.select_folder("INBOX", readonly=True)[b"UIDVALIDITY"])}
