@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import imaplib
+import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -28,21 +30,32 @@ from gateway.netguard import check_host
 from gateway.providers import preset
 from gateway.resolver import Resolver
 
-AUTH, TLS, UNREACHABLE, TIMEOUT, REFUSED, PROTOCOL = (
+AUTH, TLS, UNREACHABLE, TIMEOUT, REFUSED, PROTOCOL, THROTTLED = (
     "auth",
     "tls",
     "unreachable",
     "timeout",
     "refused",
     "protocol",
+    "throttled",
 )
+# A server's way of saying "not now" (Gmail: too many simultaneous connections;
+# Yahoo: [LIMIT] rate limit hit; Microsoft: request is throttled, suggested backoff
+# time N ms): never a wrong password.
+_THROTTLED = re.compile(
+    r"\[(LIMIT|THROTTLED|UNAVAILABLE|INUSE)\]|too many (simultaneous )?connections|rate limit|"
+    r"throttl",
+    re.IGNORECASE,
+)
+_SUGGESTED = re.compile(r"backoff time:?\s*(\d+)\s*(ms|milliseconds)\b", re.IGNORECASE)
 
 
 class MailboxError(GatewayError):
     """A mailbox could not be used; `kind` says whether a person must act ("auth")."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, retry_after: float | None = None) -> None:
         self.kind = kind
+        self.retry_after = retry_after  # seconds the server asked us to wait
         super().__init__(message)
 
     @property
@@ -195,13 +208,26 @@ def login(client: IMAPClient, settings: ImapSettings, secret: str) -> None:
         else:
             client.login(settings.username, secret)
     except LoginError as exc:
-        raise MailboxError(AUTH, _auth_message(settings, _text(exc))) from exc
+        text = _text(exc)
+        if _THROTTLED.search(text):
+            raise throttled(where, text) from exc
+        raise MailboxError(AUTH, _auth_message(settings, text)) from exc
     except ssl.SSLError as exc:
         raise MailboxError(TLS, f"TLS with {where} failed: {_reason(exc)}") from exc
     except TimeoutError as exc:
         raise MailboxError(TIMEOUT, f"{where} stopped answering during sign-in") from exc
     except (OSError, IMAPClientError, imaplib.IMAP4.error) as exc:
         raise MailboxError(PROTOCOL, f"sign-in to {where} failed: {_text(exc)}") from exc
+
+
+def throttled(where: str, text: str) -> MailboxError:
+    found = _SUGGESTED.search(text)
+    wait = int(found.group(1)) / 1000 if found else None
+    return MailboxError(THROTTLED, f"{where} asks to wait: {text.strip()}", retry_after=wait)
+
+
+def is_throttling(text: str) -> bool:
+    return _THROTTLED.search(text) is not None
 
 
 def _auth_message(settings: ImapSettings, server_text: str) -> str:
@@ -232,7 +258,11 @@ def _reason(exc: BaseException) -> str:
 
 
 def _text(exc: BaseException) -> str:
+    """The server's words: imapclient wraps imaplib's bytes as str(b'...')."""
     value = exc.args[0] if exc.args else str(exc)
+    if isinstance(value, str) and value[:2] in ("b'", 'b"') and value[-1:] == value[1]:
+        with contextlib.suppress(ValueError, SyntaxError):
+            value = ast.literal_eval(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)

@@ -38,7 +38,7 @@ from gateway.models import Mailbox, MailboxState, ScannedMessage
 from gateway.pipeline import Pipeline
 from gateway.providers import preset
 from gateway.vault import Vault
-from inbound.imap.connection import MailboxError, close
+from inbound.imap.connection import MailboxError, close, is_throttling
 from inbound.imap.mailboxes import (
     get_mailbox,
     needs_reconnect,
@@ -126,16 +126,21 @@ class MailboxRunner:
                     log.warning("mailbox %s: %s; needs a person", self.mailbox_id, exc)
                     needs_reconnect(self.db, self.mailbox_id, str(exc))
                     return
-                self._failed(str(exc))
+                self._failed(str(exc), at_least=exc.retry_after)
             except NETWORK_ERRORS as exc:
-                self._failed(f"{type(exc).__name__}: {exc}")
+                text = f"{type(exc).__name__}: {exc}"
+                if is_throttling(text):  # e.g. NO [LIMIT] on a command: back off longer
+                    self.backoff = max(self.backoff, min(60.0, self.config.imap.backoff_max))
+                self._failed(text)
             except Exception as exc:  # a bug or a server quirk: keep the others going
                 log.exception("mailbox %s: sync failed", self.mailbox_id)
                 self._failed(f"{type(exc).__name__}: {exc}")
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: str, at_least: float | None = None) -> None:
         record_error(self.db, self.mailbox_id, reason)
-        delay = random.uniform(0.5, 1.0) * self.backoff
+        delay = random.uniform(0.5, 1.0) * self.backoff  # jitter
+        if at_least is not None:
+            delay = max(delay, at_least)
         log.warning("mailbox %s: %s; reconnecting in %.1f s", self.mailbox_id, reason, delay)
         self.backoff = min(self.backoff * 2, self.config.imap.backoff_max)
         self.stopping.wait(delay)

@@ -62,6 +62,8 @@ class Scanned:
     addresses: set[str]  # those that could be contacts (never the account's users)
     message_id: str | None
     date: datetime | None
+    identity: str = ""  # as the pipeline will compute it (gateway.parsing)
+    gm_msgid: int | None = None  # Gmail's id of the message, the same under every label
 
 
 @dataclass
@@ -95,6 +97,10 @@ class SyncReport:
     @property
     def scanned(self) -> int:
         return sum(f.scanned for f in self.folders)
+
+    @property
+    def matched(self) -> int:
+        return sum(f.matched for f in self.folders)
 
 
 class MailboxSync:
@@ -167,7 +173,7 @@ class MailboxSync:
         size = self.config.imap.batch_size
         for start in range(0, len(uids), size):
             batch = uids[start : start + size]
-            headers = client.fetch(batch, [FETCH_HEADERS, "RFC822.SIZE"])
+            headers = client.fetch(batch, self._header_items(client))
             scanned = self._scan(headers)
             with self.db.read() as session:
                 involved = self._matching(session, scanned)
@@ -178,7 +184,7 @@ class MailboxSync:
                 bodies = self._bodies(client, missing, headers)
                 with self.db.session() as session:
                     for uid in sorted(bodies):
-                        accept_in(session, bodies[uid], self._arrival(state, uid))
+                        accept_in(session, bodies[uid], self._arrival(state, uid, scanned.get(uid)))
                     folder = session.get_one(MailboxFolder, state.id)
                     folder.fetched += len(bodies)
                 line.repaired += len(bodies)
@@ -206,16 +212,26 @@ class MailboxSync:
         uids: Sequence[int],
         scanned: dict[int, Scanned],
     ) -> list[int]:
-        """Of `uids`, those with no sighting here and whose Message-ID the account
-        has never stored (the same message may have come by the dropbox)."""
+        have = self._stored(session, state, uids, scanned)
+        return [uid for uid in uids if uid not in have]
+
+    def _stored(
+        self,
+        session: Session,
+        state: MailboxFolder,
+        uids: Sequence[int],
+        scanned: dict[int, Scanned],
+    ) -> set[int]:
+        """Of `uids`, those already held: a live sighting of this very message (by UID,
+        or by Gmail's message id under another label), or a stored message with the
+        same identity (it came another way: the dropbox, another folder). Identity,
+        not Message-ID alone: a message reusing another's Message-ID is not held."""
         if not uids:
-            return []
-        keys = {
-            source_key(self.mailbox_id, state.name, state.uidvalidity or 0, uid): uid
-            for uid in uids
-        }
-        seen = set(
-            session.scalars(
+            return set()
+        keys = {self._key(state, uid, scanned.get(uid)): uid for uid in uids}
+        have = {
+            keys[key]
+            for key in session.scalars(
                 select(Sighting.source_key).where(
                     Sighting.user_id == self.user_id,
                     Sighting.source == Source.IMAP.value,
@@ -223,25 +239,19 @@ class MailboxSync:
                     Sighting.state != SightingState.DISCARDED.value,
                 )
             )
-        )
-        ids = {scanned[u].message_id for u in uids if scanned[u].message_id}
-        known = (
-            set(
-                session.scalars(
-                    select(Message.message_id_header).where(
-                        Message.account_id == self.account_id,
-                        Message.message_id_header.in_(list(ids)),
-                    )
-                )
+        }
+        identities: dict[str, list[int]] = {}
+        for uid in uids:
+            if uid in scanned and scanned[uid].identity:
+                identities.setdefault(scanned[uid].identity, []).append(uid)
+        for identity in session.scalars(
+            select(Message.identity).where(
+                Message.account_id == self.account_id,
+                Message.identity.in_(list(identities)),
             )
-            if ids
-            else set()
-        )
-        return sorted(
-            uid
-            for key, uid in keys.items()
-            if key not in seen and (scanned[uid].message_id or "") not in known
-        )
+        ):
+            have.update(identities[identity])
+        return have
 
     # -- one folder -----------------------------------------------------------------
 
@@ -336,15 +346,20 @@ class MailboxSync:
         report: FolderReport,
         **checkpoint: Any,
     ) -> None:
-        headers = client.fetch(list(uids), [FETCH_HEADERS, "RFC822.SIZE"])
+        headers = client.fetch(list(uids), self._header_items(client))
         scanned = self._scan(headers)
         with self.db.read() as session:
             wanted = self._matching(session, scanned)
-        bodies = self._bodies(client, wanted, headers)
+            held = self._stored(session, state, wanted, scanned)
+        bodies = self._bodies(client, [u for u in wanted if u not in held], headers)
         with self.db.session() as session:
             for uid in sorted(bodies):
-                accept_in(session, bodies[uid], self._arrival(state, uid))
-            rest = {u: s for u, s in scanned.items() if u not in bodies and s.addresses}
+                accept_in(session, bodies[uid], self._arrival(state, uid, scanned.get(uid)))
+            rest = {
+                u: s
+                for u, s in scanned.items()
+                if u not in bodies and u not in held and s.addresses
+            }
             # Matched again inside this transaction: a contact created since the
             # look above gets its message fetched by the next pass.
             self._index(session, state, rest, set(self._matching(session, rest)))
@@ -378,7 +393,14 @@ class MailboxSync:
                 for a in parsed.addresses.get(header, ())
                 if directory.can_be_contact(a.normalized)
             }
-            found[int(uid)] = Scanned(addresses, parsed.message_id, parsed.date)
+            gm = item.get(b"X-GM-MSGID")
+            found[int(uid)] = Scanned(
+                addresses,
+                parsed.message_id,
+                parsed.date,
+                parsed.identity(),
+                int(gm) if gm is not None else None,
+            )
         return found
 
     def _matching(self, session: Session, scanned: dict[int, Scanned]) -> list[int]:
@@ -456,11 +478,16 @@ class MailboxSync:
             size = self.config.imap.batch_size
             for start in range(0, len(uids), size):
                 batch = uids[start : start + size]
-                sizes = client.fetch(batch, ["RFC822.SIZE"])
-                bodies = self._bodies(client, batch, sizes)
+                items = ["RFC822.SIZE"]
+                if client.has_capability("X-GM-EXT-1"):
+                    items.append("X-GM-MSGID")
+                meta = client.fetch(batch, items)
+                bodies = self._bodies(client, batch, meta)
                 with self.db.session() as session:
                     for uid in sorted(bodies):
-                        accept_in(session, bodies[uid], self._arrival(state, uid))
+                        gm = meta.get(uid, {}).get(b"X-GM-MSGID")
+                        known = Scanned(set(), None, None, "", int(gm) if gm is not None else None)
+                        accept_in(session, bodies[uid], self._arrival(state, uid, known))
                     session.execute(
                         delete(ScannedMessage).where(
                             ScannedMessage.folder_id == folder_id,
@@ -498,12 +525,23 @@ class MailboxSync:
                     out[int(uid)] = body
         return out
 
-    def _arrival(self, state: MailboxFolder, uid: int) -> Arrival:
+    def _header_items(self, client: Any) -> list[str]:
+        items = [FETCH_HEADERS, "RFC822.SIZE"]
+        if client.has_capability("X-GM-EXT-1"):
+            items.append("X-GM-MSGID")
+        return items
+
+    def _key(self, state: MailboxFolder, uid: int, scanned: Scanned | None) -> str:
+        if scanned is not None and scanned.gm_msgid is not None:
+            return f"imap:{self.mailbox_id}:gm:{scanned.gm_msgid}"
+        return source_key(self.mailbox_id, state.name, state.uidvalidity or 0, uid)
+
+    def _arrival(self, state: MailboxFolder, uid: int, scanned: Scanned | None = None) -> Arrival:
         return Arrival(
             self.user_id,
             Source.IMAP,
             Keep.IF_MATCHED,
-            source_key=source_key(self.mailbox_id, state.name, state.uidvalidity or 0, uid),
+            source_key=self._key(state, uid, scanned),
             folder=state.name[:512],
             uidvalidity=state.uidvalidity,
             uid=uid,

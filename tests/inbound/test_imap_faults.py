@@ -95,7 +95,7 @@ def test_renumbered_uids_after_a_uidvalidity_change_store_nothing_twice(
     faulty.append("bob", "INBOX", *messages(1, {0}, "new"))
     report = sync_now(db, config, Vault.load(config.secret_key_file), "bob@acme.com")
     inbox = next(f for f in report.folders if f.role == "inbox")
-    assert inbox.uidvalidity_changed and inbox.fetched == 3
+    assert inbox.uidvalidity_changed and (inbox.matched, inbox.fetched) == (3, 1)
     assert count(db, Message) == 3  # the two again are the same two messages
     assert attached_subjects(db) == ["new 0", "u 1", "u 5"]
 
@@ -187,3 +187,55 @@ def test_a_huge_literal_fails_that_mailbox_without_allocating_it(
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 50
     assert mailbox_state(db) == "active"  # a server fault, not the user's: retried later
+
+
+def test_gmail_labels_are_one_message_fetched_once(db, imap_config, account_id) -> None:
+    server = FaultyImap(gmail=True)
+    try:
+        server.add_user("bob", password="pw")
+        contacts(db, imap_config, account_id, "carol@client.com")
+        request = MailboxRequest(
+            email="bob@acme.com",
+            provider="gmail",
+            imap_host="127.0.0.1",
+            imap_port=server.port,
+            imap_security="none",
+            username="bob",
+        )
+        vault = Vault.load(imap_config.secret_key_file)
+        add_mailbox(db, imap_config, vault, request, "pw")
+        raw = make_message(from_="bob@acme.com", to="carol@client.com", subject="labelled")
+        # One message under three labels: INBOX, Sent Mail and All Mail.
+        for folder in ("INBOX", "[Gmail]/Sent Mail", "[Gmail]/All Mail"):
+            server.append("bob", folder, raw)
+        report = sync_now(db, imap_config, vault, "bob@acme.com")
+        assert [f.name.upper() for f in report.folders] == ["INBOX", "[GMAIL]/SENT MAIL"]
+        assert report.fetched == 1 and server.faults.body_fetches == 1
+        assert any("X-GM-MSGID" in c.upper() for c in server.commands)
+        assert not any("ALL MAIL" in c.upper() for c in server.commands if "EXAMINE" in c.upper())
+        assert count(db, Message) == 1 and sightings(db) == 1
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        "[ALERT] Too many simultaneous connections. (Failure)",  # Gmail
+        "[LIMIT] Rate limit hit.",  # Yahoo
+        "Request is throttled. Suggested Backoff Time: 300 milliseconds",  # Microsoft
+    ],
+)
+def test_a_throttled_sign_in_backs_off_and_is_no_wrong_password(
+    db, imap_config, faulty, mailbox, refusal
+) -> None:
+    faulty.append("bob", "INBOX", *messages(2, {1}, "t"))
+    faulty.faults.refusal = refusal
+    faulty.faults.refuse_logins = 2
+    before = len(faulty.commands)
+    with serving(db, fast(imap_config)):
+        eventually(lambda: attached_subjects(db) == ["t 1"])
+        eventually(lambda: last_error(db) is None)
+    assert mailbox_state(db) == "active"
+    logins = [c for c in faulty.commands[before:] if " LOGIN " in c.upper()]
+    assert len(logins) == 3  # refused twice, then in

@@ -257,12 +257,20 @@ def test_the_same_message_by_dropbox_and_imap_sent_is_one_record(
     first = push(db, imap_config, raw, source=Source.DROPBOX)
     imap_user.append("Sent", raw)
     connect_mailbox(db, imap_config, imap_user)
-    assert sync(db, imap_config).fetched == 1
+    report = sync(db, imap_config)
+    assert (report.matched, report.fetched) == (1, 0)  # known by its identity: not downloaded
+    assert imap_user.body_fetches() == []
     with db.session() as session:
-        sightings = session.execute(select(Sighting.source, Sighting.message_id)).all()
-    assert sorted(s for s, _ in sightings) == ["dropbox", "imap"]
-    assert {m for _, m in sightings} == {first.message_id}
-    assert count(db, Message) == 1
+        assert session.scalars(select(Message.id)).all() == [first.message_id]
+    # A different message reusing a stored message's Message-ID is not hidden by it.
+    impostor = make_message(
+        from_="Mallory <carol@client.com>", subject="Other", message_id="<sameid@x>"
+    )
+    original = make_message(from_="carol@client.com", subject="Real", message_id="<sameid@x>")
+    push(db, imap_config, original, source=Source.DROPBOX)
+    imap_user.append("INBOX", impostor)
+    assert sync(db, imap_config).fetched == 1
+    assert count(db, Message) == 3
 
 
 def test_a_uidvalidity_change_rescans_the_folder_without_duplicates(
@@ -277,8 +285,9 @@ def test_a_uidvalidity_change_rescans_the_folder_without_duplicates(
     report = sync(db, imap_config)
 
     inbox = next(f for f in report.folders if f.role == "inbox")
-    assert inbox.uidvalidity_changed and inbox.scanned == 6 and inbox.fetched == 2
-    assert count(db, Message) == 2  # the same two messages, seen again
+    assert inbox.uidvalidity_changed and inbox.scanned == 6
+    assert (inbox.matched, inbox.fetched) == (2, 0)  # the same two messages: not again
+    assert count(db, Message) == 2
     with db.session() as session:
         folder = session.scalar(select(MailboxFolder).where(MailboxFolder.role == "inbox"))
         assert folder is not None and folder.uidvalidity == 4242

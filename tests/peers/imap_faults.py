@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import email.parser
 import email.policy
+import hashlib
 import io
 import itertools
 from collections.abc import Iterable
@@ -36,6 +37,8 @@ _HEADERS = email.parser.BytesHeaderParser(policy=email.policy.compat32)
 class _Message:
     def __init__(self, raw: bytes, uid: int, date: str) -> None:
         self.raw, self.uid, self.date = raw, uid, date
+        # Gmail's message id: the same for the same message under every label.
+        self.gm_msgid = int(hashlib.sha256(raw).hexdigest()[:15], 16)
         self.flags: list[str] = []
 
     def open(self) -> io.BytesIO:
@@ -74,7 +77,8 @@ class _Message:
 
 @implementer(imap4.IMailboxInfo, imap4.IMailbox)
 class _Mailbox:
-    def __init__(self) -> None:
+    def __init__(self, attributes: tuple[str, ...] = ()) -> None:
+        self.attributes = list(attributes)  # LIST attributes (special-use) if any
         self.messages: list[_Message] = []
         self.uidvalidity = 1000
         self.next_uid = 1
@@ -139,7 +143,12 @@ class _Mailbox:
 
 class _Account(imap4.MemoryAccount):
     def _emptyMailbox(self, name: str, id: int) -> _Mailbox:
-        return _Mailbox()
+        attributes = {
+            "[GMAIL]/SENT MAIL": ("\\Sent",),
+            "[GMAIL]/ALL MAIL": ("\\All",),
+            "[GMAIL]/SPAM": ("\\Junk",),
+        }
+        return _Mailbox(attributes.get(name.upper(), ()))
 
 
 @dataclass
@@ -148,6 +157,8 @@ class Faults:
     delay: float = 0.0
     huge_literal: int | None = None
     body_fetches: int = 0
+    refuse_logins: int = 0  # answer that many LOGINs with NO `refusal`
+    refusal: str = "[ALERT] Too many simultaneous connections. (Failure)"
 
 
 @implementer(checkers.ICredentialsChecker)
@@ -193,12 +204,42 @@ class _Bearer:
         return False
 
 
+class _GmailFetchParser(imap4._FetchParser):
+    class XGmMsgid:
+        type = "x_gm_msgid"
+
+        def __bytes__(self) -> bytes:
+            return b"X-GM-MSGID"
+
+    _simple_fetch_att = [(b"x-gm-msgid", XGmMsgid), *imap4._FetchParser._simple_fetch_att]
+
+
 class _Server(imap4.IMAP4Server):
     faulty: FaultyImap
+
+    def arg_fetchatt(self, line: bytes) -> tuple[list[Any], bytes]:
+        if not self.faulty.gmail:
+            result: tuple[list[Any], bytes] = super().arg_fetchatt(line)
+            return result
+        parser = _GmailFetchParser()
+        parser.parseString(line)
+        return parser.result, b""
+
+    # twisted looks commands up as (handler, argument parsers...) tuples of functions
+    select_FETCH = (  # type: ignore[assignment]
+        imap4.IMAP4Server.do_FETCH,
+        imap4.IMAP4Server.arg_seqset,
+        arg_fetchatt,
+    )
+
+    def spew_x_gm_msgid(self, id: int, msg: Any, _w: Any = None, _f: Any = None) -> None:
+        _w(b"X-GM-MSGID %d" % msg.gm_msgid)
 
     def capabilities(self) -> dict[bytes, Any]:
         offered: dict[bytes, Any] = super().capabilities()
         offered.pop(b"IDLE", None)  # a server without IDLE: clients must poll
+        if self.faulty.gmail:
+            offered[b"X-GM-EXT-1"] = None
         return offered
 
     def connectionMade(self) -> None:
@@ -214,6 +255,11 @@ class _Server(imap4.IMAP4Server):
         self.faulty.commands.append(line.decode("utf-8", "replace"))
         faults = self.faulty.faults
         transport: Any = self.transport
+        parts = line.split(b" ", 2)
+        if len(parts) > 1 and parts[1].upper() == b"LOGIN" and faults.refuse_logins > 0:
+            faults.refuse_logins -= 1
+            transport.write(parts[0] + b" NO " + faults.refusal.encode() + b"\r\n")
+            return
         if b"BODY.PEEK[]" in line.upper() or b"BODY[]" in line.upper():
             faults.body_fetches += 1
             if faults.huge_literal is not None:
@@ -267,6 +313,7 @@ class FaultyImap:
     commands: list[str] = field(default_factory=list)
     connections: list[Any] = field(default_factory=list)
     port: int = 0
+    gmail: bool = False  # X-GM-EXT-1, labels as folders, special-use on LIST
 
     def __post_init__(self) -> None:
         self.portal = portal.Portal(_Realm(self), [_Checker(self)])  # type: ignore[arg-type,list-item]
@@ -281,8 +328,9 @@ class FaultyImap:
         def create() -> None:
             account = _Account(user)
             account.addMailbox("INBOX")
-            account.addMailbox("Sent Items")
-            account.addMailbox("Junk")
+            folders = ("[Gmail]/Sent Mail", "[Gmail]/All Mail", "[Gmail]/Spam")
+            for name in folders if self.gmail else ("Sent Items", "Junk"):
+                account.addMailbox(name)
             self.accounts[user] = account
 
         call(create)
