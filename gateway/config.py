@@ -259,8 +259,11 @@ class ImapConfig:
         metadata=_doc("The initial sync reads mail of this many days back, newest first."),
     )
     batch_size: int = field(
-        default=500,
-        metadata=_doc("Messages per FETCH of headers (and per checkpoint)."),
+        default=2000,
+        metadata=_doc(
+            "Messages per FETCH of headers (and per checkpoint). On a first scan of "
+            "Dovecot, 2000 took half the time of 500."
+        ),
     )
     poll_interval: float = field(
         default=300.0,
@@ -275,8 +278,11 @@ class ImapConfig:
         metadata=_doc("Seconds to wait for an IMAP server to connect or answer."),
     )
     max_connections: int = field(
-        default=100,
-        metadata=_doc("Mailboxes synced at the same time by one `imap` role (one thread each)."),
+        default=500,
+        metadata=_doc(
+            "Mailboxes one `imap` role keeps in sync at once: each holds one connection "
+            "and one thread. Mailboxes past this wait (and a warning is logged)."
+        ),
     )
     backoff_max: float = field(
         default=600.0,

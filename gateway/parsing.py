@@ -88,12 +88,16 @@ def parse(raw: bytes, local_part_case: str = "lower") -> ParsedMessage:
     # Only the header section is read: the body can be megabytes.
     blank = _BLANK_LINE.search(raw)
     head = raw[: blank.start() + 1] + b"\n" if blank else raw
-    try:
-        msg = _PARSER.parsebytes(head, headersonly=True)
-        items = msg.raw_items()
-        defects = msg.defects
-    except Exception:  # the compat32 feed parser is lenient; this is belt and braces
-        return ParsedMessage(None, (), (), "", None, {}, ("no_headers",))
+    fast = split_headers(head)
+    if fast is not None:
+        items, defects = fast, []
+    else:
+        try:
+            msg = _PARSER.parsebytes(head, headersonly=True)
+            items = list(msg.raw_items())
+            defects = msg.defects
+        except Exception:  # the compat32 feed parser is lenient; this is belt and braces
+            return ParsedMessage(None, (), (), "", None, {}, ("no_headers",))
     flags: list[str] = []
     headers: dict[str, list[str]] = {}
     for name, value in items:
@@ -125,6 +129,41 @@ def parse(raw: bytes, local_part_case: str = "lower") -> ParsedMessage:
         addresses=addresses,
         flags=tuple(flags),
     )
+
+
+_FIELD = re.compile(r"[\x21-\x39\x3b-\x7e]+:")
+_LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")
+
+
+def split_headers(head: bytes) -> list[tuple[str, str]] | None:
+    """The (name, value) pairs of a well-formed header section, as the stdlib's compat32
+    parser reads them (values keep their folds), or None when anything is unusual (a
+    bare CR, a line that is neither a field nor a continuation, a "From " line): the
+    stdlib parser then reads it and notes the defects. Several times faster; a
+    property test holds the two equal."""
+    if head.count(b"\r") != head.count(b"\r\n"):
+        return None
+    text = head.decode("ascii", "surrogateescape")
+    items: list[tuple[str, str]] = []
+    name: str | None = None
+    value = ""
+    for line in _LINE.findall(text):  # not str.splitlines: it also breaks at \x0c, \x1e, ...
+        if line in ("\r\n", "\n"):
+            break
+        if line[:1] in (" ", "\t"):
+            if name is None:
+                return None
+            value += line
+            continue
+        field = _FIELD.match(line)
+        if field is None:
+            return None
+        if name is not None:
+            items.append((name, value.rstrip("\r\n")))
+        name, value = line[: field.end() - 1], line[field.end() :].lstrip(" \t")
+    if name is not None:
+        items.append((name, value.rstrip("\r\n")))
+    return items
 
 
 def _message_ids(values: list[str] | tuple[str, ...]) -> list[str]:

@@ -104,6 +104,7 @@ class MailboxRunner:
         self.stopping = threading.Event()
         self.nudged = threading.Event()  # work waits (a contact's older mail): sync now
         self.audited = time.monotonic()
+        self.idling = False  # in IDLE now (for status and benchmarks)
         self.backoff = 1.0
 
     def stop(self) -> None:
@@ -184,12 +185,14 @@ class MailboxRunner:
             return
         client.select_folder("INBOX", readonly=True)
         client.idle()
+        self.idling = True
         try:
             while self._waiting() and time.monotonic() - started < limit:
                 responses = client.idle_check(timeout=1.0)
                 if any(_news(r) for r in responses):
                     return
         finally:
+            self.idling = False
             client.idle_done()
 
 
@@ -209,6 +212,7 @@ class ImapRole:
         self.db, self.config = db, config
         self.wake = wake
         self.runners: dict[int, tuple[MailboxRunner, asyncio.Future[None]]] = {}
+        self.over_limit = False
 
     async def start(self) -> None:
         pass
@@ -226,6 +230,15 @@ class ImapRole:
             vault: Vault | None = None
             while not stop.is_set():
                 active = await asyncio.to_thread(self._active)
+                limit = self.config.imap.max_connections
+                if len(active) > limit and not self.over_limit:
+                    log.warning(
+                        "%s active mailboxes but [imap] max_connections is %s: the rest wait "
+                        "until one stops",
+                        len(active),
+                        limit,
+                    )
+                self.over_limit = len(active) > limit
                 if active and vault is None:
                     vault = Vault.load(self.config.secret_key_file)
                 for mailbox_id in list(self.runners):

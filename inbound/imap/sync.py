@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,10 +49,15 @@ from gateway.models.mailboxes import FolderRole, Mailbox, MailboxFolder
 from gateway.parsing import ADDRESS_HEADERS, parse
 from gateway.store import Arrival, accept_in
 from inbound.imap.folders import find_folders
+from inbound.imap.rawfetch import fetch_headers
 
 log = logging.getLogger(__name__)
 
-HEADER_FIELDS = "From To Cc Bcc Reply-To Sender Date Message-ID In-Reply-To References Subject"
+# What the scan needs: the addresses to match, and Message-ID, Date and Subject for the
+# message's identity (to know it when it is stored already). In-Reply-To and
+# References are read from the full message of those that match: on every other
+# message they would only cost bytes (long threads carry dozens of references).
+HEADER_FIELDS = "From To Cc Bcc Reply-To Sender Date Message-ID Subject"
 FETCH_HEADERS = f"BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})]"
 FETCH_BODY = "BODY.PEEK[]"
 BODY_BYTES = 20 * 1024 * 1024  # bodies fetched per command, by RFC822.SIZE
@@ -64,6 +70,16 @@ class Scanned:
     date: datetime | None
     identity: str = ""  # as the pipeline will compute it (gateway.parsing)
     gm_msgid: int | None = None  # Gmail's id of the message, the same under every label
+
+
+@dataclass(frozen=True)
+class _Scanning:
+    """A batch whose headers arrived and are being parsed."""
+
+    uids: list[int]
+    checkpoint: dict[str, Any]
+    headers: dict[int, dict[bytes, Any]]
+    scanned: Future[dict[int, Scanned]]
 
 
 @dataclass
@@ -173,7 +189,7 @@ class MailboxSync:
         size = self.config.imap.batch_size
         for start in range(0, len(uids), size):
             batch = uids[start : start + size]
-            headers = client.fetch(batch, self._header_items(client))
+            headers = fetch_headers(client, batch, self._header_items(client))
             scanned = self._scan(headers)
             with self.db.read() as session:
                 involved = self._matching(session, scanned)
@@ -324,9 +340,8 @@ class MailboxSync:
         ]
         self._update(state, total=len([u for u in window if u <= top]), last_uid=top)
         size = self.config.imap.batch_size
-        for start in range(0, len(todo), size):
-            batch = todo[start : start + size]
-            self._batch(client, state, batch, report, scan_low_uid=min(batch))
+        batches = [todo[start : start + size] for start in range(0, len(todo), size)]
+        self._batches(client, state, [(b, {"scan_low_uid": min(b)}) for b in batches], report)
         self._update(state, initial_done=True)
 
     def _incremental(self, client: Any, state: MailboxFolder, report: FolderReport) -> None:
@@ -334,20 +349,39 @@ class MailboxSync:
         found = client.search(["UID", f"{state.last_uid + 1}:*"])
         new = sorted(u for u in (int(x) for x in found) if u > state.last_uid)
         size = self.config.imap.batch_size
-        for start in range(0, len(new), size):
-            batch = new[start : start + size]
-            self._batch(client, state, batch, report, last_uid=max(batch))
+        batches = [new[start : start + size] for start in range(0, len(new), size)]
+        self._batches(client, state, [(b, {"last_uid": max(b)}) for b in batches], report)
+
+    def _batches(
+        self,
+        client: Any,
+        state: MailboxFolder,
+        batches: Sequence[tuple[list[int], dict[str, Any]]],
+        report: FolderReport,
+    ) -> None:
+        """Each batch in order; the headers of one are parsed (in a thread) while the
+        server sends the next one's, so the server's time and ours overlap."""
+        items = self._header_items(client)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-scan") as pool:
+            ahead: _Scanning | None = None
+            for uids, checkpoint in batches:
+                headers = fetch_headers(client, uids, items)
+                current = _Scanning(uids, checkpoint, headers, pool.submit(self._scan, headers))
+                if ahead is not None:
+                    self._batch(client, state, ahead, report)
+                ahead = current
+            if ahead is not None:
+                self._batch(client, state, ahead, report)
 
     def _batch(
         self,
         client: Any,
         state: MailboxFolder,
-        uids: Sequence[int],
+        work: _Scanning,
         report: FolderReport,
-        **checkpoint: Any,
     ) -> None:
-        headers = client.fetch(list(uids), self._header_items(client))
-        scanned = self._scan(headers)
+        uids, checkpoint, headers = work.uids, work.checkpoint, work.headers
+        scanned = work.scanned.result()
         with self.db.read() as session:
             wanted = self._matching(session, scanned)
             held = self._stored(session, state, wanted, scanned)
@@ -517,7 +551,13 @@ class MailboxSync:
     def _bodies(
         self, client: Any, uids: Sequence[int], headers: dict[int, dict[bytes, Any]]
     ) -> dict[int, bytes]:
+        """The full messages of `uids`, fetched in commands of BODY_BYTES at most (sizes
+        asked for these only: most scanned messages are never fetched)."""
         out: dict[int, bytes] = {}
+        if not uids:
+            return out
+        if any(b"RFC822.SIZE" not in headers.get(uid, {}) for uid in uids):
+            headers = client.fetch(list(uids), ["RFC822.SIZE"])
         for chunk in _by_size(uids, headers, BODY_BYTES):
             for uid, item in client.fetch(chunk, [FETCH_BODY]).items():
                 body = item.get(b"BODY[]")
@@ -526,7 +566,7 @@ class MailboxSync:
         return out
 
     def _header_items(self, client: Any) -> list[str]:
-        items = [FETCH_HEADERS, "RFC822.SIZE"]
+        items = [FETCH_HEADERS]
         if client.has_capability("X-GM-EXT-1"):
             items.append("X-GM-MSGID")
         return items

@@ -122,3 +122,45 @@ def test_subject_without_encoded_words_reads_as_the_stdlib_reads_it(value: str) 
     except Exception:
         expected = value
     assert _subject([value]) == re.sub(r"\s+", " ", expected).strip()
+
+
+_HEADER_LINES = st.lists(
+    st.one_of(
+        st.tuples(
+            st.sampled_from(["From", "To", "Cc", "Subject", "X-Odd", "Message-ID", "Date"]),
+            st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=0x7F), max_size=40),
+        ).map(lambda t: f"{t[0]}:{t[1]}"),
+        st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=0xFF), max_size=30),
+        st.sampled_from([" folded", "\tfolded", "From someone", "no colon", ":", "A:", ""]),
+    ),
+    max_size=8,
+)
+
+
+@given(_HEADER_LINES, st.sampled_from(["\r\n", "\n", "\r"]))
+@settings(max_examples=500)
+def test_the_fast_header_split_reads_as_the_stdlib_parser(lines: list[str], eol: str) -> None:
+    """split_headers() answers only for sections the stdlib reads without defects, and
+    then exactly as the stdlib does; otherwise it declines (None)."""
+    from email import policy
+    from email.parser import BytesParser
+
+    from gateway.parsing import split_headers
+
+    head = (eol.join(lines) + eol + eol).encode("latin-1")
+    fast = split_headers(head)
+    if fast is None:
+        return
+    stdlib = BytesParser(policy=policy.compat32).parsebytes(head, headersonly=True)
+    assert fast == list(stdlib.raw_items())
+    assert stdlib.defects == []
+
+
+def test_the_fast_header_split_declines_what_it_does_not_know() -> None:
+    from gateway.parsing import split_headers
+
+    assert split_headers(b"From: a@b\r\nTo: c@d\r\n\r\n") == [("From", "a@b"), ("To", "c@d")]
+    assert split_headers(b"From: a@b\r\n folded\r\n\r\n") == [("From", "a@b\r\n folded")]
+    assert split_headers(b"From a@b Mon Jan 1\r\nTo: c\r\n\r\n") is None  # mbox From line
+    assert split_headers(b" starts folded: x\r\n\r\n") is None
+    assert split_headers(b"From: a\rTo: b\r\n\r\n") is None  # a bare CR

@@ -1,0 +1,390 @@
+"""Benchmark: the initial IMAP sync of a Dovecot mailbox, against two baselines.
+
+A throwaway Dovecot (tests.peers.dovecot) gets a mailbox of N messages of 5-20 KB,
+about 8% of them from contacts. In the same run, each in a process of its own:
+  - full fetch: a bare imapclient script fetching every message (BODY.PEEK[] in
+                batches of 500), the baseline;
+  - mbsync:     isync's mbsync pulling the whole mailbox into a Maildir;
+  - gateway:    the gateway's whole initial sync (header scan, match, fetch the
+                matched bodies, store, checkpoint) on SQLite; then, separately,
+                the pipeline attaching what was stored.
+Prints seconds, messages/s, ratios against the full fetch, bytes the server sent
+(Dovecot's own count) and peak RSS of each process.
+
+With --idle N it instead connects N mailboxes and runs the imap role until all
+are in IDLE, then prints the role's RSS.
+
+    .venv/bin/python -m bench.imap_sync --messages 20000
+    .venv/bin/python -m bench.imap_sync --idle 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mailbox
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tests.peers.dovecot import Dovecot
+
+LOREM = (
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor "
+    "incididunt ut labore et dolore magna aliqua.\r\n"
+)
+CONTACTS = 400
+
+
+def contact(i: int) -> str:
+    return f"person{i}@client{i % 50}.example"
+
+
+def fill_maildir(server: Dovecot, user: str, count: int, share: float, seed: int) -> int:
+    """Write `count` messages straight into the user's Maildir; returns how many involve
+    a contact."""
+    rng = random.Random(seed)
+    root = server.root / "mail" / user / "Maildir"
+    box = mailbox.Maildir(root, create=True)
+    matched = 0
+    now = time.time()
+    for i in range(count):
+        involved = rng.random() < share
+        matched += involved
+        sender = contact(rng.randrange(CONTACTS)) if involved else f"s{i}@stranger{i % 997}.example"
+        size = rng.randrange(5_000, 20_000)
+        body = (LOREM * (size // len(LOREM) + 1))[:size]
+        day = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(now - i * 60))
+        raw = (
+            f"From: Someone <{sender}>\r\nTo: Bob <bob@acme.example>\r\n"
+            f"Cc: other{i % 13}@elsewhere.example\r\nSubject: message {i}\r\n"
+            f"Date: {day}\r\nMessage-ID: <m{i}.{seed}@bench.example>\r\n"
+            f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}"
+        ).encode()
+        key = box.add(raw)
+        path = root / "new" / key
+        os.utime(path, (now - i * 60, now - i * 60))
+    subprocess.run(["chown", "-R", "nobody:nogroup", str(server.root / "mail" / user)], check=True)
+    return matched
+
+
+def run_measured(code: str, env: dict[str, str] | None = None) -> tuple[float, int, str]:
+    """(seconds, peak RSS in KiB, stdout) of `python -c code`."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.perf_counter() - started
+    if proc.returncode:
+        raise RuntimeError(f"exit {proc.returncode}: {out}")
+    return elapsed, usage.ru_maxrss, out
+
+
+def server_bytes(server: Dovecot, user: str, since: int) -> int:
+    """Bytes the server sent to clients of `user` in sessions logged after offset `since`."""
+    log = (server.root / "dovecot.log").read_text()[since:]
+    return sum(
+        int(m.group(1)) for m in re.finditer(rf"imap\({re.escape(user)}\).*? out=(\d+)", log)
+    )
+
+
+def log_size(server: Dovecot) -> int:
+    return len((server.root / "dovecot.log").read_text())
+
+
+FULL_FETCH = """
+import sys
+from imapclient import IMAPClient
+c = IMAPClient("127.0.0.1", port={port}, ssl=False, timeout=120)
+c.login("{user}", "pw")
+c.select_folder("INBOX", readonly=True)
+uids = c.search(["ALL"])
+total = 0
+for start in range(0, len(uids), 500):
+    for item in c.fetch(uids[start:start + 500], ["BODY.PEEK[]"]).values():
+        total += len(item[b"BODY[]"])
+c.logout()
+print(len(uids), total)
+"""
+
+GATEWAY = """
+import json, sys, time
+from gateway.config import load_config
+from gateway.db import Database
+from gateway.vault import Vault
+from inbound.imap.mailboxes import open_session
+from inbound.imap.connection import close
+from inbound.imap.sync import MailboxSync
+from gateway.pipeline import Pipeline
+config = load_config("{config}")
+db = Database(config.database_url)
+vault = Vault.load(config.secret_key_file)
+t0 = time.perf_counter()
+client = open_session(db, config, vault, 1)
+report = MailboxSync(db, config, 1).run(client)
+close(client)
+t1 = time.perf_counter()
+done = Pipeline(db, config).run_pending()
+t2 = time.perf_counter()
+print(json.dumps({{"sync": t1 - t0, "pipeline": t2 - t1, "scanned": report.scanned,
+                  "fetched": report.fetched, "attached": sum(1 for o in done if o.contact_ids)}}))
+"""
+
+
+def prepare_gateway(tmp: Path, port: int, user: str, batch: int | None = None) -> Path:
+    from gateway.accounts import add_user, create_account
+    from gateway.config import load_config
+    from gateway.contacts import add_contact
+    from gateway.db import Database
+    from gateway.directory import AccountDirectory
+    from gateway.vault import Vault, ensure_key_file
+    from inbound.imap.mailboxes import MailboxRequest, add_mailbox
+
+    config_file = tmp / "config.toml"
+    config_file.write_text(
+        '[paths]\nvar_dir = "var"\n[security]\nallowed_private_networks = ["127.0.0.0/8"]\n'
+        '[log]\nlevel = "warning"\n[imap]\nwindow_days = 3650\n'
+        + (f"batch_size = {batch}\n" if batch else "")
+    )
+    config = load_config(config_file, environ={})
+    ensure_key_file(config.secret_key_file)
+    db = Database(config.database_url)
+    db.migrate()
+    with db.session() as session:
+        account = create_account(session, "bench")
+        add_user(session, config, account, "bob@acme.example", "Bob")
+        directory = AccountDirectory.load(session, account, config)
+        for i in range(CONTACTS):
+            add_contact(session, directory, [contact(i)], f"P {i}", "lower")
+    request = MailboxRequest(
+        email="bob@acme.example",
+        imap_host="127.0.0.1",
+        imap_port=port,
+        imap_security="none",
+        username=user,
+    )
+    add_mailbox(db, config, Vault.load(config.secret_key_file), request, "pw")
+    db.dispose()
+    return config_file
+
+
+def mbsync(tmp: Path, port: int, user: str) -> str:
+    (tmp / "mbsync").mkdir(exist_ok=True)
+    rc = tmp / "mbsyncrc"
+    rc.write_text(
+        textwrap.dedent(
+            f"""\
+            IMAPAccount bench
+            Host 127.0.0.1
+            Port {port}
+            User {user}
+            Pass pw
+            SSLType None
+            AuthMechs LOGIN
+
+            IMAPStore remote
+            Account bench
+
+            MaildirStore local
+            Path {tmp}/mbsync/
+            Inbox {tmp}/mbsync/INBOX
+
+            Channel bench
+            Far :remote:
+            Near :local:
+            Patterns INBOX
+            Create Near
+            Sync Pull
+            SyncState *
+            """
+        )
+    )
+    return str(rc)
+
+
+def sync_benchmark(messages: int, share: float, batch: int | None, console: Console) -> None:
+    server = Dovecot().start()
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        user = "bench"
+        server.add_user(user, "pw")
+        started = time.perf_counter()
+        involved = fill_maildir(server, user, messages, share, seed=1)
+        with server.client(user) as c:  # let Dovecot index the Maildir, untimed
+            c.select_folder("INBOX", readonly=True)
+        console.log(f"filled {messages:,} messages in {time.perf_counter() - started:.0f} s")
+        rows: list[tuple[str, float, int, int, str]] = []
+
+        mark = log_size(server)
+        seconds, rss, out = run_measured(FULL_FETCH.format(port=server.port, user=user))
+        count, _ = (int(x) for x in out.split())
+        assert count == messages
+        base = seconds
+        rows.append(("full fetch (imapclient)", seconds, server_bytes(server, user, mark), rss, ""))
+
+        if shutil.which("mbsync"):
+            mark = log_size(server)
+            code = (
+                "import subprocess,sys;"
+                f"r=subprocess.run(['mbsync','-c',{mbsync(tmp, server.port, user)!r},'-a'],"
+                "capture_output=True);print(r.stderr.decode()[-500:]);sys.exit(r.returncode)"
+            )
+            seconds, rss, _ = run_measured(code)
+            rows.append(("mbsync (isync)", seconds, server_bytes(server, user, mark), rss, ""))
+        else:
+            console.log("mbsync not found (apt-get install isync): skipped")
+
+        config = prepare_gateway(tmp, server.port, user, batch)
+        mark = log_size(server)
+        seconds, rss, out = run_measured(
+            GATEWAY.format(config=config), env={"PYTHONPATH": str(Path.cwd())}
+        )
+        report = json.loads(out)
+        note = (
+            f"{report['scanned']:,} scanned, {report['fetched']:,} fetched of {involved:,} "
+            f"involving contacts; pipeline then {report['pipeline']:.1f} s"
+        )
+        rows.append(
+            ("gateway initial sync", report["sync"], server_bytes(server, user, mark), rss, note)
+        )
+
+        table = Table(
+            "contender",
+            "seconds",
+            "msg/s",
+            "time / full fetch",
+            "MiB sent by server",
+            "share of full fetch bytes",
+            "peak RSS MiB",
+            "notes",
+            title=f"initial sync of {messages:,} messages (5-20 KB, {share:.0%} from contacts)",
+        )
+        full_bytes = rows[0][2]
+        for name, secs, sent, peak, notes in rows:
+            table.add_row(
+                name,
+                f"{secs:.1f}",
+                f"{messages / secs:,.0f}",
+                f"{secs / base:.2f}",
+                f"{sent / 2**20:,.1f}",
+                f"{sent / full_bytes:.1%}",
+                f"{peak / 1024:,.0f}",
+                notes,
+            )
+        console.print(table)
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+IDLE_ROLE = """
+import asyncio, json, resource, sys, time
+from gateway.config import load_config
+from gateway.db import Database
+from gateway.runner import build_roles, run_roles
+config = load_config("{config}")
+db = Database(config.database_url)
+roles, _ = build_roles(["imap"], db, config)
+role = roles["imap"]
+async def main():
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_roles(roles, stop))
+    deadline = time.monotonic() + {timeout}
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1)
+        if len(role.runners) >= {count} and all(r.idling for r, _ in role.runners.values()):
+            break
+    idling = sum(1 for r, _ in role.runners.values() if r.idling)
+    rss = int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0])
+    print(json.dumps({{"idling": idling, "rss_kib": rss}}), flush=True)
+    stop.set()
+    await task
+asyncio.run(main())
+"""
+
+
+def idle_benchmark(count: int, console: Console) -> None:
+    from gateway.accounts import add_user, get_account
+    from gateway.config import load_config
+    from gateway.db import Database
+    from gateway.models import Mailbox, MailboxState
+    from gateway.vault import Vault
+
+    server = Dovecot().start()
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        for i in range(count):
+            server.add_user(f"idle{i}", "pw")
+        config_file = prepare_gateway(tmp, server.port, "idle0")
+        config = load_config(config_file, environ={})
+        db = Database(config.database_url)
+        vault = Vault.load(config.secret_key_file)
+        with db.session() as session:
+            account = get_account(session)
+            for i in range(1, count):
+                user, _ = add_user(session, config, account, f"u{i}@acme.example", f"U{i}")
+                session.add(
+                    Mailbox(
+                        account_id=account.id,
+                        user_id=user.id,
+                        email=f"u{i}@acme.example",
+                        provider="other",
+                        imap_host="127.0.0.1",
+                        imap_port=server.port,
+                        imap_security="none",
+                        username=f"idle{i}",
+                        credentials=vault.encrypt("pw"),
+                        state=MailboxState.ACTIVE.value,
+                    )
+                )
+        db.dispose()
+        code = IDLE_ROLE.format(config=config_file, count=count, timeout=300)
+        seconds, peak, out = run_measured(code, env={"PYTHONPATH": str(Path.cwd())})
+        result = json.loads(out)
+        table = Table("mailboxes", "in IDLE", "RSS MiB (all in IDLE)", "peak RSS MiB", "seconds")
+        table.add_row(
+            str(count),
+            str(result["idling"]),
+            f"{result['rss_kib'] / 1024:.0f}",
+            f"{peak / 1024:.0f}",
+            f"{seconds:.0f}",
+        )
+        console.print(table)
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--share", type=float, default=0.08, help="share from contacts")
+    parser.add_argument("--idle", type=int, metavar="N", help="measure N mailboxes in IDLE")
+    parser.add_argument("--batch", type=int, help="[imap] batch_size (default: the config's)")
+    args: Any = parser.parse_args()
+    console = Console(width=200)
+    if args.idle:
+        idle_benchmark(args.idle, console)
+    else:
+        sync_benchmark(args.messages, args.share, args.batch, console)
+
+
+if __name__ == "__main__":
+    main()
