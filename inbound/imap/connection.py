@@ -197,6 +197,10 @@ def connect(settings: ImapSettings, secret: str, config: Config) -> SafeIMAPClie
         # imapclient turns imaplib's debug output into a logger call per line read;
         # at thousands of lines per header scan that costs real time: off.
         client._imap.debug = 0
+        if client.has_capability("CONDSTORE"):
+            # SELECT then reports HIGHESTMODSEQ: an unchanged folder needs no search.
+            with contextlib.suppress(IMAPClientError, imaplib.IMAP4.error):
+                client.enable("CONDSTORE")
         return client
     except BaseException:
         close(client)

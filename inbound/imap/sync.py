@@ -276,10 +276,20 @@ class MailboxSync:
         info = client.select_folder(name, readonly=True)
         uidvalidity = int(info[b"UIDVALIDITY"])
         uidnext = int(info.get(b"UIDNEXT") or 0)
+        modseq = info.get(b"HIGHESTMODSEQ")  # CONDSTORE (RFC 7162), where enabled
         state = self._folder_state(role, name, uidvalidity, report)
         if not state.initial_done:
             self._initial(client, state, uidnext, report)
+        elif (
+            modseq is not None
+            and state.highestmodseq == int(modseq)
+            and uidnext
+            and uidnext - 1 <= state.last_uid
+        ):
+            return report  # nothing at all changed in the folder since the last pass
         self._incremental(client, state, report)
+        if modseq is not None:
+            self._update(state, highestmodseq=int(modseq))
         return report
 
     def _folder_state(

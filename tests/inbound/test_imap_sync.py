@@ -410,3 +410,28 @@ def test_a_message_stored_through_the_dropbox_is_not_missing(
 def imap_uidvalidity(user: ImapUser) -> set[int]:
     with user.server.client(user.name) as client:
         return {int(client.select_folder("INBOX", readonly=True)[b"UIDVALIDITY"])}
+
+
+def test_condstore_skips_the_search_of_a_folder_that_did_not_change(
+    db, imap_config, account_id, imap_user
+) -> None:
+    contacts(db, imap_config, account_id, "carol@client.com")
+    fill(imap_user, "INBOX", 3, {0}, "k")
+    connect_mailbox(db, imap_config, imap_user)
+    sync(db, imap_config)
+
+    def searches() -> int:
+        return sum(
+            "UID SEARCH" in line.upper()
+            for line in imap_user.server.rawlog(imap_user.name).splitlines()
+        )
+
+    before = searches()
+    assert sync(db, imap_config).scanned == 0
+    assert searches() == before  # HIGHESTMODSEQ unchanged: INBOX and Sent not searched
+    fill(imap_user, "INBOX", 1, {0}, "l")
+    assert sync(db, imap_config).fetched == 1
+    assert searches() == before + 1  # only INBOX changed
+    with db.session() as session:
+        inbox = session.scalars(select(MailboxFolder).where(MailboxFolder.role == "inbox")).one()
+        assert inbox.highestmodseq is not None
