@@ -34,7 +34,7 @@ from sqlalchemy import select
 
 from gateway.config import Config
 from gateway.db import Database
-from gateway.models import Mailbox, MailboxState, ScannedMessage
+from gateway.models import FolderRole, Mailbox, MailboxFolder, MailboxState, ScannedMessage
 from gateway.pipeline import Pipeline
 from gateway.providers import preset
 from gateway.vault import Vault
@@ -167,6 +167,16 @@ class MailboxRunner:
         finally:
             close(client)
 
+    def _inbox_checkpoint(self) -> int:
+        with self.db.read() as session:
+            last = session.scalar(
+                select(MailboxFolder.last_uid).where(
+                    MailboxFolder.mailbox_id == self.mailbox_id,
+                    MailboxFolder.role == FolderRole.INBOX.value,
+                )
+            )
+        return int(last or 0)
+
     def _audit_due(self) -> bool:
         """Every [imap] audit_interval of running (the first one interval after start)."""
         interval = self.config.imap.audit_interval
@@ -183,7 +193,11 @@ class MailboxRunner:
             while self._waiting() and time.monotonic() - started < limit:
                 self.nudged.wait(min(1.0, limit - (time.monotonic() - started)))
             return
-        client.select_folder("INBOX", readonly=True)
+        info = client.select_folder("INBOX", readonly=True)
+        # Mail that arrived between the sync pass and this SELECT is already counted
+        # in it: IDLE would never announce it. Look again at once instead.
+        if int(info.get(b"UIDNEXT") or 0) - 1 > self._inbox_checkpoint():
+            return
         client.idle()
         self.idling = True
         try:

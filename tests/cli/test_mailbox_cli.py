@@ -112,3 +112,50 @@ def test_oauth2_tokens_are_given_as_json_on_stdin(
         assert "1 fetched" in synced.out, synced.err
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_gateway_serve_syncs_a_mailbox_and_stops_cleanly(
+    imap_cli: Run,
+    imap_user: ImapUser,
+    config_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: str,
+) -> None:
+    """The imap role as `gateway serve` runs it: in the one process, or in the
+    background worker beside the pipeline; new mail arrives by IDLE."""
+    import signal
+    import time
+
+    from sqlalchemy import select
+
+    from gateway.config import load_config
+    from gateway.db import Database
+    from gateway.models import Message, MessageContact
+    from tests.cli.test_serve import start
+
+    assert add(imap_cli, imap_user, imap_user.password, monkeypatch).code == 0
+    imap_user.append("INBOX", make_message(from_="carol@client.com", subject="first"))
+    db = Database(load_config(config_file).database_url)
+
+    def attached() -> list[str]:
+        with db.session() as session:
+            return sorted(session.scalars(select(Message.subject).join(MessageContact).distinct()))
+
+    def wait_for(subjects: list[str]) -> None:
+        deadline = time.monotonic() + 30
+        while attached() != subjects:
+            assert time.monotonic() < deadline, attached()
+            time.sleep(0.05)
+
+    proc = start(
+        config_file, env={"GATEWAY_SERVE__WORKERS": workers, "GATEWAY_IMAP__POLL_INTERVAL": "600"}
+    )
+    try:
+        wait_for(["first"])
+        imap_user.append("INBOX", make_message(from_="carol@client.com", subject="second"))
+        wait_for(["first", "second"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=40) == 0
+        db.dispose()

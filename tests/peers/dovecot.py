@@ -47,6 +47,7 @@ default_internal_user = dovecot
 default_login_user = dovenull
 mail_location = maildir:{root}/mail/%u/Maildir
 imap_capability = +IDLE
+mailbox_idle_check_interval = 1 secs
 mail_plugins =
 passdb {{
   driver = passwd-file
