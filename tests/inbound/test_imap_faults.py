@@ -239,3 +239,40 @@ def test_a_throttled_sign_in_backs_off_and_is_no_wrong_password(
     assert mailbox_state(db) == "active"
     logins = [c for c in faulty.commands[before:] if " LOGIN " in c.upper()]
     assert len(logins) == 3  # refused twice, then in
+
+
+def test_certificates_are_verified_unless_the_mailbox_says_otherwise(
+    db, imap_config, account_id, tmp_path
+) -> None:
+    import trustme
+
+    from inbound.imap.connection import MailboxError
+    from tests.peers.dovecot import Dovecot, available
+
+    if not available():
+        pytest.skip("Dovecot is not installed")
+    authority = trustme.CA()  # a CA nobody trusts: as a self-signed server
+    leaf = authority.issue_cert("imap.acme.test", "127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    server = Dovecot(tls=(cert, key)).start()
+    try:
+        server.add_user("bob", "pw")
+        vault = Vault.load(imap_config.secret_key_file)
+        request = MailboxRequest(
+            email="bob@acme.com",
+            imap_host="127.0.0.1",
+            imap_port=server.tls_port,
+            imap_security="tls",
+            username="bob",
+        )
+        with pytest.raises(MailboxError) as refused:
+            add_mailbox(db, imap_config, vault, request, "pw")
+        assert refused.value.kind == "tls"
+        assert "unable to get local issuer certificate" in str(refused.value)
+        mailbox = add_mailbox(db, imap_config, vault, replace(request, tls_verify=False), "pw")
+        assert mailbox.tls_verify is False
+        assert sync_now(db, imap_config, vault, "bob@acme.com").scanned == 0
+    finally:
+        server.stop()

@@ -34,7 +34,7 @@ protocols = imap
 default_process_limit = 1000
 default_client_limit = 4000
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_cache_size = 0
@@ -63,7 +63,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service imap {{
@@ -122,11 +123,14 @@ def _free_port() -> int:
 
 
 class Dovecot:
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        """`tls`: (certificate chain, key) PEM files for an implicit-TLS port (tls_port)."""
+        self.tls = tls
         # Not under pytest's tmp_path: every parent must be traversable by the
         # dovecot user (pytest's are mode 0700).
         self.root = Path(tempfile.mkdtemp(prefix="gateway-dovecot-"))
         self.port = _free_port()
+        self.tls_port = _free_port() if tls else 0
         self.users: dict[str, str] = {}
         self._stamp = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -141,7 +145,16 @@ class Dovecot:
         os.chmod(self.root, 0o755)
         shutil.chown(self.root / "mail", "nobody", "nogroup")
         self._write_passwd()
-        self.conf.write_text(CONFIG.format(root=self.root, port=self.port))
+        ssl = "ssl = no"
+        if self.tls is not None:
+            for path in self.tls:
+                shutil.copy(path, self.root / path.name)
+                os.chmod(self.root / path.name, 0o644)
+            cert, key = (self.root / p.name for p in self.tls)
+            ssl = f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
+        self.conf.write_text(
+            CONFIG.format(root=self.root, port=self.port, tls_port=self.tls_port, ssl=ssl)
+        )
         self._proc = subprocess.Popen(
             [DOVECOT, "-F", "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
