@@ -179,12 +179,7 @@ class MailboxSync:
 
     def _audit_folder(self, client: Any, state: MailboxFolder, repair: bool) -> AuditFolder:
         line = AuditFolder(state.role, state.name)
-        since = (utcnow() - timedelta(days=self.config.imap.window_days)).date()
-        try:
-            census = client.search(["SINCE", since])
-        except InvalidCriteriaError:
-            census = client.search(["ALL"])
-        uids = sorted(int(u) for u in census if int(u) <= state.last_uid)
+        uids = sorted(u for u in self._window(client, state) if u <= state.last_uid)
         line.on_server = len(uids)
         size = self.config.imap.batch_size
         for start in range(0, len(uids), size):
@@ -329,9 +324,8 @@ class MailboxSync:
             session.expunge(folder)
             return folder
 
-    def _initial(
-        self, client: Any, state: MailboxFolder, uidnext: int, report: FolderReport
-    ) -> None:
+    def _window(self, client: Any, state: MailboxFolder) -> list[int]:
+        """UIDs of the selected folder's messages within [imap] window_days."""
         since = (utcnow() - timedelta(days=self.config.imap.window_days)).date()
         try:
             found = client.search(["SINCE", since])
@@ -343,7 +337,12 @@ class MailboxSync:
                 str(exc).splitlines()[0],
             )
             found = client.search(["ALL"])
-        window = sorted((int(u) for u in found), reverse=True)
+        return [int(u) for u in found]
+
+    def _initial(
+        self, client: Any, state: MailboxFolder, uidnext: int, report: FolderReport
+    ) -> None:
+        window = sorted(self._window(client, state), reverse=True)
         top = state.last_uid or (uidnext - 1 if uidnext else (window[0] if window else 0))
         todo = [
             u for u in window if u <= top and (state.scan_low_uid is None or u < state.scan_low_uid)
