@@ -1,8 +1,9 @@
-"""FETCH of headers for thousands of messages, read without imapclient's response parser.
+"""The sync's bulk commands (UID SEARCH, FETCH of headers, sizes and bodies for
+thousands of messages), read without imapclient's response parser.
 
 imapclient's pure-Python lexer costs more CPU than the server spends on a header
-scan; for this one command the gateway sends the FETCH through imaplib and picks
-UID, RFC822.SIZE, X-GM-MSGID and the header literal out of each response with
+scan; for these commands the gateway sends them through imaplib and picks
+UID, RFC822.SIZE, X-GM-MSGID and the literal out of each response with
 regular expressions. The answer has imapclient's shape ({uid: {b"RFC822.SIZE":
 n, b"BODY[HEADER]": bytes, ...}}), so callers do not care which path ran.
 UIDs go out as ranges ("1:500,502"), never as a list that outgrows the
@@ -11,11 +12,13 @@ server's command line.
 
 from __future__ import annotations
 
+import imaplib
 import re
 from collections.abc import Iterable, Sequence
+from datetime import date
 from typing import Any
 
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, InvalidCriteriaError
 
 HEADER_KEY = b"BODY[HEADER]"
 _UID = re.compile(rb"\bUID (\d+)")
@@ -39,10 +42,39 @@ def uid_ranges(uids: Iterable[int]) -> str:
     return ",".join(out)
 
 
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def search_uids(client: Any, *criteria: str | date) -> list[int]:
+    """UID SEARCH, its answer read as numbers (imapclient's parser costs 0.3 s for the
+    20,000 UIDs of a big folder). Dates go out in IMAP's own form, 5-Jan-2026."""
+    words = [_imap_date(c) if isinstance(c, date) else c for c in criteria]
+    try:
+        typ, data = client._imap.uid("SEARCH", *words)
+    except imaplib.IMAP4.abort:
+        raise  # the connection is gone: not a question of criteria
+    except imaplib.IMAP4.error as exc:  # NO or BAD
+        raise InvalidCriteriaError(f"SEARCH {' '.join(words)} failed: {exc}") from exc
+    if typ != "OK":
+        raise InvalidCriteriaError(f"SEARCH {' '.join(words)} failed: {data!r}")
+    return [int(n) for part in data if part for n in part.split()]
+
+
+def fetch_bodies(client: Any, uids: Sequence[int]) -> dict[int, bytes]:
+    """UID FETCH BODY.PEEK[] of `uids` (never sets \\Seen): {uid: the message's bytes}."""
+    found = fetch_headers(client, uids, ["BODY.PEEK[]"])
+    return {uid: item[HEADER_KEY] for uid, item in found.items() if HEADER_KEY in item}
+
+
+def _imap_date(day: date) -> str:
+    return f"{day.day}-{MONTHS[day.month - 1]}-{day.year}"
+
+
 def fetch_headers(
     client: Any, uids: Sequence[int], items: Sequence[str]
 ) -> dict[int, dict[bytes, Any]]:
-    """UID FETCH `items` (one BODY.PEEK[HEADER...] among them) for `uids`."""
+    """UID FETCH `items` (one of them a section with a literal: BODY.PEEK[HEADER...] or
+    BODY.PEEK[]) for `uids`; the literal is under HEADER_KEY."""
     if not uids:
         return {}
     imap = client._imap  # imapclient's imaplib object: the command, not its parser

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from imapclient.exceptions import InvalidCriteriaError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from gateway.config import Config
@@ -35,6 +35,7 @@ from gateway.db import Database, insert_ignore
 from gateway.directory import AccountDirectory
 from gateway.matching import match_contacts
 from gateway.models import (
+    ContactEmail,
     Keep,
     Message,
     ScannedAddress,
@@ -49,7 +50,7 @@ from gateway.models.mailboxes import FolderRole, Mailbox, MailboxFolder
 from gateway.parsing import ADDRESS_HEADERS, parse
 from gateway.store import Arrival, accept_in
 from inbound.imap.folders import find_folders
-from inbound.imap.rawfetch import fetch_headers
+from inbound.imap.rawfetch import fetch_bodies, fetch_headers, search_uids
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,6 @@ log = logging.getLogger(__name__)
 # message they would only cost bytes (long threads carry dozens of references).
 HEADER_FIELDS = "From To Cc Bcc Reply-To Sender Date Message-ID Subject"
 FETCH_HEADERS = f"BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})]"
-FETCH_BODY = "BODY.PEEK[]"
 BODY_BYTES = 20 * 1024 * 1024  # bodies fetched per command, by RFC822.SIZE
 
 
@@ -328,7 +328,7 @@ class MailboxSync:
         """UIDs of the selected folder's messages within [imap] window_days."""
         since = (utcnow() - timedelta(days=self.config.imap.window_days)).date()
         try:
-            found = client.search(["SINCE", since])
+            found = search_uids(client, "SINCE", since)
         except InvalidCriteriaError as exc:  # a server that cannot search by date
             log.warning(
                 "mailbox %s: %s refused SEARCH SINCE (%s); reading the whole folder",
@@ -336,7 +336,7 @@ class MailboxSync:
                 state.name,
                 str(exc).splitlines()[0],
             )
-            found = client.search(["ALL"])
+            found = search_uids(client, "ALL")
         return [int(u) for u in found]
 
     def _initial(
@@ -355,7 +355,7 @@ class MailboxSync:
 
     def _incremental(self, client: Any, state: MailboxFolder, report: FolderReport) -> None:
         # "UID n:*" always matches the highest UID, even below n: filter.
-        found = client.search(["UID", f"{state.last_uid + 1}:*"])
+        found = search_uids(client, "UID", f"{state.last_uid + 1}:*")
         new = sorted(u for u in (int(x) for x in found) if u > state.last_uid)
         size = self.config.imap.batch_size
         batches = [new[start : start + size] for start in range(0, len(new), size)]
@@ -392,6 +392,7 @@ class MailboxSync:
         uids, checkpoint, headers = work.uids, work.checkpoint, work.headers
         scanned = work.scanned.result()
         with self.db.read() as session:
+            mark = _newest_contact_email(session)
             wanted = self._matching(session, scanned)
             held = self._stored(session, state, wanted, scanned)
         bodies = self._bodies(client, [u for u in wanted if u not in held], headers)
@@ -403,9 +404,12 @@ class MailboxSync:
                 for u, s in scanned.items()
                 if u not in bodies and u not in held and s.addresses
             }
-            # Matched again inside this transaction: a contact created since the
-            # look above gets its message fetched by the next pass.
-            self._index(session, state, rest, set(self._matching(session, rest)))
+            # A contact address added since the look above (its want_scanned() ran
+            # before these rows existed): mark its messages wanted here, and those
+            # matched but not fetched (gone meanwhile) too; the next pass fetches them.
+            added = self._contact_emails_after(session, mark)
+            again = {u for u, s in rest.items() if u in wanted or s.addresses & added}
+            self._index(session, state, rest, again)
             folder = session.get_one(MailboxFolder, state.id)
             folder.scanned += len(uids)
             folder.matched += len(wanted)
@@ -445,6 +449,15 @@ class MailboxSync:
                 int(gm) if gm is not None else None,
             )
         return found
+
+    def _contact_emails_after(self, session: Session, mark: int) -> set[str]:
+        return set(
+            session.scalars(
+                select(ContactEmail.address).where(
+                    ContactEmail.account_id == self.account_id, ContactEmail.id > mark
+                )
+            )
+        )
 
     def _matching(self, session: Session, scanned: dict[int, Scanned]) -> list[int]:
         """UIDs whose headers name a contact of the account."""
@@ -524,7 +537,7 @@ class MailboxSync:
                 items = ["RFC822.SIZE"]
                 if client.has_capability("X-GM-EXT-1"):
                     items.append("X-GM-MSGID")
-                meta = client.fetch(batch, items)
+                meta = fetch_headers(client, batch, items)
                 bodies = self._bodies(client, batch, meta)
                 with self.db.session() as session:
                     for uid in sorted(bodies):
@@ -566,12 +579,9 @@ class MailboxSync:
         if not uids:
             return out
         if any(b"RFC822.SIZE" not in headers.get(uid, {}) for uid in uids):
-            headers = client.fetch(list(uids), ["RFC822.SIZE"])
+            headers = fetch_headers(client, list(uids), ["RFC822.SIZE"])
         for chunk in _by_size(uids, headers, BODY_BYTES):
-            for uid, item in client.fetch(chunk, [FETCH_BODY]).items():
-                body = item.get(b"BODY[]")
-                if isinstance(body, bytes):
-                    out[int(uid)] = body
+            out.update(fetch_bodies(client, chunk))
         return out
 
     def _header_items(self, client: Any) -> list[str]:
@@ -604,6 +614,13 @@ class MailboxSync:
                 setattr(folder, key, value)
                 setattr(state, key, value)
             folder.updated_at = utcnow()
+
+
+def _newest_contact_email(session: Session) -> int:
+    """The highest contact address id so far: any address added later has a higher one.
+    (SQLite may give a deleted highest id to the next row; a message missed that way
+    is found by the completeness audit.)"""
+    return int(session.scalar(select(func.max(ContactEmail.id))) or 0)
 
 
 def source_key(mailbox_id: int, folder: str, uidvalidity: int, uid: int) -> str:

@@ -435,3 +435,32 @@ def test_condstore_skips_the_search_of_a_folder_that_did_not_change(
     with db.session() as session:
         inbox = session.scalars(select(MailboxFolder).where(MailboxFolder.role == "inbox")).one()
         assert inbox.highestmodseq is not None
+
+
+def test_a_contact_created_while_a_batch_is_in_flight_is_not_missed(
+    db, imap_config, account_id, imap_user, monkeypatch
+) -> None:
+    """The contact appears after the batch's headers were matched and before its rows
+    are written (while bodies download): its message must still be fetched."""
+    from inbound.imap.sync import MailboxSync
+
+    fill(imap_user, "INBOX", 3, {1}, "race")
+    connect_mailbox(db, imap_config, imap_user)
+    real = MailboxSync._bodies
+    created: list[bool] = []
+
+    def bodies_then_contact(self, client, uids, headers):
+        out = real(self, client, uids, headers)
+        if not created:
+            contacts(db, imap_config, account_id, "carol@client.com")
+            created.append(True)
+        return out
+
+    monkeypatch.setattr(MailboxSync, "_bodies", bodies_then_contact)
+    report = sync(db, imap_config)
+    # Matched before carol existed, marked wanted when its rows were written, and
+    # fetched by the same pass's look at wanted messages.
+    assert (report.matched, report.fetched) == (1, 1)
+    assert attached_subjects(db) == ["race 1"]
+    with db.session() as session:
+        assert session.scalars(select(ScannedMessage.uid).where(ScannedMessage.wanted)).all() == []
