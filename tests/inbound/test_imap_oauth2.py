@@ -18,9 +18,7 @@ from gateway.oauth2 import Tokens
 from gateway.vault import Vault
 from inbound.imap.connection import MailboxError
 from inbound.imap.mailboxes import MailboxRequest, add_mailbox
-from inbound.imap.service import sync_now
-from inbound.imap.sync import SyncReport
-from tests.inbound.test_imap_sync import attached_subjects, contacts
+from tests.inbound.test_imap_sync import attached_subjects, contacts, sync
 from tests.mail import make_message
 from tests.peers.imap_faults import FaultyImap
 from tests.peers.token_endpoint import TokenEndpoint
@@ -64,10 +62,6 @@ def stored_tokens(db: Database, config: Config) -> Tokens:
         encrypted = session.scalars(select(Mailbox.credentials)).one()
     assert encrypted is not None
     return Tokens.from_json(Vault.load(config.secret_key_file).decrypt(encrypted))
-
-
-def sync(db: Database, config: Config) -> SyncReport:
-    return sync_now(db, config, Vault.load(config.secret_key_file), "bob@acme.com")
 
 
 def test_xoauth2_sign_in_and_sync(db, account_id, oauth) -> None:
