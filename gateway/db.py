@@ -15,15 +15,18 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, Table, create_engine, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql import Executable
+
+from gateway.prepared import Prepared
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -168,13 +171,27 @@ def insert_ignore(
     if not rows:
         return
     connection = session.connection()
-    statement = _insert_ignore(connection.dialect.name, table, tuple(conflict))
-    connection.execute(statement, list(rows))
+    columns = tuple(rows[0])
+    statement = _insert_ignore(
+        connection.dialect.name, connection.dialect, table, tuple(conflict), columns
+    )
+    if statement.binds <= set(columns):
+        statement.execute_many(connection, rows)
+    else:  # a column left to its default: SQLAlchemy fills it in
+        connection.execute(cast(Executable, statement.statement), list(rows))
 
 
 @functools.cache
-def _insert_ignore(dialect: str, table: Table, conflict: tuple[str, ...]) -> Any:
-    """Built once per table: statement construction costs more than the insert."""
+def _insert_ignore(
+    name: str, dialect: Dialect, table: Table, conflict: tuple[str, ...], columns: tuple[str, ...]
+) -> Prepared:
+    """Compiled once per table and columns, run on the DB-API cursor: for the thousands
+    of rows of a header index, SQLAlchemy's executemany machinery costs more than the
+    inserts."""
+    return Prepared(_insert_ignore_statement(name, table, conflict), dialect, columns)
+
+
+def _insert_ignore_statement(dialect: str, table: Table, conflict: tuple[str, ...]) -> Any:
     if dialect == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
     if dialect == "postgresql":

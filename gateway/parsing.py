@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import re
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from email import errors, policy
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
@@ -199,13 +199,49 @@ def _subject(values: list[str] | tuple[str, ...]) -> str:
 def _date(values: list[str] | tuple[str, ...]) -> datetime | None:
     if not values:
         return None
+    text = fix_surrogates(values[0]).strip()
+    common = _COMMON_DATE.fullmatch(text)
+    if common is not None:
+        return _common_date(common)
     try:
-        parsed = parsedate_to_datetime(fix_surrogates(values[0]).strip())
+        parsed = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+# The form nearly every mail program writes, "Tue, 1 Dec 2026 09:05:00 +0100":
+# read directly, as parsedate_to_datetime reads it (a property test holds the
+# two equal); any other form goes to the stdlib.
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+_COMMON_DATE = re.compile(
+    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?([0-9]{1,2}) "
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([1-9][0-9]{3}) "
+    r"([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-9]{2})"
+)
+
+
+def _common_date(match: re.Match[str]) -> datetime | None:
+    day, month, year, hour, minute, second, sign, off_h, off_m = match.groups()
+    offset = int(off_h) * 3600 + int(off_m) * 60
+    if sign == "-":
+        offset = -offset
+    try:
+        # "+0000" is UTC; "-0000" (zone unknown) is read as UTC too
+        zone = UTC if offset == 0 else timezone(timedelta(seconds=offset))
+        parsed = datetime(
+            int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=zone
+        )
         return parsed.astimezone(UTC)
     except (OverflowError, ValueError):
         return None

@@ -34,6 +34,7 @@ class Prepared:
             if processor is not None:
                 processors[name] = processor
         self.processors = processors
+        self.binds = frozenset(self.compiled.binds)  # type: ignore[attr-defined]
 
     def execute(self, connection: Connection, values: Mapping[str, Any]) -> Any:
         """Run with `values` (the statement's own values fill the rest); the DB-API cursor."""
@@ -53,6 +54,30 @@ class Prepared:
             # As SQLAlchemy would raise it: IntegrityError, OperationalError, ...
             raise DBAPIError.instance(self.sql, params, exc, dbapi_error) from exc
         return cursor
+
+    def execute_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run once per row (DB-API executemany); every row gives every bound value."""
+        names = self.order if self.order is not None else sorted(self.binds)
+        processors = [self.processors.get(name) for name in names]
+        try:
+            values = [
+                [
+                    row[name] if processor is None else processor(row[name])
+                    for name, processor in zip(names, processors, strict=True)
+                ]
+                for row in rows
+            ]
+        except KeyError as exc:
+            raise ValueError(f"execute_many: every row must give {exc}") from None
+        params: list[Any] = (
+            values if self.order is not None else [dict(zip(names, v, strict=True)) for v in values]
+        )
+        cursor = connection.connection.cursor()
+        dbapi_error = connection.dialect.loaded_dbapi.Error
+        try:
+            cursor.executemany(self.sql, params)
+        except dbapi_error as exc:
+            raise DBAPIError.instance(self.sql, params, exc, dbapi_error) from exc
 
 
 IN_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 500)

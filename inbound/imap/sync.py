@@ -47,7 +47,7 @@ from gateway.models import (
     utcnow,
 )
 from gateway.models.mailboxes import FolderRole, Mailbox, MailboxFolder
-from gateway.parsing import ADDRESS_HEADERS, parse
+from gateway.parsing import ADDRESS_HEADERS, ParsedMessage, parse
 from gateway.store import Arrival, accept_in
 from inbound.imap.folders import find_folders
 from inbound.imap.rawfetch import fetch_bodies, fetch_headers, search_uids
@@ -68,8 +68,14 @@ class Scanned:
     addresses: set[str]  # those that could be contacts (never the account's users)
     message_id: str | None
     date: datetime | None
-    identity: str = ""  # as the pipeline will compute it (gateway.parsing)
     gm_msgid: int | None = None  # Gmail's id of the message, the same under every label
+    parsed: ParsedMessage | None = None
+
+    @property
+    def identity(self) -> str:
+        """As the pipeline will compute it (gateway.parsing); asked only of the few
+        messages that name a contact, so not computed for the rest."""
+        return self.parsed.identity() if self.parsed is not None else ""
 
 
 @dataclass(frozen=True)
@@ -445,8 +451,8 @@ class MailboxSync:
                 addresses,
                 parsed.message_id,
                 parsed.date,
-                parsed.identity(),
                 int(gm) if gm is not None else None,
+                parsed,
             )
         return found
 
@@ -542,7 +548,7 @@ class MailboxSync:
                 with self.db.session() as session:
                     for uid in sorted(bodies):
                         gm = meta.get(uid, {}).get(b"X-GM-MSGID")
-                        known = Scanned(set(), None, None, "", int(gm) if gm is not None else None)
+                        known = Scanned(set(), None, None, int(gm) if gm is not None else None)
                         accept_in(session, bodies[uid], self._arrival(state, uid, known))
                     session.execute(
                         delete(ScannedMessage).where(

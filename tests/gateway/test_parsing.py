@@ -164,3 +164,42 @@ def test_the_fast_header_split_declines_what_it_does_not_know() -> None:
     assert split_headers(b"From a@b Mon Jan 1\r\nTo: c\r\n\r\n") is None  # mbox From line
     assert split_headers(b" starts folded: x\r\n\r\n") is None
     assert split_headers(b"From: a\rTo: b\r\n\r\n") is None  # a bare CR
+
+
+_DATES = st.builds(
+    lambda wd, d, mon, y, h, mi, s, sign, oh, om: (
+        f"{wd}{d} {mon} {y} {h:02d}:{mi:02d}:{s:02d} {sign}{oh:02d}{om:02d}"
+    ),
+    st.sampled_from(["", "Mon, ", "Sun, ", "Xyz, "]),
+    st.integers(0, 40),
+    st.sampled_from(["Jan", "Feb", "Jun", "Dec", "Foo"]),
+    st.one_of(st.integers(1, 9999), st.sampled_from([1, 99, 100, 999, 1000, 1969, 2026, 9999])),
+    st.integers(0, 61),
+    st.integers(0, 61),
+    st.integers(0, 61),
+    st.sampled_from(["+", "-"]),
+    st.integers(0, 99),
+    st.integers(0, 99),
+)
+
+
+@given(_DATES)
+@settings(max_examples=500)
+def test_common_dates_read_as_the_stdlib_reads_them(value: str) -> None:
+    """Dates in the common form skip email.utils; the moment read must not change,
+    including the edges: 2-digit years, -0000, offsets of a day or more, overflow."""
+    from email.utils import parsedate_to_datetime
+
+    from gateway.parsing import _date
+
+    try:
+        expected: datetime | None = parsedate_to_datetime(value)
+        assert expected is not None
+        if expected.tzinfo is None:
+            expected = expected.replace(tzinfo=UTC)
+        expected = expected.astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        expected = None
+    got = _date([value])
+    assert got == expected
+    assert got is None or got.tzinfo is UTC
