@@ -342,15 +342,33 @@ class OAuth2Config:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The web role: the HTTP server of the admin pages, the REST API and /metrics."""
+
+    listen: str = field(
+        default="127.0.0.1:8080",
+        metadata=_doc('Address and port of the HTTP server (behind a TLS proxy: "0.0.0.0:8080").'),
+    )
+    metrics_token: str = field(
+        default="",
+        metadata=_doc(
+            "Bearer token that GET /metrics requires (Prometheus: authorization.credentials). "
+            "Empty: /metrics is open to whoever reaches the listen address."
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     """What `gateway serve` runs."""
 
     roles: tuple[str, ...] = field(
-        default=("dropbox", "pipeline", "imap"),
+        default=("dropbox", "pipeline", "imap", "web"),
         metadata=_doc(
             'Roles started by `gateway serve`: "dropbox" (the BCC dropbox SMTP server), '
             '"pipeline" (finishes every stored message, including those interrupted by a '
-            'crash) and "imap" (syncs every active connected mailbox).'
+            'crash), "imap" (syncs every active connected mailbox) and "web" (the HTTP '
+            "server: /metrics)."
         ),
     )
     workers: int = field(
@@ -386,6 +404,7 @@ class Config:
     security: SecurityConfig = SecurityConfig()
     imap: ImapConfig = ImapConfig()
     oauth2: OAuth2Config = OAuth2Config()
+    web: WebConfig = WebConfig()
     serve: ServeConfig = ServeConfig()
     log: LogConfig = LogConfig()
     # Where relative paths are resolved from (the config file's directory).
@@ -423,7 +442,7 @@ class Config:
         )
 
 
-KNOWN_ROLES = ("dropbox", "pipeline", "imap")
+KNOWN_ROLES = ("dropbox", "pipeline", "imap", "web")
 _SECTIONS: dict[str, type] = {
     f.name: typing.get_type_hints(Config)[f.name]
     for f in dataclasses.fields(Config)
@@ -584,6 +603,7 @@ def _check(config: Config) -> None:
         raise ConfigError("serve.workers", src, "must be from 0 to 64")
     _check_dropbox(config)
     _check_imap(config)
+    _host_port(config.web.listen, None, "web.listen", src)
     for server in config.dns.nameservers:
         _host_port(server, 53, "dns.nameservers", src)
     url = config.database.url

@@ -116,6 +116,10 @@ def build_roles(
         from inbound.imap.service import ImapRole
 
         built["imap"] = ImapRole(db, config, wake or (worker.wake if worker else _nothing))
+    if "web" in names:
+        from admin.server import WebRole
+
+        built["web"] = WebRole(db, config)
     return built, worker
 
 

@@ -29,9 +29,10 @@ Run = Callable[..., Result]
 @pytest.fixture
 def config_file(tmp_path: Path, database_url: str) -> Path:
     path = tmp_path / "config.toml"
+    # [dropbox] last: tests append more of its keys
     path.write_text(
         f'[paths]\nvar_dir = "var"\n[database]\nurl = "{database_url}"\n'
-        '[dropbox]\nlisten = "127.0.0.1:0"\n',
+        '[web]\nlisten = "127.0.0.1:0"\n[dropbox]\nlisten = "127.0.0.1:0"\n',
         encoding="utf-8",
     )
     return path

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -73,6 +74,38 @@ def test_stops_cleanly_on_signals(
     proc.send_signal(sig)
     assert proc.wait(timeout=40) == 0
     assert wait_gone(others) == []
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_the_web_role_serves_metrics(initialized: Run, config_file: Path, workers: str) -> None:
+    before = set(config_file.parent.glob("serve-*.log"))
+    proc = start(config_file, env={"GATEWAY_SERVE__WORKERS": workers})
+    try:
+        log = max(set(config_file.parent.glob("serve-*.log")) - before, key=os.path.getmtime)
+        found = re.search(rb"web: listening on (http://127\.0\.0\.1:\d+)", log.read_bytes())
+        assert found, log.read_text()
+        answer = httpx.get(f"{found.group(1).decode()}/metrics", timeout=10)
+        assert answer.status_code == 200
+        assert 'gateway_mailboxes{state="active"} 0.0' in answer.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=40) == 0
+
+
+def test_a_web_port_in_use_stops_start_up_with_the_key_named(
+    initialized: Run, config_file: Path
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway", "--config", str(config_file), "serve"],
+            env={**os.environ, "GATEWAY_WEB__LISTEN": f"127.0.0.1:{port}"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    assert "web.listen" in result.stderr and f"127.0.0.1:{port}" in result.stderr
 
 
 def test_unknown_role_is_refused(initialized: Run) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -33,6 +34,7 @@ from inbound.imap.sync import SyncReport
 from tests.conftest import ImapUser
 from tests.mail import make_message
 from tests.pipeline_helpers import count, push
+from tests.web import running_web, sample
 
 
 def contacts(db: Database, config: Config, account_id: int, *addresses: str) -> None:
@@ -370,6 +372,11 @@ def test_the_audit_finds_and_fetches_mail_that_was_silently_missed(
     with db.session() as session:
         folder = session.scalars(select(MailboxFolder).where(MailboxFolder.role == "inbox")).one()
         assert folder.missing == 2 and folder.audited_at is not None
+    who = {"mailbox": "bob@acme.com", "folder": "inbox"}
+    with running_web(db, imap_config) as url:  # "missing N" on /metrics too
+        assert (
+            sample(httpx.get(f"{url}/metrics").text, "gateway_mailbox_missing_messages", **who) == 2
+        )
 
     repaired = audit_now(db, imap_config, vault, "bob@acme.com")
     assert next(f for f in repaired if f.role == "inbox").repaired == 2
@@ -379,6 +386,10 @@ def test_the_audit_finds_and_fetches_mail_that_was_silently_missed(
         assert folder.missing == 0
     again = audit_now(db, imap_config, vault, "bob@acme.com")
     assert next(f for f in again if f.role == "inbox").missing == 0
+    with running_web(db, imap_config) as url:
+        assert (
+            sample(httpx.get(f"{url}/metrics").text, "gateway_mailbox_missing_messages", **who) == 0
+        )
 
 
 def test_a_message_stored_through_the_dropbox_is_not_missing(

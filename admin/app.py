@@ -1,0 +1,44 @@
+"""The web app (FastAPI): built once per process with the database and config it serves.
+
+Routes so far: GET /metrics (admin.metrics) and GET /healthz. Every error is
+answered as an HTTP problem (admin.problems).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from admin import metrics, problems
+from admin.problems import Problem
+from gateway import __version__
+from gateway.config import Config
+from gateway.db import Database
+
+
+def create_app(db: Database, config: Config) -> FastAPI:
+    app = FastAPI(
+        title="CRM Email Gateway",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+    )
+    app.state.db = db
+    app.state.config = config
+    app.state.metrics = metrics.registry(db)
+    problems.install(app)
+    app.include_router(metrics.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz(request: Request) -> JSONResponse:
+        """200 while the database answers; 503 otherwise (for load balancers)."""
+        try:
+            with request.app.state.db.read() as session:
+                session.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise Problem(503, f"the database does not answer: {type(exc).__name__}") from exc
+        return JSONResponse({"status": "ok"})
+
+    return app

@@ -1,0 +1,70 @@
+"""The `web` role of `gateway serve`: uvicorn serving admin.app on [web] listen.
+
+The socket is bound in start(), so a port in use stops start-up with the key
+named; run() serves until the stop event, then lets requests in flight finish.
+The runner owns SIGTERM/SIGINT: uvicorn's own signal handling is turned off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+from admin.app import create_app
+from gateway.config import Config, host_port
+from gateway.db import Database
+from gateway.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the gateway's runner handles signals and sets the stop event
+
+
+class WebRole:
+    def __init__(self, db: Database, config: Config) -> None:
+        self.db = db
+        self.config = config
+        self.sock: socket.socket | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        host, port = host_port(self.config.web.listen)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            self.sock = socket.create_server((host, port), family=family, backlog=128)
+        except OSError as exc:
+            raise ConfigError(
+                "web.listen", self.config.source, f"cannot listen on {host}:{port}: {exc}"
+            ) from exc
+        self.port = self.sock.getsockname()[1]
+        log.info("web: listening on http://%s:%s", host, self.port)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        assert self.sock is not None, "start() first"
+        settings = uvicorn.Config(
+            create_app(self.db, self.config),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+        server = _Server(settings)
+        serving = asyncio.create_task(server.serve(sockets=[self.sock]), name="web")
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            server.should_exit = True
+            await serving
+            self.sock.close()
