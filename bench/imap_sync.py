@@ -40,10 +40,6 @@ from rich.table import Table
 
 from tests.peers.dovecot import Dovecot
 
-LOREM = (
-    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor "
-    "incididunt ut labore et dolore magna aliqua.\r\n"
-)
 CONTACTS = 400
 
 
@@ -51,10 +47,26 @@ def contact(i: int) -> str:
     return f"person{i}@client{i % 50}.example"
 
 
+def prose(rng: random.Random, size: int = 4 * 2**20) -> str:
+    """Text of random words in lines of about 70 characters, which deflate shrinks about
+    as much as real mail (2-3 times): each message body is a slice of it at a random
+    place. (One paragraph repeated would shrink a hundred times and flatter COMPRESS.)"""
+    letters, frequency = "etaoinshrdlcumwfgypbvkjxqz", range(26, 0, -1)  # as in English
+    words = ["".join(rng.choices(letters, frequency, k=rng.randint(2, 9))) for _ in range(5000)]
+    zipf = [1 / rank for rank in range(1, len(words) + 1)]  # a few words used a lot
+    lines, length = [], 0
+    while length < size:
+        line = " ".join(rng.choices(words, zipf, k=11)) + ".\r\n"
+        lines.append(line)
+        length += len(line)
+    return "".join(lines)
+
+
 def fill_maildir(server: Dovecot, user: str, count: int, share: float, seed: int) -> int:
     """Write `count` messages straight into the user's Maildir; returns how many involve
     a contact."""
     rng = random.Random(seed)
+    text = prose(rng)
     root = server.root / "mail" / user / "Maildir"
     box = mailbox.Maildir(root, create=True)
     matched = 0
@@ -64,7 +76,8 @@ def fill_maildir(server: Dovecot, user: str, count: int, share: float, seed: int
         matched += involved
         sender = contact(rng.randrange(CONTACTS)) if involved else f"s{i}@stranger{i % 997}.example"
         size = rng.randrange(5_000, 20_000)
-        body = (LOREM * (size // len(LOREM) + 1))[:size]
+        start = rng.randrange(len(text) - size)
+        body = text[start : start + size]
         day = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(now - i * 60))
         raw = (
             f"From: Someone <{sender}>\r\nTo: Bob <bob@acme.example>\r\n"
@@ -77,6 +90,13 @@ def fill_maildir(server: Dovecot, user: str, count: int, share: float, seed: int
         os.utime(path, (now - i * 60, now - i * 60))
     subprocess.run(["chown", "-R", "nobody:nogroup", str(server.root / "mail" / user)], check=True)
     return matched
+
+
+def cold_cache(server: Dovecot, user: str) -> None:
+    """Drop Dovecot's cache of header fields and sizes, so that no contender reads what
+    an earlier one made the server cache (the index of UIDs stays)."""
+    for path in (server.root / "mail" / user / "Maildir").glob("dovecot.index.cache"):
+        path.unlink()
 
 
 def run_measured(code: str, env: dict[str, str] | None = None) -> tuple[float, int, str]:
@@ -109,7 +129,17 @@ def log_size(server: Dovecot) -> int:
     return len((server.root / "dovecot.log").read_text())
 
 
-FULL_FETCH = """
+WIRE = """
+def wire(sock):
+    # struct tcp_info: tcpi_bytes_received (Linux 4.1+), what the server put on the wire
+    import socket, struct
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return struct.unpack_from("Q", info, 128)[0]
+"""
+
+FULL_FETCH = (
+    WIRE
+    + """
 import sys
 from imapclient import IMAPClient
 c = IMAPClient("127.0.0.1", port={port}, ssl=False, timeout=120)
@@ -120,11 +150,15 @@ total = 0
 for start in range(0, len(uids), 500):
     for item in c.fetch(uids[start:start + 500], ["BODY.PEEK[]"]).values():
         total += len(item[b"BODY[]"])
+received = wire(c._imap.sock)
 c.logout()
-print(len(uids), total)
+print(len(uids), total, received)
 """
+)
 
-GATEWAY = """
+GATEWAY = (
+    WIRE
+    + """
 import json, sys, time
 from gateway.config import load_config
 from gateway.db import Database
@@ -139,16 +173,21 @@ vault = Vault.load(config.secret_key_file)
 t0 = time.perf_counter()
 client = open_session(db, config, vault, 1)
 report = MailboxSync(db, config, 1).run(client)
+received = wire(client._imap.sock)
 close(client)
 t1 = time.perf_counter()
 done = Pipeline(db, config).run_pending()
 t2 = time.perf_counter()
 print(json.dumps({{"sync": t1 - t0, "pipeline": t2 - t1, "scanned": report.scanned,
-                  "fetched": report.fetched, "attached": sum(1 for o in done if o.contact_ids)}}))
+                  "fetched": report.fetched, "attached": sum(1 for o in done if o.contact_ids),
+                  "wire": received}}))
 """
+)
 
 
-def prepare_gateway(tmp: Path, port: int, user: str, batch: int | None = None) -> Path:
+def prepare_gateway(
+    tmp: Path, port: int, user: str, batch: int | None = None, compress: bool = True
+) -> Path:
     from gateway.accounts import add_user, create_account
     from gateway.config import load_config
     from gateway.contacts import add_contact
@@ -157,10 +196,12 @@ def prepare_gateway(tmp: Path, port: int, user: str, batch: int | None = None) -
     from gateway.vault import Vault, ensure_key_file
     from inbound.imap.mailboxes import MailboxRequest, add_mailbox
 
+    tmp.mkdir(parents=True, exist_ok=True)
     config_file = tmp / "config.toml"
     config_file.write_text(
         '[paths]\nvar_dir = "var"\n[security]\nallowed_private_networks = ["127.0.0.0/8"]\n'
         '[log]\nlevel = "warning"\n[imap]\nwindow_days = 3650\n'
+        + f"compress = {'true' if compress else 'false'}\n"
         + (f"batch_size = {batch}\n" if batch else "")
     )
     config = load_config(config_file, environ={})
@@ -220,75 +261,100 @@ def mbsync(tmp: Path, port: int, user: str) -> str:
 
 
 def sync_benchmark(messages: int, share: float, batch: int | None, console: Console) -> None:
-    server = Dovecot().start()
+    server = Dovecot(compress=True).start()  # offers COMPRESS=DEFLATE, as Gmail does
     tmp = Path(tempfile.mkdtemp())
     try:
         user = "bench"
         server.add_user(user, "pw")
+        # The test Dovecot logs every byte of a session to disk (rawlog) for the
+        # tests that count commands; here it would tax the bigger downloads most.
+        shutil.rmtree(server.root / "mail" / user / "dovecot.rawlog")
         started = time.perf_counter()
         involved = fill_maildir(server, user, messages, share, seed=1)
         with server.client(user) as c:  # let Dovecot index the Maildir, untimed
             c.select_folder("INBOX", readonly=True)
         console.log(f"filled {messages:,} messages in {time.perf_counter() - started:.0f} s")
-        rows: list[tuple[str, float, int, int, str]] = []
+        # (contender, seconds, payload bytes by Dovecot's count, wire bytes, RSS, notes)
+        rows: list[tuple[str, float, int, int | None, int, str]] = []
 
         mark = log_size(server)
+        cold_cache(server, user)
         seconds, rss, out = run_measured(FULL_FETCH.format(port=server.port, user=user))
-        count, _ = (int(x) for x in out.split())
+        count, _, received = (int(x) for x in out.split())
         assert count == messages
         base = seconds
-        rows.append(("full fetch (imapclient)", seconds, server_bytes(server, user, mark), rss, ""))
+        rows.append(
+            (
+                "full fetch (imapclient)",
+                seconds,
+                server_bytes(server, user, mark),
+                received,
+                rss,
+                "",
+            )
+        )
 
         if shutil.which("mbsync"):
             mark = log_size(server)
+            cold_cache(server, user)
             code = (
                 "import subprocess,sys;"
                 f"r=subprocess.run(['mbsync','-c',{mbsync(tmp, server.port, user)!r},'-a'],"
                 "capture_output=True);print(r.stderr.decode()[-500:]);sys.exit(r.returncode)"
             )
             seconds, rss, _ = run_measured(code)
-            rows.append(("mbsync (isync)", seconds, server_bytes(server, user, mark), rss, ""))
+            rows.append(
+                ("mbsync (isync)", seconds, server_bytes(server, user, mark), None, rss, "")
+            )
         else:
             console.log("mbsync not found (apt-get install isync): skipped")
 
-        config = prepare_gateway(tmp, server.port, user, batch)
-        mark = log_size(server)
-        seconds, rss, out = run_measured(
-            GATEWAY.format(config=config), env={"PYTHONPATH": str(Path.cwd())}
-        )
-        report = json.loads(out)
-        note = (
-            f"{report['scanned']:,} scanned, {report['fetched']:,} fetched of {involved:,} "
-            f"involving contacts; pipeline then {report['pipeline']:.1f} s"
-        )
-        rows.append(
-            ("gateway initial sync", report["sync"], server_bytes(server, user, mark), rss, note)
-        )
+        for compress in (True, False):
+            config = prepare_gateway(tmp / f"gw-{compress}", server.port, user, batch, compress)
+            mark = log_size(server)
+            cold_cache(server, user)
+            seconds, rss, out = run_measured(
+                GATEWAY.format(config=config), env={"PYTHONPATH": str(Path.cwd())}
+            )
+            report = json.loads(out)
+            note = (
+                f"{report['scanned']:,} scanned, {report['fetched']:,} fetched of {involved:,} "
+                f"involving contacts; pipeline then {report['pipeline']:.1f} s"
+            )
+            name = "gateway initial sync" + ("" if compress else ", COMPRESS off")
+            payload = server_bytes(server, user, mark)
+            rows.append((name, report["sync"], payload, report["wire"], rss, note))
 
         table = Table(
             "contender",
             "seconds",
             "msg/s",
             "time / full fetch",
-            "MiB sent by server",
-            "share of full fetch bytes",
+            "payload MiB (server's count)",
+            "wire MiB (client's TCP count)",
+            "wire / full fetch",
             "peak RSS MiB",
             "notes",
             title=f"initial sync of {messages:,} messages (5-20 KB, {share:.0%} from contacts)",
         )
-        full_bytes = rows[0][2]
-        for name, secs, sent, peak, notes in rows:
+        full_wire = rows[0][3] or 1
+        for name, secs, payload, wire, peak, notes in rows:
             table.add_row(
                 name,
                 f"{secs:.1f}",
                 f"{messages / secs:,.0f}",
                 f"{secs / base:.2f}",
-                f"{sent / 2**20:,.1f}",
-                f"{sent / full_bytes:.1%}",
+                f"{payload / 2**20:,.1f}",
+                "-" if wire is None else f"{wire / 2**20:,.1f}",
+                "-" if wire is None else f"{wire / full_wire:.1%}",
                 f"{peak / 1024:,.0f}",
                 notes,
             )
         console.print(table)
+        console.print(
+            "payload: what Dovecot counts it sent, before COMPRESS; wire: bytes the client's "
+            "socket received (TCP_INFO), after it. mbsync may compress too (isync 1.4+)."
+        )
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)

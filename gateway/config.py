@@ -309,6 +309,14 @@ class ImapConfig:
             "--tls-no-verify for a self-signed server."
         ),
     )
+    compress: bool = field(
+        default=True,
+        metadata=_doc(
+            "Compress IMAP sessions with servers that offer COMPRESS=DEFLATE (RFC 4978: "
+            "Gmail, Dovecot, Cyrus; not Microsoft): a few times fewer bytes downloaded "
+            "for a little CPU."
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from gateway.errors import GatewayError, InputError
 from gateway.netguard import check_host
 from gateway.providers import preset
 from gateway.resolver import Resolver
+from inbound.imap import compress
 
 AUTH, TLS, UNREACHABLE, TIMEOUT, REFUSED, PROTOCOL, THROTTLED = (
     "auth",
@@ -197,6 +198,8 @@ def connect(settings: ImapSettings, secret: str, config: Config) -> SafeIMAPClie
         # imapclient turns imaplib's debug output into a logger call per line read;
         # at thousands of lines per header scan that costs real time: off.
         client._imap.debug = 0
+        if config.imap.compress and client.has_capability("COMPRESS=DEFLATE"):
+            _compress(client)
         if client.has_capability("CONDSTORE"):
             # SELECT then reports HIGHESTMODSEQ: an unchanged folder needs no search.
             with contextlib.suppress(IMAPClientError, imaplib.IMAP4.error):
@@ -205,6 +208,21 @@ def connect(settings: ImapSettings, secret: str, config: Config) -> SafeIMAPClie
     except BaseException:
         close(client)
         raise
+
+
+imaplib.Commands.setdefault("COMPRESS", ("AUTH", "SELECTED"))
+
+
+def _compress(client: IMAPClient) -> None:
+    """COMPRESS DEFLATE; a server that then refuses it is used uncompressed."""
+    try:
+        typ, _ = client._imap._simple_command("COMPRESS", "DEFLATE")
+    except imaplib.IMAP4.abort:
+        raise
+    except imaplib.IMAP4.error:
+        return
+    if typ == "OK":
+        compress.start(client._imap)
 
 
 def login(client: IMAPClient, settings: ImapSettings, secret: str) -> None:

@@ -24,6 +24,7 @@ HEADER_KEY = b"BODY[HEADER]"
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _GM = re.compile(rb"\bX-GM-MSGID (\d+)")
+_NUMBERS = ((b"UID", _UID), (b"RFC822.SIZE", _SIZE), (b"X-GM-MSGID", _GM))
 _LITERAL = re.compile(rb"\{(\d+)\}\r?\n\Z")
 _EMPTY_HEADER = re.compile(rb'BODY\[HEADER[^\]]*\] (""|NIL)')
 
@@ -79,8 +80,12 @@ def fetch_headers(
         return {}
     wanted = set(uids)
     out: dict[int, dict[bytes, Any]] = {}
-    for text, literal in _fetch_responses(client._imap, uid_ranges(uids), " ".join(items)):
-        item = _attributes(text)
+    asked = " ".join(items)
+    patterns = [
+        (key, pattern) for key, pattern in _NUMBERS if key == b"UID" or key.decode() in asked
+    ]
+    for text, literal in _fetch_responses(client._imap, uid_ranges(uids), asked):
+        item = _attributes(text, patterns)
         if literal is not None:
             item[HEADER_KEY] = literal
         elif _EMPTY_HEADER.search(text):
@@ -132,9 +137,11 @@ def _line(imap: imaplib.IMAP4) -> bytes:
     return line
 
 
-def _attributes(text: bytes) -> dict[bytes, Any]:
+def _attributes(
+    text: bytes, patterns: Sequence[tuple[bytes, re.Pattern[bytes]]]
+) -> dict[bytes, Any]:
     found: dict[bytes, Any] = {}
-    for key, pattern in ((b"UID", _UID), (b"RFC822.SIZE", _SIZE), (b"X-GM-MSGID", _GM)):
+    for key, pattern in patterns:
         match = pattern.search(text)
         if match:
             found[key] = int(match.group(1))

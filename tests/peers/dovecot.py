@@ -70,6 +70,7 @@ service imap-login {{
 service imap {{
   executable = imap postlogin
 }}
+{compress}
 service postlogin {{
   executable = script-login -d rawlog -b
   unix_listener postlogin {{
@@ -116,6 +117,13 @@ def available() -> bool:
     return os.access(DOVECOT, os.X_OK)
 
 
+COMPRESS = """\
+protocol imap {
+  mail_plugins = $mail_plugins imap_zlib
+}
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -123,9 +131,11 @@ def _free_port() -> int:
 
 
 class Dovecot:
-    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
-        """`tls`: (certificate chain, key) PEM files for an implicit-TLS port (tls_port)."""
+    def __init__(self, tls: tuple[Path, Path] | None = None, compress: bool = False) -> None:
+        """`tls`: (certificate chain, key) PEM files for an implicit-TLS port (tls_port);
+        `compress`: offer COMPRESS=DEFLATE (Dovecot's imap_zlib plugin)."""
         self.tls = tls
+        self.compress = compress
         # Not under pytest's tmp_path: every parent must be traversable by the
         # dovecot user (pytest's are mode 0700).
         self.root = Path(tempfile.mkdtemp(prefix="gateway-dovecot-"))
@@ -153,7 +163,13 @@ class Dovecot:
             cert, key = (self.root / p.name for p in self.tls)
             ssl = f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
         self.conf.write_text(
-            CONFIG.format(root=self.root, port=self.port, tls_port=self.tls_port, ssl=ssl)
+            CONFIG.format(
+                root=self.root,
+                port=self.port,
+                tls_port=self.tls_port,
+                ssl=ssl,
+                compress=COMPRESS if self.compress else "",
+            )
         )
         self._proc = subprocess.Popen(
             [DOVECOT, "-F", "-c", str(self.conf)],
