@@ -393,7 +393,7 @@ def idle_benchmark(count: int, console: Console) -> None:
     from gateway.models import Mailbox, MailboxState
     from gateway.vault import Vault
 
-    server = Dovecot().start()
+    server = Dovecot(compress=True).start()  # compressed sessions, as with Gmail
     tmp = Path(tempfile.mkdtemp())
     try:
         for i in range(count):

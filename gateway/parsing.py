@@ -18,7 +18,7 @@ from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from gateway.addresses import Address, fix_surrogates, parse_address_list
+from gateway.addresses import Address, fix_surrogates, parse_address_list, simple_address_keys
 
 MAX_MESSAGE_ID = 998
 ADDRESS_HEADERS = ("from", "sender", "reply-to", "to", "cc", "bcc")
@@ -128,6 +128,52 @@ def parse(raw: bytes, local_part_case: str = "lower") -> ParsedMessage:
         date=_date(headers.get("date", ())),
         addresses=addresses,
         flags=tuple(flags),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderScan:
+    """What an IMAP header scan needs of a message: every address its address headers
+    name (normalized), its Message-ID and date; as parse() reads them."""
+
+    addresses: frozenset[str]
+    message_id: str | None
+    date: datetime | None
+
+
+_ADDRESS_HEADER_SET = frozenset(ADDRESS_HEADERS)
+
+
+def scan_headers(raw: bytes, local_part_case: str = "lower") -> HeaderScan:
+    """The scan's facts of `raw` (a header section): read directly for a well-formed
+    ASCII section whose address headers have the common shapes, else through parse().
+    A property test holds the two equal."""
+    blank = _BLANK_LINE.search(raw)
+    head = raw[: blank.start() + 1] + b"\n" if blank else raw
+    items = split_headers(head) if head.isascii() else None
+    if items is not None:
+        addresses: set[str] = set()
+        ids: list[str] = []
+        dates: list[str] = []
+        for name, value in items:
+            key = name.lower()
+            if key in _ADDRESS_HEADER_SET:
+                found = simple_address_keys(value, local_part_case)
+                if found is None:
+                    break
+                addresses.update(found)
+            elif key == "message-id":
+                ids.append(value)
+            elif key == "date":
+                dates.append(value)
+        else:
+            return HeaderScan(frozenset(addresses), _first_message_id(ids), _date(dates))
+    parsed = parse(raw, local_part_case)
+    addresses_of = parsed.addresses
+    return HeaderScan(
+        frozenset(a.normalized for name in ADDRESS_HEADERS for a in addresses_of.get(name, ())),
+        parsed.message_id,
+        parsed.date,
     )
 
 

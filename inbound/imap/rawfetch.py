@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import imaplib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -61,9 +63,11 @@ def search_uids(client: Any, *criteria: str | date) -> list[int]:
     return [int(n) for part in data if part for n in part.split()]
 
 
-def fetch_bodies(client: Any, uids: Sequence[int]) -> dict[int, bytes]:
+def fetch_bodies(
+    client: Any, uids: Sequence[int], pipeline: Pipeline | None = None
+) -> dict[int, bytes]:
     """UID FETCH BODY.PEEK[] of `uids` (never sets \\Seen): {uid: the message's bytes}."""
-    found = fetch_headers(client, uids, ["BODY.PEEK[]"])
+    found = fetch_headers(client, uids, ["BODY.PEEK[]"], pipeline)
     return {uid: item[HEADER_KEY] for uid, item in found.items() if HEADER_KEY in item}
 
 
@@ -72,49 +76,83 @@ def _imap_date(day: date) -> str:
 
 
 def fetch_headers(
-    client: Any, uids: Sequence[int], items: Sequence[str]
+    client: Any,
+    uids: Sequence[int],
+    items: Sequence[str],
+    pipeline: Pipeline | None = None,
 ) -> dict[int, dict[bytes, Any]]:
     """UID FETCH `items` (one of them a section with a literal: BODY.PEEK[HEADER...] or
-    BODY.PEEK[]) for `uids`; the literal is under HEADER_KEY."""
+    BODY.PEEK[]) for `uids`; the literal is under HEADER_KEY. With `pipeline`, after
+    the commands already in flight on it."""
     if not uids:
         return {}
-    wanted = set(uids)
-    out: dict[int, dict[bytes, Any]] = {}
-    asked = " ".join(items)
-    patterns = [
-        (key, pattern) for key, pattern in _NUMBERS if key == b"UID" or key.decode() in asked
-    ]
-    for text, literal in _fetch_responses(client._imap, uid_ranges(uids), asked):
-        item = _attributes(text, patterns)
-        if literal is not None:
-            item[HEADER_KEY] = literal
-        elif _EMPTY_HEADER.search(text):
-            item[HEADER_KEY] = b""
-        _store(out, item, wanted)
-    return out
+    line = pipeline or Pipeline(client)
+    return line.result(line.send(uids, items))
 
 
-def _fetch_responses(
-    imap: imaplib.IMAP4, uid_set: str, items: str
-) -> Iterator[tuple[bytes, bytes | None]]:
-    """Send UID FETCH through imaplib and read its answer here, one response at a time:
-    (the response's text with its literal cut out, the first literal or None).
+@dataclass
+class Fetch:
+    """A UID FETCH sent, its answer read as it comes."""
+
+    tag: bytes
+    wanted: set[int]
+    patterns: list[tuple[bytes, re.Pattern[bytes]]]
+    out: dict[int, dict[bytes, Any]] = field(default_factory=dict)
+    done: bool = False
+    error: IMAPClientError | None = None
+
+
+class Pipeline:
+    """UID FETCH commands in flight on one connection (RFC 3501 5.5): the next batch's
+    headers can be asked for before this one is processed, so that the server works
+    while we do. Answers are read here, one response at a time, each filed under the
+    command whose UIDs it names; no other command may be sent while any is in flight.
 
     imaplib's own reader runs several regular expressions and list operations per
     line, which for a 20,000-message header scan cost more than the server's work.
     Reads stay bounded as imaplib's are: lines by its _MAXLINE, literals by the
     connection's limit (SafeIMAPClient's read)."""
-    tag = imap._command("UID", "FETCH", uid_set, f"({items})")
-    imap.tagged_commands.pop(tag, None)  # answered here, not through imaplib
-    mine = tag if isinstance(tag, bytes) else tag.encode("ascii")
-    while True:
+
+    def __init__(self, client: Any) -> None:
+        self.imap: imaplib.IMAP4 = client._imap
+        self.waiting: deque[Fetch] = deque()
+
+    def send(self, uids: Sequence[int], items: Sequence[str]) -> Fetch:
+        asked = " ".join(items)
+        tag = self.imap._command("UID", "FETCH", uid_ranges(uids), f"({asked})")
+        self.imap.tagged_commands.pop(tag, None)  # answered here, not through imaplib
+        # UID always; the other numbers only when asked for (a search each per response)
+        patterns = [p for p in _NUMBERS if p[0] == b"UID" or p[0].decode() in asked]
+        fetch = Fetch(tag if isinstance(tag, bytes) else tag.encode("ascii"), set(uids), patterns)
+        self.waiting.append(fetch)
+        return fetch
+
+    def result(self, fetch: Fetch) -> dict[int, dict[bytes, Any]]:
+        while not fetch.done:
+            self._read_response()
+        if fetch.error is not None:
+            raise fetch.error
+        return fetch.out
+
+    def drain(self) -> None:
+        """Read every answer still due (before the connection is used otherwise)."""
+        while self.waiting:
+            self._read_response()
+
+    def _read_response(self) -> None:
+        imap = self.imap
         line = _line(imap)
-        if line.startswith(mine + b" "):
-            status, _, text = line[len(mine) + 1 :].partition(b" ")
+        if line[:1] != b"*":
+            tag, _, rest = line.partition(b" ")
+            finished = next((f for f in self.waiting if f.tag == tag), None)
+            if finished is None:
+                raise imaplib.IMAP4.abort(f"unexpected response: {line[:200]!r}")
+            status, _, text = rest.partition(b" ")
             if status != b"OK":
-                raise IMAPClientError(
-                    f"FETCH failed: {status.decode()} {text.decode(errors='replace')}"
-                )
+                said = f"{status.decode(errors='replace')} {text.decode(errors='replace')}"
+                finished.error = IMAPClientError(f"FETCH failed: {said.strip()}")
+            finished.done = True
+            self.waiting.remove(finished)
             return
         if line.startswith(b"* BYE"):
             raise imaplib.IMAP4.abort(f"server said {line.decode(errors='replace')}")
@@ -126,8 +164,18 @@ def _fetch_responses(
                 literal = data
             line = _line(imap)
             text = text[: size.start()] + b" " + line
-        if text.startswith(b"* ") and b" FETCH " in text[:40]:
-            yield text, literal
+        if not (text.startswith(b"* ") and b" FETCH " in text[:40]):
+            return  # EXISTS, EXPUNGE, ...: the next sync pass sees what they announce
+        for fetch in self.waiting:
+            item = _attributes(text, fetch.patterns)
+            uid = item.get(b"UID")
+            if uid in fetch.wanted:
+                if literal is not None:
+                    item[HEADER_KEY] = literal
+                elif _EMPTY_HEADER.search(text):
+                    item[HEADER_KEY] = b""
+                fetch.out.setdefault(uid, {}).update(item)
+                return
 
 
 def _line(imap: imaplib.IMAP4) -> bytes:
@@ -146,9 +194,3 @@ def _attributes(
         if match:
             found[key] = int(match.group(1))
     return found
-
-
-def _store(out: dict[int, dict[bytes, Any]], item: dict[bytes, Any], wanted: set[int]) -> None:
-    uid = item.get(b"UID")
-    if isinstance(uid, int) and uid in wanted:
-        out.setdefault(uid, {}).update(item)

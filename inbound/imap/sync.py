@@ -18,6 +18,7 @@ and UID).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -47,10 +48,11 @@ from gateway.models import (
     utcnow,
 )
 from gateway.models.mailboxes import FolderRole, Mailbox, MailboxFolder
-from gateway.parsing import ADDRESS_HEADERS, ParsedMessage, parse
-from gateway.store import Arrival, accept_in
+from gateway.parsing import HeaderScan, parse
+from gateway.store import Arrival, accept_batch_in, accept_in
+from inbound.imap import scanning
 from inbound.imap.folders import find_folders
-from inbound.imap.rawfetch import fetch_bodies, fetch_headers, search_uids
+from inbound.imap.rawfetch import Pipeline, fetch_bodies, fetch_headers, search_uids
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +71,16 @@ class Scanned:
     message_id: str | None
     date: datetime | None
     gm_msgid: int | None = None  # Gmail's id of the message, the same under every label
-    parsed: ParsedMessage | None = None
+    header: bytes | None = None  # the fetched header fields
+    local_part_case: str = "lower"
 
     @property
     def identity(self) -> str:
         """As the pipeline will compute it (gateway.parsing); asked only of the few
-        messages that name a contact, so not computed for the rest."""
-        return self.parsed.identity() if self.parsed is not None else ""
+        messages that name a contact, so the headers are parsed whole only for them."""
+        if self.header is None:
+            return ""
+        return parse(self.header, self.local_part_case).identity()
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,19 @@ class _Scanning:
     uids: list[int]
     checkpoint: dict[str, Any]
     headers: dict[int, dict[bytes, Any]]
-    scanned: Future[dict[int, Scanned]]
+    raw: dict[int, bytes]  # each message's header fields
+    scans: Future[dict[int, HeaderScan]]  # parsed in a worker process
+
+
+@dataclass(frozen=True)
+class _Matched:
+    """A batch matched and its bodies fetched, ready to be written."""
+
+    scanned: dict[int, Scanned]
+    wanted: list[int]
+    held: set[int]
+    bodies: dict[int, bytes]
+    mark: int  # the newest contact address when the batch was matched
 
 
 @dataclass
@@ -150,6 +167,7 @@ class MailboxSync:
         report = SyncReport()
         if self.sync_mode != "two_way":
             return report  # one-way sync pulls nothing
+        scanning.warm()  # once per process: starts while the folders are listed and searched
         folders = find_folders(client.list_folders())
         for role, name in ((FolderRole.INBOX, folders.inbox), (FolderRole.SENT, folders.sent)):
             if name is not None:
@@ -374,19 +392,51 @@ class MailboxSync:
         batches: Sequence[tuple[list[int], dict[str, Any]]],
         report: FolderReport,
     ) -> None:
-        """Each batch in order; the headers of one are parsed (in a thread) while the
-        server sends the next one's, so the server's time and ours overlap."""
+        """Each batch in order, in overlapping stages: the server reads the next batch's
+        headers (asked for before this one is handled) while this one is parsed (in a
+        worker process, inbound.imap.scanning), matched and its bodies fetched, and
+        the one before is written (a thread). Writes stay in order, one at a time: a
+        batch is handed to the writer only once the one before is committed, and a
+        failed write stops the folder there, its checkpoint never passing it."""
         items = self._header_items(client)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-scan") as pool:
+        pipeline = Pipeline(client)
+        try:
+            self._pipelined(client, state, batches, report, items, pipeline)
+        except BaseException:
+            # A write failed with the next batch's headers asked for: read them off the
+            # connection (it stays usable), then report the failure.
+            with contextlib.suppress(Exception):
+                pipeline.drain()
+            raise
+
+    def _pipelined(
+        self,
+        client: Any,
+        state: MailboxFolder,
+        batches: Sequence[tuple[list[int], dict[str, Any]]],
+        report: FolderReport,
+        items: list[str],
+        pipeline: Pipeline,
+    ) -> None:
+        case = self.config.addresses.local_part_case
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-write") as writer:
             ahead: _Scanning | None = None
-            for uids, checkpoint in batches:
-                headers = fetch_headers(client, uids, items)
-                current = _Scanning(uids, checkpoint, headers, pool.submit(self._scan, headers))
+            writing: Future[None] | None = None
+            asked = pipeline.send(batches[0][0], items) if batches else None
+            for n, (uids, checkpoint) in enumerate(batches):
+                assert asked is not None
+                headers = pipeline.result(asked)
+                # The server reads the next batch's headers while this one is handled.
+                asked = pipeline.send(batches[n + 1][0], items) if n + 1 < len(batches) else None
+                raw = _raw_headers(headers)
+                current = _Scanning(uids, checkpoint, headers, raw, scanning.submit(raw, case))
                 if ahead is not None:
-                    self._batch(client, state, ahead, report)
+                    writing = self._batch(client, state, ahead, report, writer, writing, pipeline)
                 ahead = current
             if ahead is not None:
-                self._batch(client, state, ahead, report)
+                writing = self._batch(client, state, ahead, report, writer, writing, pipeline)
+            if writing is not None:
+                writing.result()
 
     def _batch(
         self,
@@ -394,17 +444,39 @@ class MailboxSync:
         state: MailboxFolder,
         work: _Scanning,
         report: FolderReport,
-    ) -> None:
-        uids, checkpoint, headers = work.uids, work.checkpoint, work.headers
-        scanned = work.scanned.result()
+        writer: ThreadPoolExecutor,
+        previous: Future[None] | None,
+        pipeline: Pipeline,
+    ) -> Future[None]:
+        """Match the batch and fetch its bodies here; its write goes to `writer` once
+        the write of the batch before (`previous`) is committed."""
+        case = self.config.addresses.local_part_case
+        scans = scanning.result(work.scans, work.raw, case)
+        scanned = self._scanned(work.headers, work.raw, scans)
         with self.db.read() as session:
             mark = _newest_contact_email(session)
             wanted = self._matching(session, scanned)
             held = self._stored(session, state, wanted, scanned)
-        bodies = self._bodies(client, [u for u in wanted if u not in held], headers)
+        bodies = self._bodies(client, [u for u in wanted if u not in held], work.headers, pipeline)
+        if previous is not None:
+            previous.result()  # raises what that write raised: nothing after it is written
+        return writer.submit(
+            self._write, state, work, _Matched(scanned, wanted, held, bodies, mark), report
+        )
+
+    def _write(
+        self, state: MailboxFolder, work: _Scanning, found: _Matched, report: FolderReport
+    ) -> None:
+        """One transaction: the batch's messages, its header index and the checkpoint."""
+        scanned, wanted, held, bodies = found.scanned, found.wanted, found.held, found.bodies
         with self.db.session() as session:
-            for uid in sorted(bodies):
-                accept_in(session, bodies[uid], self._arrival(state, uid, scanned.get(uid)))
+            accept_batch_in(
+                session,
+                [
+                    (bodies[uid], self._arrival(state, uid, scanned.get(uid)))
+                    for uid in sorted(bodies)
+                ],
+            )
             rest = {
                 u: s
                 for u, s in scanned.items()
@@ -413,46 +485,51 @@ class MailboxSync:
             # A contact address added since the look above (its want_scanned() ran
             # before these rows existed): mark its messages wanted here, and those
             # matched but not fetched (gone meanwhile) too; the next pass fetches them.
-            added = self._contact_emails_after(session, mark)
-            again = {u for u, s in rest.items() if u in wanted or s.addresses & added}
+            added = self._contact_emails_after(session, found.mark)
+            matched = set(wanted)
+            again = {u for u, s in rest.items() if u in matched or s.addresses & added}
             self._index(session, state, rest, again)
             folder = session.get_one(MailboxFolder, state.id)
-            folder.scanned += len(uids)
+            folder.scanned += len(work.uids)
             folder.matched += len(wanted)
             folder.fetched += len(bodies)
-            for key, value in checkpoint.items():
+            for key, value in work.checkpoint.items():
                 setattr(folder, key, value)
                 setattr(state, key, value)
             folder.updated_at = utcnow()
-        report.scanned += len(uids)
+        report.scanned += len(work.uids)
         report.matched += len(wanted)
         report.fetched += len(bodies)
         if bodies:
             self.stored()
 
     def _scan(self, fetched: dict[int, dict[bytes, Any]]) -> dict[int, Scanned]:
-        """What each message's headers say: the addresses that could be contacts."""
-        found: dict[int, Scanned] = {}
+        """What each message's headers say (parsed here)."""
+        raw = _raw_headers(fetched)
+        case = self.config.addresses.local_part_case
+        return self._scanned(fetched, raw, scanning.scan_batch(raw, case))
+
+    def _scanned(
+        self,
+        fetched: dict[int, dict[bytes, Any]],
+        raw: dict[int, bytes],
+        scans: dict[int, HeaderScan],
+    ) -> dict[int, Scanned]:
+        """The scans with the addresses that could be contacts (never the account's
+        users) and the Gmail message ids."""
         with self.db.read() as session:
             directory = AccountDirectory.load_by_id(session, self.account_id, self.config)
-        for uid, item in fetched.items():
-            raw = _header_bytes(item)
-            if raw is None:
-                continue
-            parsed = parse(raw, self.config.addresses.local_part_case)
-            addresses = {
-                a.normalized
-                for header in ADDRESS_HEADERS
-                for a in parsed.addresses.get(header, ())
-                if directory.can_be_contact(a.normalized)
-            }
-            gm = item.get(b"X-GM-MSGID")
-            found[int(uid)] = Scanned(
-                addresses,
-                parsed.message_id,
-                parsed.date,
+        case = self.config.addresses.local_part_case
+        found: dict[int, Scanned] = {}
+        for uid, scan in scans.items():
+            gm = fetched[uid].get(b"X-GM-MSGID")
+            found[uid] = Scanned(
+                {a for a in scan.addresses if directory.can_be_contact(a)},
+                scan.message_id,
+                scan.date,
                 int(gm) if gm is not None else None,
-                parsed,
+                raw[uid],
+                case,
             )
         return found
 
@@ -577,7 +654,11 @@ class MailboxSync:
             )
 
     def _bodies(
-        self, client: Any, uids: Sequence[int], headers: dict[int, dict[bytes, Any]]
+        self,
+        client: Any,
+        uids: Sequence[int],
+        headers: dict[int, dict[bytes, Any]],
+        pipeline: Pipeline | None = None,
     ) -> dict[int, bytes]:
         """The full messages of `uids`, fetched in commands of BODY_BYTES at most (sizes
         asked for these only: most scanned messages are never fetched)."""
@@ -585,9 +666,9 @@ class MailboxSync:
         if not uids:
             return out
         if any(b"RFC822.SIZE" not in headers.get(uid, {}) for uid in uids):
-            headers = fetch_headers(client, list(uids), ["RFC822.SIZE"])
+            headers = fetch_headers(client, list(uids), ["RFC822.SIZE"], pipeline)
         for chunk in _by_size(uids, headers, BODY_BYTES):
-            out.update(fetch_bodies(client, chunk))
+            out.update(fetch_bodies(client, chunk, pipeline))
         return out
 
     def _header_items(self, client: Any) -> list[str]:
@@ -633,6 +714,11 @@ def source_key(mailbox_id: int, folder: str, uidvalidity: int, uid: int) -> str:
     """One sighting per message of a folder: mailbox, folder, UIDVALIDITY and UID."""
     digest = hashlib.sha256(folder.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"imap:{mailbox_id}:{digest}:{uidvalidity}:{uid}"
+
+
+def _raw_headers(fetched: dict[int, dict[bytes, Any]]) -> dict[int, bytes]:
+    found = {int(uid): _header_bytes(item) for uid, item in fetched.items()}
+    return {uid: raw for uid, raw in found.items() if raw is not None}
 
 
 def _header_bytes(item: dict[bytes, Any]) -> bytes | None:

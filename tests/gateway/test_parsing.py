@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -203,3 +204,86 @@ def test_common_dates_read_as_the_stdlib_reads_them(value: str) -> None:
     got = _date([value])
     assert got == expected
     assert got is None or got.tzinfo is UTC
+
+
+_NAMES = st.sampled_from(
+    ["", "Bob", '"Bob Smith"', "O'Neil", "A.B", '"x@y"', "=?utf-8?q?B=C3=B6b?="]
+)
+_SPECS = st.sampled_from(
+    [
+        "bob@acme.com",
+        "Bob@ACME.com.",
+        "a.b+c@x-y.example",
+        "bad..dots@x.com",
+        "no-at-sign",
+        '"quoted local"@x.com',
+        "ünï@x.com",
+        "a@[127.0.0.1]",
+        "a@-bad-.com",
+        "x@xn--bcher-kva.example",
+    ]
+)
+_ITEMS = st.builds(
+    lambda name, spec, angle: f"{name} <{spec}>" if angle or name else spec,
+    _NAMES,
+    _SPECS,
+    st.booleans(),
+)
+_ADDRESS_VALUES = st.one_of(
+    st.lists(_ITEMS, min_size=1, max_size=4).map(", ".join),
+    st.lists(_ITEMS, min_size=1, max_size=3).map(",\r\n ".join),  # folded
+    st.sampled_from(["undisclosed-recipients:;", "Team: a@b.c, d@e.f;", "a@b.c (comment)", ""]),
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30),
+)
+_SCAN_HEADERS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.sampled_from(["From", "To", "CC", "bcc", "Reply-To", "Sender"]), _ADDRESS_VALUES
+        ),
+        st.tuples(
+            st.just("Message-ID"), st.sampled_from(["<a@b>", "a@b", "<x> <y@z>", "", "<a b>"])
+        ),
+        st.tuples(
+            st.just("Date"),
+            st.sampled_from(["Tue, 1 Dec 2026 09:05:00 +0100", "1 Dec 26 09:05 GMT", "soon"]),
+        ),
+        st.tuples(st.just("Subject"), st.text(max_size=20)),
+    ),
+    max_size=8,
+)
+
+
+@given(_SCAN_HEADERS, st.sampled_from(["lower", "exact"]))
+@settings(max_examples=500)
+def test_the_header_scan_reads_as_parse_reads(
+    headers: list[tuple[str, str]], local_part_case: str
+) -> None:
+    """scan_headers() decides which IMAP messages are downloaded: it must find exactly
+    the addresses, Message-ID and date parse() finds, whichever path it takes."""
+    from gateway.parsing import scan_headers
+
+    raw = ("".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n").encode("utf-8", "surrogatepass")
+    parsed = parse(raw, local_part_case)
+    expected = {a.normalized for addresses in parsed.addresses.values() for a in addresses}
+    scan = scan_headers(raw, local_part_case)
+    assert scan.addresses == expected
+    assert (scan.message_id, scan.date) == (parsed.message_id, parsed.date)
+
+
+def test_the_header_scan_reads_common_headers_without_the_full_parser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gateway.parsing
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("parse() called for a common header section")
+
+    raw = (
+        b'From: Carol <carol@Client.com>\r\nTo: bob@acme.com,\r\n "Ann" <ann@acme.com>\r\n'
+        b"Subject: hi\r\nDate: Tue, 1 Dec 2026 09:05:00 +0100\r\nMessage-ID: <m1@x>\r\n\r\n"
+    )
+    monkeypatch.setattr(gateway.parsing, "parse", refuse)
+    scan = gateway.parsing.scan_headers(raw)
+    assert scan.addresses == {"carol@client.com", "bob@acme.com", "ann@acme.com"}
+    assert scan.message_id == "m1@x"
+    assert scan.date == datetime(2026, 12, 1, 8, 5, tzinfo=UTC)

@@ -76,3 +76,66 @@ def test_database_errors_come_as_sqlalchemy_errors(
     with pytest.raises(IntegrityError), db.connection() as connection:
         accept_in(connection, make_message(), arrival)
         accept_in(connection, make_message(body="other\r\n"), arrival)  # same key: unique
+
+
+def test_a_batch_is_accepted_as_one_by_one(db: Database, config: Config, account_id: int) -> None:
+    """accept_batch_in() (the IMAP sync's batches) gives what accept_in() gives one
+    message at a time: arrivals stored before, discarded ones revived, bytes stored
+    before under another arrival, the same bytes twice in the batch, quarantine."""
+    from sqlalchemy import select
+
+    from gateway.store import accept_batch_in
+
+    with db.session() as session:
+        users = [get_user(session, config, e).id for e in ("bob@acme.com", "ann@acme.com")]
+
+    def arrival(user: int, key: str, **extra: object) -> Arrival:
+        return Arrival(user, Source.IMAP, Keep.IF_MATCHED, source_key=key, **extra)  # type: ignore[arg-type]
+
+    mail = {s: make_message(subject=s) for s in ["k1", "k2", "shared", "twice"]}
+    mail |= {f"n{n}": make_message(subject=f"n{n}") for n in range(8)}
+    shared = mail["shared"]
+    for user in users:  # the same history for both users
+        with db.session() as session:
+            accept_in(session, mail["k1"], arrival(user, "k1"))
+            discarded = accept_in(session, mail["k2"], arrival(user, "k2"))
+            accept_in(session, shared, arrival(user, "old"))
+            row = session.get_one(Sighting, discarded.sighting_id)
+            row.raw_message_id, row.state = None, "discarded"
+
+    def batch(user: int) -> list[tuple[bytes, Arrival]]:
+        twice = mail["twice"]
+        items = [
+            (mail["k1"], arrival(user, "k1")),
+            (mail["k2"], arrival(user, "k2", folder="INBOX", uid=2)),
+            (shared, arrival(user, "new-for-shared")),
+            (twice, arrival(user, "twice-a")),
+            (twice, arrival(user, "twice-b", quarantined=True)),
+        ]
+        items += [
+            (mail[f"n{n}"], arrival(user, f"n{n}", folder="INBOX", uid=10 + n)) for n in range(8)
+        ]
+        return items
+
+    with db.session() as session:
+        batched = accept_batch_in(session, batch(users[0]))
+    with db.session() as session:
+        single = [accept_in(session, raw, a) for raw, a in batch(users[1])]
+
+    assert [(a.new, a.sha256, a.raw_message_id) for a in batched] == [
+        (a.new, a.sha256, a.raw_message_id) for a in single
+    ]
+    assert [a.new for a in batched][:3] == [False, True, True]
+
+    def stored(user: int) -> list[tuple[object, ...]]:
+        with db.read() as session:
+            rows = session.scalars(
+                select(Sighting).where(Sighting.user_id == user).order_by(Sighting.source_key)
+            ).all()
+            return [
+                (r.source_key, r.state, r.keep, r.raw_message_id, r.folder, r.uid, r.account_id)
+                for r in rows
+            ]
+
+    assert stored(users[0]) == stored(users[1])
+    assert [s[1] for s in stored(users[0]) if s[0] == "twice-b"] == ["quarantined"]

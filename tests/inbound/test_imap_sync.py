@@ -460,8 +460,8 @@ def test_a_contact_created_while_a_batch_is_in_flight_is_not_missed(
     real = MailboxSync._bodies
     created: list[bool] = []
 
-    def bodies_then_contact(self, client, uids, headers):
-        out = real(self, client, uids, headers)
+    def bodies_then_contact(self, client, uids, headers, pipeline=None):
+        out = real(self, client, uids, headers, pipeline)
         if not created:
             contacts(db, imap_config, account_id, "carol@client.com")
             created.append(True)
