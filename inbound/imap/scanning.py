@@ -27,6 +27,7 @@ IN_PLACE = 64  # batches this small are not worth a round trip to another proces
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _warming: Future[dict[int, HeaderScan]] | None = None  # the first task sent to the pool
+_broken = False  # the workers could not start in this process: always in place
 
 
 def scan_batch(headers: Mapping[int, bytes], local_part_case: str) -> dict[int, HeaderScan]:
@@ -53,7 +54,7 @@ def warm() -> None:
     the sync lists and searches its folders, so that batches need not wait for them."""
     global _warming
     with _lock:
-        if _warming is not None:
+        if _warming is not None or _broken:
             return
     try:
         first = _shared_pool().submit(scan_batch, {}, "lower")
@@ -67,9 +68,22 @@ def warm() -> None:
 
 def _started() -> bool:
     """True once a worker process has answered; starts them on the first call."""
+    global _broken
+    if _broken:
+        return False
     warm()
     with _lock:
-        return _warming is not None and _warming.done() and _warming.exception() is None
+        first = _warming
+    if first is None or not first.done():
+        return False
+    if first.exception() is not None:  # the workers cannot start here: never again
+        log.warning(
+            "header scan processes failed to start (%s): scanning in place", first.exception()
+        )
+        _broken = True
+        _reset()
+        return False
+    return True
 
 
 def result(
@@ -80,7 +94,7 @@ def result(
         return future.result()
     except BrokenProcessPool as exc:
         log.warning("a header scan process died (%s): scanning in place", exc)
-        _reset()
+        _reset()  # the next batch starts a new pool
         return scan_batch(headers, local_part_case)
 
 
