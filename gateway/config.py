@@ -350,6 +350,50 @@ class OAuth2Config:
 
 
 @dataclass(frozen=True)
+class SubmissionConfig:
+    """The submission role: the SMTP server the CRM sends mail through (SMTP AUTH)."""
+
+    listen: str = field(
+        default="127.0.0.1:2587",
+        metadata=_doc('Address and port with STARTTLS (production: "0.0.0.0:587").'),
+    )
+    tls_listen: str = field(
+        default="",
+        metadata=_doc('Address and port with implicit TLS ("0.0.0.0:465"); empty: none.'),
+    )
+    hostname: str = field(
+        default="localhost",
+        metadata=_doc("Name the server gives in its greeting and EHLO reply."),
+    )
+    max_message_size: int = field(
+        default=25 * 1024 * 1024,
+        metadata=_doc("Largest message accepted, in bytes (advertised with SIZE)."),
+    )
+    max_recipients: int = field(
+        default=100, metadata=_doc("Recipients per message; more get 452 4.5.3.")
+    )
+    max_errors: int = field(
+        default=10, metadata=_doc("Error replies before the connection is closed (421).")
+    )
+    timeout: float = field(
+        default=300.0, metadata=_doc("Seconds a client may stay silent (RFC 5321: 5 min).")
+    )
+    auth_failures: int = field(
+        default=5,
+        metadata=_doc(
+            "Failed AUTH attempts allowed per client IP and per user within "
+            "auth_failure_window; past them AUTH is refused (454 4.7.0) until the window passes."
+        ),
+    )
+    auth_failure_window: float = field(
+        default=600.0, metadata=_doc("Seconds over which failed AUTH attempts are counted.")
+    )
+    auth_failure_delay: float = field(
+        default=1.0, metadata=_doc("Seconds before a failed AUTH is answered (slows guessing).")
+    )
+
+
+@dataclass(frozen=True)
 class WebConfig:
     """The web role: the HTTP server of the admin pages, the REST API and /metrics."""
 
@@ -375,8 +419,9 @@ class ServeConfig:
         metadata=_doc(
             'Roles started by `gateway serve`: "dropbox" (the BCC dropbox SMTP server), '
             '"pipeline" (finishes every stored message, including those interrupted by a '
-            'crash), "imap" (syncs every active connected mailbox) and "web" (the HTTP '
-            "server: /metrics)."
+            'crash), "imap" (syncs every active connected mailbox), "web" (the HTTP '
+            'server: /metrics) and "submission" (SMTP AUTH for the CRM: queues mail; its '
+            "delivery comes with a later release, so it is not started by default)."
         ),
     )
     workers: int = field(
@@ -412,6 +457,7 @@ class Config:
     security: SecurityConfig = SecurityConfig()
     imap: ImapConfig = ImapConfig()
     oauth2: OAuth2Config = OAuth2Config()
+    submission: SubmissionConfig = SubmissionConfig()
     web: WebConfig = WebConfig()
     serve: ServeConfig = ServeConfig()
     log: LogConfig = LogConfig()
@@ -450,7 +496,7 @@ class Config:
         )
 
 
-KNOWN_ROLES = ("dropbox", "pipeline", "imap", "web")
+KNOWN_ROLES = ("dropbox", "pipeline", "imap", "web", "submission")
 _SECTIONS: dict[str, type] = {
     f.name: typing.get_type_hints(Config)[f.name]
     for f in dataclasses.fields(Config)
@@ -612,6 +658,7 @@ def _check(config: Config) -> None:
     _check_dropbox(config)
     _check_imap(config)
     _host_port(config.web.listen, None, "web.listen", src)
+    _check_submission(config)
     for server in config.dns.nameservers:
         _host_port(server, 53, "dns.nameservers", src)
     url = config.database.url
@@ -639,6 +686,21 @@ def _check_dropbox(config: Config) -> None:
     for key in ("timeout", "max_session_time"):
         if getattr(dropbox, key) <= 0:
             raise ConfigError(f"dropbox.{key}", src, "must be greater than 0")
+
+
+def _check_submission(config: Config) -> None:
+    src, submission = config.source, config.submission
+    _host_port(submission.listen, None, "submission.listen", src)
+    if submission.tls_listen:
+        _host_port(submission.tls_listen, None, "submission.tls_listen", src)
+    for key in ("max_message_size", "max_recipients", "max_errors", "auth_failures"):
+        if getattr(submission, key) < 1:
+            raise ConfigError(f"submission.{key}", src, "must be at least 1")
+    for key in ("timeout", "auth_failure_window"):
+        if getattr(submission, key) <= 0:
+            raise ConfigError(f"submission.{key}", src, "must be greater than 0")
+    if not 0 <= submission.auth_failure_delay <= 30:
+        raise ConfigError("submission.auth_failure_delay", src, "must be from 0 to 30 seconds")
 
 
 def _check_imap(config: Config) -> None:

@@ -116,6 +116,10 @@ def build_roles(
         from inbound.imap.service import ImapRole
 
         built["imap"] = ImapRole(db, config, wake or (worker.wake if worker else _nothing))
+    if "submission" in names:
+        from outbound.submission import SubmissionServer
+
+        built["submission"] = SubmissionServer(db, config)
     if "web" in names:
         from admin.server import WebRole
 

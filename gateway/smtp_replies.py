@@ -28,3 +28,16 @@ TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
 TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections from your address, try later")
 STORAGE_FULL = Reply(452, "4.3.1", "Insufficient system storage, try again later")
 TRY_LATER = Reply(451, "4.3.0", "Temporary local problem, try again later")
+
+# Submission (RFC 4954, RFC 6409)
+QUEUED = Reply(250, "2.0.0", "Queued")  # the queue id is added
+AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+AUTH_INVALID = Reply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_TOO_MANY_FAILURES = Reply(454, "4.7.0", "Too many failed authentications, try again later")
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+AUTH_NEEDS_TLS = Reply(538, "5.7.11", "Encryption required for requested authentication mechanism")
+AUTHZID_REFUSED = Reply(535, "5.7.8", "Authorization identity must be the user signing in")
+NOT_YOUR_ADDRESS = Reply(553, "5.7.1", "Sender address is not one of the signed-in user's")
+NO_NULL_SENDER = Reply(553, "5.7.1", "A null sender is not accepted on submission")
+BAD_HEADER = Reply(554, "5.6.0", "Malformed header")  # the reason is added
+NO_FROM = Reply(554, "5.6.0", "The message has no From header")

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiosmtpd.smtp import MISSING, SMTP, syntax
+from psycopg.errors import DiskFull
+from sqlalchemy.exc import OperationalError
 
 from gateway import smtp_replies as replies
 from gateway.config import Config
-from gateway.errors import MailRejected
+from gateway.errors import MailRejected, TryLater
 from gateway.smtp_data import TOO_LONG, TOO_MUCH, read_data
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,23 @@ def reply_for(exc: BaseException) -> str:
         return _UNSAFE_REPLY.sub(" ", str(exc.reply))[:MAX_REPLY]
     log.exception("unexpected error while handling SMTP", exc_info=exc)
     return str(replies.TRY_LATER)
+
+
+def storage_error(exc: Exception) -> TryLater:
+    """The reply for a failed commit: 452 4.3.1 when the disk or database is full."""
+    # The first error may be hidden behind a later one (a savepoint that SQLite
+    # already rolled back on SQLITE_FULL): look down the chain.
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen).lower()
+        if isinstance(seen, OperationalError | DiskFull) and (
+            "full" in text or "no space" in text or isinstance(seen, DiskFull)
+        ):
+            log.error("storage full: %s", seen)
+            return TryLater(replies.STORAGE_FULL)
+        seen = seen.__cause__ or seen.__context__
+    log.error("storage error: %s", exc)
+    return TryLater(replies.TRY_LATER)
 
 
 def with_status(line: str) -> str:

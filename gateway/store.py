@@ -27,6 +27,7 @@ from gateway.db import Database
 from gateway.models import (
     Keep,
     Message,
+    OutboundMessage,
     RawMessage,
     Sighting,
     SightingState,
@@ -231,6 +232,20 @@ def accept_in(transaction: Session | Connection, raw: bytes, arrival: Arrival) -
     return Accepted(int(sighting_id), int(raw_id), sha, new=True)
 
 
+def store_raw(transaction: Session | Connection, raw: bytes) -> int:
+    """The id of `raw` in raw_messages, stored now unless these bytes were already."""
+    connection = transaction.connection() if isinstance(transaction, Session) else transaction
+    sha = hashlib.sha256(raw).hexdigest()
+    raw_id = _one(
+        _INSERT_RAW[connection.dialect.name](connection).execute(
+            connection, {"sha256": sha, "size": len(raw), "data": raw, "created_at": utcnow()}
+        )
+    )
+    if raw_id is None:
+        raw_id = _one(_RAW_ID(connection).execute(connection, {"b_sha": sha}))
+    return int(raw_id)
+
+
 BATCH_CHUNK = 500  # values per IN list of accept_batch_in()
 
 
@@ -369,6 +384,7 @@ def drop_raw_if_unused(session: Session, raw_id: int | None) -> None:
             RawMessage.id == raw_id,
             ~exists().where(Sighting.raw_message_id == raw_id),
             ~exists().where(Message.raw_message_id == raw_id),
+            ~exists().where(OutboundMessage.raw_message_id == raw_id),
         )
     )
 

@@ -24,15 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from psycopg.errors import DiskFull
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import smtp_replies as replies
 from gateway.addresses import domain_of, parse_address_list
 from gateway.config import Config, host_port
 from gateway.db import Database
-from gateway.errors import MailRejected, MessageRejected, SenderRejected, TryLater
+from gateway.errors import MailRejected, MessageRejected, SenderRejected
 from gateway.models import Keep, Source, UserAddress
 from gateway.parsing import parse
 from gateway.resolver import Resolver
@@ -43,6 +42,7 @@ from gateway.smtp_server import (
     dropbox_limiter,
     enhanced_ehlo,
     reply_for,
+    storage_error,
 )
 from gateway.store import Arrival, GroupCommitter, MessageStore
 from gateway.tls import server_context
@@ -139,7 +139,7 @@ class DropboxHandler:
         except MailRejected as exc:
             return reply_for(exc)
         except SQLAlchemyError as exc:
-            return reply_for(_storage_error(exc))
+            return reply_for(storage_error(exc))
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         transaction.recipients.setdefault(recipient.user_id, recipient)
@@ -180,7 +180,7 @@ class DropboxHandler:
             try:
                 await self.committer.accept_many(raw, arrivals)
             except SQLAlchemyError as exc:
-                raise _storage_error(exc) from exc
+                raise storage_error(exc) from exc
         except MailRejected as exc:
             log.info("dropbox: refused message from %s: %s", envelope.mail_from, exc.reply)
             return reply_for(exc)
@@ -317,22 +317,6 @@ def _check_content(raw: bytes, smtp_utf8: bool) -> None:
 
 def _header_from(raw: bytes) -> list[str]:
     return [a.normalized for a in parse(raw).from_]
-
-
-def _storage_error(exc: Exception) -> TryLater:
-    # The first error may be hidden behind a later one (a savepoint that SQLite
-    # already rolled back on SQLITE_FULL): look down the chain.
-    seen: BaseException | None = exc
-    while seen is not None:
-        text = str(seen).lower()
-        if isinstance(seen, OperationalError | DiskFull) and (
-            "full" in text or "no space" in text or isinstance(seen, DiskFull)
-        ):
-            log.error("dropbox: storage full: %s", seen)
-            return TryLater(replies.STORAGE_FULL)
-        seen = seen.__cause__ or seen.__context__
-    log.error("dropbox: storage error: %s", exc)
-    return TryLater(replies.TRY_LATER)
 
 
 class DropboxServer:

@@ -16,6 +16,7 @@ from gateway.accounts import (
 from gateway.cli.context import Context
 from gateway.config import Config
 from gateway.models import User
+from gateway.tokens import create_token, list_tokens, revoke_token
 
 
 def register(sub: Any) -> None:
@@ -39,6 +40,19 @@ def register(sub: Any) -> None:
     a.add_argument("email")
     a.add_argument("--json", action="store_true")
     a.set_defaults(handler=cmd_show)
+    t = usub.add_parser("token", help="API tokens: the CRM's credentials for sending")
+    tsub = t.add_subparsers(dest="token_command", required=True)
+    a = tsub.add_parser("create", help="create a token (shown once) for SMTP AUTH and the API")
+    a.add_argument("email")
+    a.add_argument("--label", default="", help="what it is for, e.g. the CRM's name")
+    a.set_defaults(handler=cmd_token_create)
+    a = tsub.add_parser("list", help="a user's tokens (their ids, never the secrets)")
+    a.add_argument("email")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_token_list)
+    a = tsub.add_parser("revoke", help="delete a token: it is refused from now on")
+    a.add_argument("token_id", help="the id `token list` shows")
+    a.set_defaults(handler=cmd_token_revoke)
 
 
 def user_dict(config: Config, user: User) -> dict[str, Any]:
@@ -104,4 +118,40 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
         ctx.print_json(data)
     else:
         ctx.print_table(["field", "value"], list(data.items()))
+    return 0
+
+
+def cmd_token_create(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.db.session() as session:
+        created = create_token(session, ctx.config, args.email, args.label)
+    ctx.console.print(f"token {created.public_id} for {args.email} (shown once, keep it secret):")
+    ctx.console.print(created.token)
+    return 0
+
+
+def cmd_token_list(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.db.session() as session:
+        rows = [
+            {
+                "id": t.public_id,
+                "label": t.label,
+                "created_at": t.created_at.isoformat(),
+                "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
+            }
+            for t in list_tokens(session, ctx.config, args.email)
+        ]
+    if args.json:
+        ctx.print_json(rows)
+    else:
+        ctx.print_table(
+            ["id", "label", "created", "last used"],
+            [[r["id"], r["label"], r["created_at"], r["last_used_at"] or ""] for r in rows],
+        )
+    return 0
+
+
+def cmd_token_revoke(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.db.session() as session:
+        revoke_token(session, args.token_id)
+    ctx.console.print(f"revoked token {args.token_id}")
     return 0

@@ -28,13 +28,16 @@ from gateway.models.messages import (
     SightingState,
     Source,
 )
+from gateway.models.outbound import ApiToken, DeliveryState, OutboundMessage, OutboundRecipient
 
 __all__ = [
     "Account",
+    "ApiToken",
     "Base",
     "Contact",
     "ContactEmail",
     "Conversation",
+    "DeliveryState",
     "Direction",
     "Event",
     "FolderRole",
@@ -46,6 +49,8 @@ __all__ = [
     "MessageAddress",
     "MessageContact",
     "MessageReference",
+    "OutboundMessage",
+    "OutboundRecipient",
     "Plan",
     "RawMessage",
     "Role",

@@ -1,0 +1,81 @@
+"""Outbound mail: API tokens of the CRM's users, and the durable delivery queue.
+
+A message sent by the CRM (SMTP submission or the REST API) is one OutboundMessage
+with its bytes in raw_messages (content-addressed, as inbound mail) and one
+OutboundRecipient per envelope recipient, each with its own delivery state.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from gateway.models.base import Base, IdType, UtcDateTime, utcnow
+
+
+class ApiToken(Base):
+    """A credential for SMTP AUTH and the REST API: `gwt_<public_id>_<secret>`.
+
+    Only the SHA-256 of the secret is kept: the secret is 256 random bits, so a
+    slow password hash would add nothing but CPU per request."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+
+
+class DeliveryState(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    DEFERRED = "deferred"  # a temporary failure: tried again later
+    SENT = "sent"
+    BOUNCED = "bounced"  # refused for good (5xx, or deferred past the maximum age)
+    FAILED = "failed"  # could not be attempted (no route, no DKIM key, ...)
+    CANCELLED = "cancelled"
+
+
+class OutboundMessage(Base):
+    __tablename__ = "outbound_messages"
+    __table_args__ = (Index("ix_outbound_messages_state", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    raw_message_id: Mapped[int] = mapped_column(ForeignKey("raw_messages.id"), index=True)
+    source: Mapped[str] = mapped_column(String(16))  # "smtp" | "api"
+    mail_from: Mapped[str] = mapped_column(String(320))
+    message_id_header: Mapped[str] = mapped_column(String(998))
+    state: Mapped[str] = mapped_column(String(12), default=DeliveryState.QUEUED.value)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    recipients: Mapped[list[OutboundRecipient]] = relationship(
+        back_populates="message", cascade="all, delete-orphan", order_by="OutboundRecipient.id"
+    )
+
+
+class OutboundRecipient(Base):
+    __tablename__ = "outbound_recipients"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("outbound_messages.id", ondelete="CASCADE"), index=True
+    )
+    address: Mapped[str] = mapped_column(String(320))
+    state: Mapped[str] = mapped_column(String(12), default=DeliveryState.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_reply: Mapped[str | None] = mapped_column(Text, default=None)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    message: Mapped[OutboundMessage] = relationship(back_populates="recipients")

@@ -1,0 +1,106 @@
+"""The submission role on loopback ports, with a certificate from a test CA (trustme)."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+import trustme
+
+from gateway.config import Config, TlsConfig
+from gateway.db import Database
+from gateway.tokens import create_token
+from outbound.submission import SubmissionServer
+
+
+@dataclass
+class Submission:
+    port: int
+    tls_port: int
+    config: Config
+    db: Database
+    client_tls: ssl.SSLContext
+    token: str  # bob@acme.com's
+
+    def client(self, starttls: bool = True) -> smtplib.SMTP:
+        client = smtplib.SMTP("127.0.0.1", self.port, timeout=30)
+        client.ehlo("crm.test")
+        if starttls:
+            client.starttls(context=self.client_tls)
+            client.ehlo("crm.test")
+        return client
+
+    def signed_in(self, user: str = "bob@acme.com", secret: str | None = None) -> smtplib.SMTP:
+        client = self.client()
+        client.login(user, secret or self.token)
+        return client
+
+    def implicit(self) -> smtplib.SMTP_SSL:
+        client = smtplib.SMTP_SSL("127.0.0.1", self.tls_port, timeout=30, context=self.client_tls)
+        client.ehlo("crm.test")
+        return client
+
+
+@pytest.fixture(scope="session")
+def authority() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def submission_options() -> dict[str, object]:
+    """Override in a test module to change [submission] settings."""
+    return {}
+
+
+@pytest.fixture
+def submission(
+    db: Database,
+    config: Config,
+    account_id: int,
+    tmp_path: Path,
+    authority: trustme.CA,
+    submission_options: dict[str, object],
+) -> Iterator[Submission]:
+    leaf = authority.issue_cert("localhost", "127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    options: dict[str, object] = {
+        "listen": "127.0.0.1:0",
+        "tls_listen": "127.0.0.1:0",
+        "auth_failure_delay": 0.0,
+        "max_message_size": 200_000,
+    }
+    options.update(submission_options)
+    cfg = replace(
+        config,
+        tls=TlsConfig(cert_file=str(cert), key_file=str(key)),
+        submission=replace(config.submission, **options),  # type: ignore[arg-type]
+    )
+    with db.session() as session:
+        token = create_token(session, cfg, "bob@acme.com", "test CRM").token
+    client_tls = ssl.create_default_context()
+    authority.configure_trust(client_tls)
+    server = SubmissionServer(db, cfg)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    started = threading.Event()
+
+    async def main() -> None:
+        await server.start()
+        started.set()
+        await server.run(stop)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    assert started.wait(10), "submission did not start"
+    yield Submission(server.port("listen"), server.port("tls_listen"), cfg, db, client_tls, token)
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(10)
+    loop.close()
