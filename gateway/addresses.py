@@ -94,6 +94,11 @@ def _normalize_domain(domain: str) -> str | None:
         return None
 
 
+def normalize_domain(domain: str) -> str | None:
+    """A domain's comparison key (lower case, IDNA A-labels, no trailing dot), or None."""
+    return _normalize_domain(domain)
+
+
 def domain_of(normalized: str) -> str:
     return normalized.rpartition("@")[2]
 

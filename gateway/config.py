@@ -391,6 +391,13 @@ class SubmissionConfig:
     auth_failure_delay: float = field(
         default=1.0, metadata=_doc("Seconds before a failed AUTH is answered (slows guessing).")
     )
+    max_messages_per_hour: int = field(
+        default=1000,
+        metadata=_doc(
+            "Messages one user may queue in any hour (SMTP and API together); past it MAIL "
+            "gets 451 4.7.1. 0: no limit."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -699,6 +706,8 @@ def _check_submission(config: Config) -> None:
     for key in ("timeout", "auth_failure_window"):
         if getattr(submission, key) <= 0:
             raise ConfigError(f"submission.{key}", src, "must be greater than 0")
+    if submission.max_messages_per_hour < 0:
+        raise ConfigError("submission.max_messages_per_hour", src, "must be 0 (no limit) or more")
     if not 0 <= submission.auth_failure_delay <= 30:
         raise ConfigError("submission.auth_failure_delay", src, "must be from 0 to 30 seconds")
 

@@ -41,3 +41,4 @@ NOT_YOUR_ADDRESS = Reply(553, "5.7.1", "Sender address is not one of the signed-
 NO_NULL_SENDER = Reply(553, "5.7.1", "A null sender is not accepted on submission")
 BAD_HEADER = Reply(554, "5.6.0", "Malformed header")  # the reason is added
 NO_FROM = Reply(554, "5.6.0", "The message has no From header")
+RATE_LIMITED = Reply(451, "4.7.1", "Sending rate limit reached, try again later")

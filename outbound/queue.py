@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
 
 from gateway.db import Database
 from gateway.events import MESSAGE_QUEUED, emit
-from gateway.models import DeliveryState, OutboundMessage, OutboundRecipient, User
+from gateway.models import DeliveryState, OutboundMessage, OutboundRecipient, User, utcnow
 from gateway.store import store_raw
 from outbound.hygiene import Outgoing
 
@@ -52,3 +55,17 @@ def enqueue(
             recipients=list(dict.fromkeys(recipients)),
         )
         return Queued(message.id, outgoing.message_id)
+
+
+def sent_in_last_hour(db: Database, user_id: int) -> int:
+    """Messages the user queued in the last hour (for [submission] max_messages_per_hour)."""
+    since = utcnow() - timedelta(hours=1)
+    with db.read() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(OutboundMessage)
+                .where(OutboundMessage.user_id == user_id, OutboundMessage.created_at > since)
+            )
+            or 0
+        )

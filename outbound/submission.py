@@ -47,7 +47,7 @@ from gateway.smtp_server import GatewaySMTP, enhanced_ehlo, reply_for, storage_e
 from gateway.tls import server_context
 from gateway.tokens import user_for_password
 from outbound.hygiene import Outgoing, prepare
-from outbound.queue import Queued, enqueue
+from outbound.queue import Queued, enqueue, sent_in_last_hour
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +235,12 @@ class SubmissionHandler:
                 raise SenderRejected(replies.BAD_SENDER)
             if sender.normalized not in identity.addresses:
                 raise SenderRejected(replies.NOT_YOUR_ADDRESS)
+            limit = self.config.submission.max_messages_per_hour
+            if (
+                limit
+                and await asyncio.to_thread(sent_in_last_hour, self.db, identity.user_id) >= limit
+            ):
+                raise SenderRejected(replies.RATE_LIMITED)
         except MailRejected as exc:
             return reply_for(exc)
         envelope.mail_from = address

@@ -19,6 +19,7 @@ from gateway.config import Config, DatabaseConfig, PathsConfig, SecurityConfig
 from gateway.db import Database
 from gateway.models import Base
 from gateway.vault import ensure_key_file
+from tests.peers.dns import ZoneServer
 from tests.peers.dovecot import Dovecot
 from tests.peers.dovecot import available as dovecot_available
 
@@ -107,6 +108,13 @@ def account_id(db: Database, config: Config) -> int:
 
 
 # -- IMAP: a Dovecot for the session, a user of it per test ------------------------------
+
+
+@pytest.fixture(scope="session")
+def zone_server() -> ZoneServer:
+    """The tests' authoritative DNS server (twisted.names) on loopback. The reactor
+    cannot restart: one server for the session, its records set per test."""
+    return ZoneServer()
 
 
 @pytest.fixture(scope="session")

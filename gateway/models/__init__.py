@@ -28,7 +28,13 @@ from gateway.models.messages import (
     SightingState,
     Source,
 )
-from gateway.models.outbound import ApiToken, DeliveryState, OutboundMessage, OutboundRecipient
+from gateway.models.outbound import (
+    ApiToken,
+    DeliveryState,
+    DkimKey,
+    OutboundMessage,
+    OutboundRecipient,
+)
 
 __all__ = [
     "Account",
@@ -39,6 +45,7 @@ __all__ = [
     "Conversation",
     "DeliveryState",
     "Direction",
+    "DkimKey",
     "Event",
     "FolderRole",
     "Keep",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.models.base import Base, IdType, UtcDateTime, utcnow
@@ -79,3 +79,23 @@ class OutboundRecipient(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     message: Mapped[OutboundMessage] = relationship(back_populates="recipients")
+
+
+class DkimKey(Base):
+    """A DKIM key of a sending domain: the private half encrypted with the vault.
+
+    One active key per (account, domain, algorithm) signs; a rotated-out key stays
+    `retired` (its DNS record still verifies mail in flight) until removed."""
+
+    __tablename__ = "dkim_keys"
+    __table_args__ = (UniqueConstraint("domain", "selector"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    domain: Mapped[str] = mapped_column(String(253))
+    selector: Mapped[str] = mapped_column(String(63))
+    algorithm: Mapped[str] = mapped_column(String(16))  # rsa | ed25519
+    private_key: Mapped[str] = mapped_column(Text)  # vault-encrypted PEM
+    public_key: Mapped[str] = mapped_column(Text)  # the p= value
+    state: Mapped[str] = mapped_column(String(12), default="active")  # active | retired
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

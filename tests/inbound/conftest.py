@@ -22,12 +22,6 @@ from tests.peers.dns import ZoneServer
 
 
 @pytest.fixture(scope="session")
-def zone_server() -> ZoneServer:
-    # The reactor cannot restart: one server for the session, records reset per test.
-    return ZoneServer()
-
-
-@pytest.fixture(scope="session")
 def dkim_key() -> DkimKey:
     return make_dkim_key()
 

@@ -259,3 +259,13 @@ def _plain(authzid: str, user: str, secret: str) -> str:
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize("submission_options", [{"max_messages_per_hour": 2}])
+def test_a_user_over_the_hourly_limit_is_told_to_wait(submission: Submission) -> None:
+    with submission.signed_in() as client:
+        for _ in range(2):
+            assert client.sendmail("bob@acme.com", ["carol@client.com"], MESSAGE) == {}
+        code, reply = client.mail("bob@acme.com")
+    assert (code, reply[:5]) == (451, b"4.7.1")
+    assert len(queued(submission)) == 2
