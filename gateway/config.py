@@ -401,6 +401,58 @@ class SubmissionConfig:
 
 
 @dataclass(frozen=True)
+class OutboundConfig:
+    """The delivery role: how queued mail leaves."""
+
+    default_route: str = field(
+        default="direct",
+        metadata=_doc(
+            "Route of users who chose none: direct (the recipients' MX hosts) or relay "
+            "(relay_url). Per user: `gateway user route EMAIL direct|relay`.",
+            ("direct", "relay"),
+        ),
+    )
+    relay_url: str = field(
+        default="",
+        metadata=_doc(
+            "The smarthost of the relay route: smtp://[user:password@]host[:port] (STARTTLS "
+            "required, 587 by default) or smtps://... (implicit TLS, 465)."
+        ),
+    )
+    relay_tls_verify: bool = field(
+        default=True, metadata=_doc("Verify the relay's certificate (off: a self-signed relay).")
+    )
+    direct_port: int = field(
+        default=25,
+        metadata=_doc("Port of MX hosts for direct delivery (tests point it elsewhere)."),
+    )
+    helo_name: str = field(
+        default="localhost",
+        metadata=_doc("Name given in EHLO; for direct delivery, the sending host's DNS name."),
+    )
+    max_age: float = field(
+        default=5 * 24 * 3600.0,
+        metadata=_doc("Seconds a deferred recipient is retried before it bounces (5 days)."),
+    )
+    retry_base: float = field(
+        default=60.0, metadata=_doc("Seconds before the first retry; doubled each time.")
+    )
+    retry_max: float = field(
+        default=3600.0, metadata=_doc("Longest wait between two tries of a message.")
+    )
+    poll_interval: float = field(
+        default=1.0, metadata=_doc("Seconds between looks at the queue when nothing woke it.")
+    )
+    timeout: float = field(
+        default=60.0, metadata=_doc("Seconds to wait for a remote SMTP server's reply.")
+    )
+    concurrency: int = field(default=8, metadata=_doc("Messages delivered at the same time."))
+    connections_per_domain: int = field(
+        default=2, metadata=_doc("Connections at once to one destination domain (direct).")
+    )
+
+
+@dataclass(frozen=True)
 class WebConfig:
     """The web role: the HTTP server of the admin pages, the REST API and /metrics."""
 
@@ -465,6 +517,7 @@ class Config:
     imap: ImapConfig = ImapConfig()
     oauth2: OAuth2Config = OAuth2Config()
     submission: SubmissionConfig = SubmissionConfig()
+    outbound: OutboundConfig = OutboundConfig()
     web: WebConfig = WebConfig()
     serve: ServeConfig = ServeConfig()
     log: LogConfig = LogConfig()
@@ -503,7 +556,7 @@ class Config:
         )
 
 
-KNOWN_ROLES = ("dropbox", "pipeline", "imap", "web", "submission")
+KNOWN_ROLES = ("dropbox", "pipeline", "imap", "web", "submission", "delivery")
 _SECTIONS: dict[str, type] = {
     f.name: typing.get_type_hints(Config)[f.name]
     for f in dataclasses.fields(Config)
@@ -666,6 +719,7 @@ def _check(config: Config) -> None:
     _check_imap(config)
     _host_port(config.web.listen, None, "web.listen", src)
     _check_submission(config)
+    _check_outbound(config)
     for server in config.dns.nameservers:
         _host_port(server, 53, "dns.nameservers", src)
     url = config.database.url
@@ -710,6 +764,28 @@ def _check_submission(config: Config) -> None:
         raise ConfigError("submission.max_messages_per_hour", src, "must be 0 (no limit) or more")
     if not 0 <= submission.auth_failure_delay <= 30:
         raise ConfigError("submission.auth_failure_delay", src, "must be from 0 to 30 seconds")
+
+
+def _check_outbound(config: Config) -> None:
+    src, outbound = config.source, config.outbound
+    if outbound.relay_url:
+        from urllib.parse import urlsplit
+
+        url = urlsplit(outbound.relay_url)
+        if url.scheme not in ("smtp", "smtps") or not url.hostname:
+            raise ConfigError(
+                "outbound.relay_url", src, "must be smtp://host[:port] or smtps://..."
+            )
+    if outbound.default_route == "relay" and not outbound.relay_url:
+        raise ConfigError("outbound.default_route", src, "relay needs [outbound] relay_url")
+    if not 0 < outbound.direct_port <= 65535:
+        raise ConfigError("outbound.direct_port", src, "must be a port number")
+    for key in ("max_age", "retry_base", "retry_max", "poll_interval", "timeout"):
+        if getattr(outbound, key) <= 0:
+            raise ConfigError(f"outbound.{key}", src, "must be greater than 0")
+    for key in ("concurrency", "connections_per_domain"):
+        if getattr(outbound, key) < 1:
+            raise ConfigError(f"outbound.{key}", src, "must be at least 1")
 
 
 def _check_imap(config: Config) -> None:

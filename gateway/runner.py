@@ -64,7 +64,7 @@ class PipelineWorker:
                 log.exception("pipeline: batch failed; retrying")
             if done >= BATCH:
                 continue  # more may be waiting: no pause
-            await _first_of(stop, self.wake_event, self.interval)
+            await first_of(stop, self.wake_event, self.interval)
             if self.gather and self.wake_event.is_set():
                 # Let the messages that arrive together be finished together:
                 # one transaction for several costs less than one for each.
@@ -72,7 +72,8 @@ class PipelineWorker:
                     await asyncio.wait_for(stop.wait(), self.gather)
 
 
-async def _first_of(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
+async def first_of(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
+    """Wait until `stop` or `wake` is set, or `timeout` seconds pass."""
     waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
     try:
         await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -116,10 +117,19 @@ def build_roles(
         from inbound.imap.service import ImapRole
 
         built["imap"] = ImapRole(db, config, wake or (worker.wake if worker else _nothing))
+    delivery = None
+    if "delivery" in names:
+        from outbound.delivery import DeliveryRole
+
+        delivery = DeliveryRole(db, config)
+        built["delivery"] = delivery
     if "submission" in names:
         from outbound.submission import SubmissionServer
 
-        built["submission"] = SubmissionServer(db, config)
+        # In the same process, a queued message wakes the delivery role at once.
+        built["submission"] = SubmissionServer(
+            db, config, queued=delivery.wake if delivery is not None else _nothing
+        )
     if "web" in names:
         from admin.server import WebRole
 

@@ -24,7 +24,7 @@ from gateway.runner import PipelineWorker, build_roles, run_roles, stop_on_signa
 
 log = logging.getLogger(__name__)
 LISTENING_ROLES = ("dropbox",)  # run in every SMTP worker, on the shared sockets
-BACKGROUND_ROLES = ("pipeline", "imap", "web", "submission")  # run once, in the background worker
+BACKGROUND_ROLES = ("pipeline", "imap", "web", "submission", "delivery")  # in the background worker
 
 
 @dataclass(frozen=True)

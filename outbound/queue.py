@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from gateway.db import Database
+from gateway.errors import Conflict, NotFound
 from gateway.events import MESSAGE_QUEUED, emit
 from gateway.models import DeliveryState, OutboundMessage, OutboundRecipient, User, utcnow
 from gateway.store import store_raw
@@ -69,3 +72,84 @@ def sent_in_last_hour(db: Database, user_id: int) -> int:
             )
             or 0
         )
+
+
+def queue_rows(
+    db: Database, state: str | None = None, message_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Every message still in the queue's tables (or one), with its recipients."""
+    with db.read() as session:
+        query = select(OutboundMessage).order_by(OutboundMessage.id)
+        if state is not None:
+            query = query.where(OutboundMessage.state == state)
+        if message_id is not None:
+            query = query.where(OutboundMessage.id == message_id)
+        return [
+            {
+                "id": m.id,
+                "state": m.state,
+                "route": m.route,
+                "from": m.mail_from,
+                "message_id": m.message_id_header,
+                "attempts": m.attempts,
+                "created_at": m.created_at.isoformat(),
+                "next_attempt_at": m.next_attempt_at.isoformat(),
+                "recipients": [
+                    {
+                        "address": r.address,
+                        "state": r.state,
+                        "attempts": r.attempts,
+                        "last_reply": r.last_reply,
+                    }
+                    for r in m.recipients
+                ],
+            }
+            for m in session.scalars(query)
+        ]
+
+
+def retry(db: Database, message_id: int) -> int:
+    """Try again now: deferred, bounced and failed recipients go back to queued.
+    Returns how many."""
+    again = (DeliveryState.DEFERRED.value, DeliveryState.BOUNCED.value, DeliveryState.FAILED.value)
+    with db.session() as session:
+        message = _message(session, message_id)
+        if message.state == DeliveryState.SENDING.value:
+            raise Conflict(f"message {message_id} is being sent right now")
+        count = 0
+        for recipient in message.recipients:
+            if recipient.state in again:
+                recipient.state = DeliveryState.QUEUED.value
+                count += 1
+        if count:
+            message.state = DeliveryState.QUEUED.value
+            message.next_attempt_at = utcnow()
+        return count
+
+
+def cancel(db: Database, message_id: int) -> int:
+    """Stop trying: recipients not yet sent or bounced are cancelled. Returns how many."""
+    with db.session() as session:
+        message = _message(session, message_id)
+        if message.state == DeliveryState.SENDING.value:
+            raise Conflict(f"message {message_id} is being sent right now: try again shortly")
+        count = 0
+        for recipient in message.recipients:
+            if recipient.state in (DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value):
+                recipient.state = DeliveryState.CANCELLED.value
+                count += 1
+        states = {r.state for r in message.recipients}
+        if DeliveryState.SENT.value in states:
+            message.state = DeliveryState.SENT.value
+        elif DeliveryState.BOUNCED.value in states:
+            message.state = DeliveryState.BOUNCED.value
+        else:
+            message.state = DeliveryState.CANCELLED.value
+        return count
+
+
+def _message(session: Session, message_id: int) -> OutboundMessage:
+    message = session.get(OutboundMessage, message_id)
+    if message is None:
+        raise NotFound(f"no queued message {message_id}")
+    return message

@@ -190,9 +190,12 @@ def _cancelled() -> AuthResult:
 
 
 class SubmissionHandler:
-    def __init__(self, db: Database, config: Config) -> None:
+    def __init__(
+        self, db: Database, config: Config, queued: Callable[[], None] = lambda: None
+    ) -> None:
         self.db = db
         self.config = config
+        self.queued = queued  # told once a message is committed (wakes the delivery role)
         submission = config.submission
         self.failures = AuthFailures(submission.auth_failures, submission.auth_failure_window)
 
@@ -285,6 +288,7 @@ class SubmissionHandler:
                 raise storage_error(exc) from exc
         except MailRejected as exc:
             return reply_for(exc)
+        self.queued()
         log.info(
             "submission: queued %s from %s for %s recipient(s)",
             queued.id,
@@ -311,9 +315,11 @@ def _identity(session: Session) -> Identity:
 class SubmissionServer:
     """The role: a listener with STARTTLS and, optionally, one with implicit TLS."""
 
-    def __init__(self, db: Database, config: Config) -> None:
+    def __init__(
+        self, db: Database, config: Config, queued: Callable[[], None] = lambda: None
+    ) -> None:
         self.config = config
-        self.handler = SubmissionHandler(db, config)
+        self.handler = SubmissionHandler(db, config, queued)
         self.tls = server_context(config.tls_cert_file, config.tls_key_file)
         self.servers: dict[str, asyncio.Server] = {}
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import contacts, dkim, mail, mailboxes, quarantine, setup, users
+from gateway.cli import contacts, dkim, mail, mailboxes, quarantine, queue, setup, users
 from gateway.cli.context import Context
 from gateway.errors import ConfigError, GatewayError
 from gateway.logs import configure_logging
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (setup, users, contacts, mail, mailboxes, quarantine, dkim):
+    for module in (setup, users, contacts, mail, mailboxes, quarantine, dkim, queue):
         module.register(sub)
     return parser
 

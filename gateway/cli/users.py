@@ -40,6 +40,10 @@ def register(sub: Any) -> None:
     a.add_argument("email")
     a.add_argument("--json", action="store_true")
     a.set_defaults(handler=cmd_show)
+    a = usub.add_parser("route", help="how the user's outgoing mail leaves: direct or relay")
+    a.add_argument("email")
+    a.add_argument("route", choices=("direct", "relay"))
+    a.set_defaults(handler=cmd_route)
     t = usub.add_parser("token", help="API tokens: the CRM's credentials for sending")
     tsub = t.add_subparsers(dest="token_command", required=True)
     a = tsub.add_parser("create", help="create a token (shown once) for SMTP AUTH and the API")
@@ -154,4 +158,12 @@ def cmd_token_revoke(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.db.session() as session:
         revoke_token(session, args.token_id)
     ctx.console.print(f"revoked token {args.token_id}")
+    return 0
+
+
+def cmd_route(ctx: Context, args: argparse.Namespace) -> int:
+    from outbound.delivery import set_route
+
+    set_route(ctx.db, ctx.config, args.email, args.route)
+    ctx.console.print(f"{args.email} sends {args.route} from now on")
     return 0

@@ -44,6 +44,7 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
     password_must_change: Mapped[bool] = mapped_column(Boolean, default=False)
     dropbox_token: Mapped[str] = mapped_column(String(64), unique=True)
+    route: Mapped[str | None] = mapped_column(String(16), default=None)  # direct | relay
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     account: Mapped[Account] = relationship(back_populates="users")

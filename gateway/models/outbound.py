@@ -56,6 +56,8 @@ class OutboundMessage(Base):
     mail_from: Mapped[str] = mapped_column(String(320))
     message_id_header: Mapped[str] = mapped_column(String(998))
     state: Mapped[str] = mapped_column(String(12), default=DeliveryState.QUEUED.value)
+    route: Mapped[str | None] = mapped_column(String(16), default=None)  # of the last try
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

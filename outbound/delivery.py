@@ -1,0 +1,353 @@
+"""The `delivery` role: takes queued messages out, by the route their user chose.
+
+    claim (queued/deferred and due -> sending, in one transaction)
+    -> the copy for recipients (no Bcc), DKIM-signed with the account's key for the
+       From domain (verified by dkimpy before it may leave)
+    -> route: relay ([outbound] relay_url, TLS required, AUTH) or direct (the MX hosts
+       of each recipient domain, opportunistic STARTTLS, at most
+       connections_per_domain at once)
+    -> each recipient's reply recorded in one transaction: 2xx sent, 5xx bounced
+       (the remote reply kept), anything else deferred with exponential backoff
+       until [outbound] max_age, then bounced.
+
+A crash while sending leaves the message `sending`; at start those go back to
+`deferred` and only their recipients not yet `sent` are tried again (the remote's
+acceptance and our commit are a few milliseconds apart: RFC 1047's window, which
+no SMTP client can close). Events: message.sent, message.bounced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import unquote, urlsplit
+
+from sqlalchemy import select, update
+
+from gateway.addresses import domain_of, parse_one
+from gateway.config import Config
+from gateway.db import Database
+from gateway.errors import InputError
+from gateway.events import emit
+from gateway.models import (
+    DeliveryState,
+    OutboundMessage,
+    RawMessage,
+    User,
+    utcnow,
+)
+from gateway.netguard import check_host
+from gateway.parsing import parse
+from gateway.resolver import DnsTempError, Resolver
+from gateway.runner import first_of
+from gateway.vault import Vault
+from outbound.dkim_keys import signing_keys
+from outbound.dkim_sign import Signer, SigningError
+from outbound.hygiene import transmitted
+from outbound.smtp_client import (
+    TLS_IMPLICIT,
+    TLS_OPPORTUNISTIC,
+    TLS_REQUIRED,
+    Result,
+    Server,
+    transmit,
+)
+
+log = logging.getLogger(__name__)
+MESSAGE_SENT = "message.sent"
+MESSAGE_BOUNCED = "message.bounced"
+ROUTES = ("direct", "relay")
+PENDING = (DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    account_id: int
+    route: str
+    mail_from: str
+    raw: bytes
+    recipients: list[str]  # not yet sent or bounced
+    attempts: int
+    age: float  # seconds since it was queued
+
+
+class Delivery:
+    """The work of the role, callable without it (tests, `gateway queue retry`)."""
+
+    def __init__(self, db: Database, config: Config) -> None:
+        self.db = db
+        self.config = config
+        self.vault = Vault.load(config.secret_key_file)
+        self.signer = Signer()
+        self.resolver = Resolver(config.dns)
+        self._domains: dict[str, threading.BoundedSemaphore] = defaultdict(
+            lambda: threading.BoundedSemaphore(config.outbound.connections_per_domain)
+        )
+
+    def recover(self) -> int:
+        """Messages left `sending` by a crash go back to the queue (their recipients
+        already sent stay sent)."""
+        with self.db.session() as session:
+            result = session.execute(
+                update(OutboundMessage)
+                .where(OutboundMessage.state == DeliveryState.SENDING.value)
+                .values(state=DeliveryState.DEFERRED.value, next_attempt_at=utcnow())
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    def claim(self, limit: int) -> list[Job]:
+        now = utcnow()
+        jobs: list[Job] = []
+        with self.db.session() as session:
+            messages = session.scalars(
+                select(OutboundMessage)
+                .where(OutboundMessage.state.in_(PENDING), OutboundMessage.next_attempt_at <= now)
+                .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for message in messages:
+                user = session.get_one(User, message.user_id)
+                route = user.route or self.config.outbound.default_route
+                recipients = [r.address for r in message.recipients if r.state in PENDING]
+                message.state = DeliveryState.SENDING.value
+                message.route = route
+                message.updated_at = now
+                raw = session.get_one(RawMessage, message.raw_message_id).data
+                jobs.append(
+                    Job(
+                        message.id,
+                        message.account_id,
+                        route,
+                        message.mail_from,
+                        raw,
+                        recipients,
+                        message.attempts,
+                        (now - message.created_at).total_seconds(),
+                    )
+                )
+        return jobs
+
+    def attempt(self, job: Job) -> dict[str, Result]:
+        """Send `job` once and record what each recipient's server said."""
+        try:
+            data = self._signed(job)
+            results = self._send(job, data)
+        except SigningError as exc:
+            log.error("delivery: message %s not sent: %s", job.id, exc)
+            results = dict.fromkeys(job.recipients, Result(451, f"4.7.0 not signed: {exc}"))
+        except InputError as exc:  # a route that cannot be used as configured
+            results = dict.fromkeys(job.recipients, Result(451, f"4.3.5 {exc}"))
+        self._record(job, results)
+        return results
+
+    def _signed(self, job: Job) -> bytes:
+        copy = transmitted(job.raw)
+        senders = parse(copy).from_
+        if not senders:
+            return copy
+        with self.db.read() as session:
+            keys = signing_keys(
+                session, self.vault, job.account_id, domain_of(senders[0].normalized)
+            )
+        return self.signer.sign(copy, keys)
+
+    def _send(self, job: Job, data: bytes) -> dict[str, Result]:
+        timeout = self.config.outbound.timeout
+        helo = self.config.outbound.helo_name
+        if job.route == "relay":
+            return transmit(self._relay(), helo, job.mail_from, job.recipients, data, timeout)
+        results: dict[str, Result] = {}
+        by_domain: dict[str, list[str]] = defaultdict(list)
+        for recipient in job.recipients:
+            address = parse_one(recipient)
+            if address is None:
+                results[recipient] = Result(553, "5.1.3 bad recipient address")
+                continue
+            by_domain[domain_of(address.normalized)].append(recipient)
+        for domain, recipients in by_domain.items():
+            with self._domains[domain]:
+                results.update(self._direct(domain, recipients, job.mail_from, data))
+        return results
+
+    def _direct(
+        self, domain: str, recipients: list[str], mail_from: str, data: bytes
+    ) -> dict[str, Result]:
+        outbound = self.config.outbound
+        try:
+            hosts = self._mx_hosts(domain)
+        except DnsTempError as exc:
+            return dict.fromkeys(recipients, Result(451, f"4.4.3 DNS: {exc}"))
+        if hosts is None:  # RFC 7505 null MX: the domain takes no mail
+            return dict.fromkeys(recipients, Result(556, "5.1.10 the domain accepts no mail"))
+        if not hosts:
+            return dict.fromkeys(recipients, Result(550, "5.1.2 the domain has no mail server"))
+        results: dict[str, Result] = {}
+        for host in hosts:
+            try:
+                address = check_host(
+                    host,
+                    outbound.direct_port,
+                    self.config.security.allowed_private_networks,
+                    what="MX host",
+                    resolver=self.resolver,
+                )
+            except InputError as exc:
+                results = dict.fromkeys(recipients, Result(451, f"4.4.4 {exc}"))
+                continue
+            server = Server(host, address, outbound.direct_port, TLS_OPPORTUNISTIC)
+            results = transmit(
+                server, outbound.helo_name, mail_from, recipients, data, outbound.timeout
+            )
+            if not all(r.temporary and r.code == 451 for r in results.values()):
+                return results  # this MX answered: its word stands
+        return results
+
+    def _mx_hosts(self, domain: str) -> list[str] | None:
+        records = self.resolver.lookup(domain, "MX")
+        if not records:
+            return [domain]  # RFC 5321 5.1: the implicit MX
+        ordered = sorted(records, key=lambda r: r.preference)  # type: ignore[attr-defined]
+        names = [str(r.exchange).rstrip(".") for r in ordered]  # type: ignore[attr-defined]
+        if names == [""]:
+            return None
+        return [n for n in names if n]
+
+    def _relay(self) -> Server:
+        url = urlsplit(self.config.outbound.relay_url)
+        if not url.hostname:
+            raise InputError("[outbound] relay_url", "the relay route needs relay_url")
+        implicit = url.scheme == "smtps"
+        port = url.port or (465 if implicit else 587)
+        address = check_host(
+            url.hostname,
+            port,
+            self.config.security.allowed_private_networks,
+            what="relay host",
+            resolver=self.resolver if self.config.dns.nameservers else None,
+        )
+        login = None
+        if url.username:
+            login = (unquote(url.username), unquote(url.password or ""))
+        return Server(
+            url.hostname,
+            address,
+            port,
+            TLS_IMPLICIT if implicit else TLS_REQUIRED,
+            self.config.outbound.relay_tls_verify,
+            login,
+        )
+
+    def _record(self, job: Job, results: dict[str, Result]) -> None:
+        outbound = self.config.outbound
+        now = utcnow()
+        expired = job.age > outbound.max_age
+        with self.db.session() as session:
+            message = session.get_one(OutboundMessage, job.id)
+            message.attempts += 1
+            for recipient in message.recipients:
+                result = results.get(recipient.address)
+                if result is None or recipient.state not in PENDING:
+                    continue
+                recipient.attempts += 1
+                recipient.last_reply = str(result)[:2000]
+                recipient.updated_at = now
+                if 200 <= result.code < 300:
+                    recipient.state = DeliveryState.SENT.value
+                elif result.permanent or expired:
+                    recipient.state = DeliveryState.BOUNCED.value
+                    if expired and not result.permanent:
+                        recipient.last_reply = (
+                            f"gave up after {job.age / 86400:.1f} days; last reply: {result}"
+                        )[:2000]
+                    emit(
+                        session,
+                        message.account_id,
+                        MESSAGE_BOUNCED,
+                        id=message.id,
+                        message_id=message.message_id_header,
+                        recipient=recipient.address,
+                        reply=recipient.last_reply,
+                    )
+                else:
+                    recipient.state = DeliveryState.DEFERRED.value
+            states = [r.state for r in message.recipients]
+            if DeliveryState.DEFERRED.value in states or DeliveryState.QUEUED.value in states:
+                message.state = DeliveryState.DEFERRED.value
+                wait = min(outbound.retry_max, outbound.retry_base * 2 ** (message.attempts - 1))
+                message.next_attempt_at = now + timedelta(seconds=wait * random.uniform(0.9, 1.1))
+            elif DeliveryState.SENT.value in states:
+                message.state = DeliveryState.SENT.value
+                emit(
+                    session,
+                    message.account_id,
+                    MESSAGE_SENT,
+                    id=message.id,
+                    message_id=message.message_id_header,
+                    sent=[r.address for r in message.recipients if r.state == "sent"],
+                    bounced=[r.address for r in message.recipients if r.state == "bounced"],
+                )
+            elif (
+                DeliveryState.CANCELLED.value in states
+                and DeliveryState.BOUNCED.value not in states
+            ):
+                message.state = DeliveryState.CANCELLED.value
+            else:
+                message.state = DeliveryState.BOUNCED.value
+            message.updated_at = now
+
+
+class DeliveryRole:
+    def __init__(self, db: Database, config: Config) -> None:
+        self.delivery = Delivery(db, config)
+        self.config = config
+        self.wake_event = asyncio.Event()
+
+    def wake(self) -> None:
+        """A message was queued (called from the event loop's thread)."""
+        self.wake_event.set()
+
+    async def start(self) -> None:
+        recovered = await asyncio.to_thread(self.delivery.recover)
+        if recovered:
+            log.info("delivery: %s message(s) cut short by a stop go back to the queue", recovered)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        outbound = self.config.outbound
+        while not stop.is_set():
+            self.wake_event.clear()
+            try:
+                jobs = await asyncio.to_thread(self.delivery.claim, outbound.concurrency)
+            except Exception:
+                log.exception("delivery: cannot read the queue; retrying")
+                jobs = []
+            if jobs:
+                await asyncio.gather(*(asyncio.to_thread(self._attempt, job) for job in jobs))
+                continue
+            await first_of(stop, self.wake_event, outbound.poll_interval)
+
+    def _attempt(self, job: Job) -> None:
+        try:
+            results = self.delivery.attempt(job)
+        except Exception:
+            log.exception("delivery: message %s failed to send; it stays queued", job.id)
+            return
+        summary = ", ".join(f"{r}: {res.code}" for r, res in results.items())
+        log.info("delivery: message %s via %s: %s", job.id, job.route, summary)
+
+
+def set_route(db: Database, config: Config, email: str, route: str) -> None:
+    from gateway.accounts import get_user
+
+    if route not in ROUTES:
+        raise InputError("ROUTE", f"must be one of {', '.join(ROUTES)}")
+    if route == "relay" and not config.outbound.relay_url:
+        raise InputError("ROUTE", "relay needs [outbound] relay_url")
+    with db.session() as session:
+        get_user(session, config, email).route = route

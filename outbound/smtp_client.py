@@ -1,0 +1,172 @@
+"""One SMTP transaction to one server, with a reply for every recipient (smtplib, in the
+delivery role's worker threads).
+
+`transmit()` never raises for what a remote server or the network does: a refused
+connection, a timeout or a dropped session become a temporary reply (4xx) for every
+recipient not yet settled, so the queue defers them; only a server's own 5xx is
+permanent. A message is sent exactly as stored (CRLF lines, no rewriting), so its
+DKIM signature stays valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import socket
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+TLS_REQUIRED, TLS_OPPORTUNISTIC, TLS_IMPLICIT = "required", "opportunistic", "implicit"
+UNREACHED = 421  # our code for "no answer": a connection that failed or broke (4.4.1)
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    text: str
+
+    @property
+    def temporary(self) -> bool:
+        return not 200 <= self.code < 300 and not 500 <= self.code < 600
+
+    @property
+    def unreached(self) -> bool:
+        """The server was not reached, or the session broke (not the server's word)."""
+        return self.code == UNREACHED
+
+    @property
+    def permanent(self) -> bool:
+        return 500 <= self.code < 600
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}"
+
+
+@dataclass(frozen=True)
+class Server:
+    host: str  # the name (TLS checks it)
+    address: str  # where to connect (checked by gateway.netguard)
+    port: int
+    tls: str  # required | opportunistic | implicit
+    verify: bool = True
+    login: tuple[str, str] | None = None
+
+
+def transmit(
+    server: Server,
+    helo: str,
+    mail_from: str,
+    recipients: Sequence[str],
+    data: bytes,
+    timeout: float,
+) -> dict[str, Result]:
+    """{recipient: the server's final word on it}."""
+    results: dict[str, Result] = {}
+    client: smtplib.SMTP | None = None
+    try:
+        client = _connect(server, helo, timeout)
+        if server.login is not None:
+            client.login(*server.login)
+        options = []
+        utf8 = not (mail_from.isascii() and all(r.isascii() for r in recipients))
+        head = data.split(b"\r\n\r\n", 1)[0]
+        if utf8 or not head.isascii():
+            if not client.has_extn("smtputf8"):
+                failed = Result(553, "5.6.7 the receiving server does not accept SMTPUTF8 mail")
+                return dict.fromkeys(recipients, failed)
+            options.append("SMTPUTF8")
+        if not data.isascii() and client.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        code, text = client.mail(mail_from, options)
+        if code >= 300:
+            return dict.fromkeys(recipients, _result(code, text))
+        accepted = []
+        for recipient in recipients:
+            code, text = client.rcpt(recipient)
+            if code < 300:
+                accepted.append(recipient)
+            else:
+                results[recipient] = _result(code, text)
+        if accepted:
+            code, text = client.data(data)
+            for recipient in accepted:
+                results[recipient] = _result(code, text)
+        _quit(client)
+    except smtplib.SMTPResponseException as exc:
+        reply = _result(exc.smtp_code, exc.smtp_error)
+        for recipient in recipients:
+            results.setdefault(recipient, reply)
+    except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        reply = Result(UNREACHED, f"4.4.1 {_reason(exc)}")
+        for recipient in recipients:
+            results.setdefault(recipient, reply)
+    finally:
+        if client is not None:
+            client.close()
+    return results
+
+
+class _Plain(smtplib.SMTP):
+    """smtplib to the checked address, while the name stays the host's (SNI, certificate)."""
+
+    def __init__(self, address: str, **kwargs: Any) -> None:
+        self.address = address
+        super().__init__(**kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return socket.create_connection((self.address, port), timeout)
+
+
+class _Implicit(smtplib.SMTP_SSL):
+    def __init__(self, address: str, **kwargs: Any) -> None:
+        self.address = address
+        super().__init__(**kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        raw = socket.create_connection((self.address, port), timeout)
+        return self.context.wrap_socket(raw, server_hostname=host)
+
+
+def _connect(server: Server, helo: str, timeout: float) -> smtplib.SMTP:
+    context = ssl.create_default_context()
+    if not server.verify or server.tls == TLS_OPPORTUNISTIC:
+        # Opportunistic TLS for MX hosts (RFC 3207 7): encrypt what can be, never
+        # refuse to deliver over a certificate a receiving MX made up itself.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    client: smtplib.SMTP
+    if server.tls == TLS_IMPLICIT:
+        client = _Implicit(server.address, local_hostname=helo, timeout=timeout, context=context)
+    else:
+        client = _Plain(server.address, local_hostname=helo, timeout=timeout)
+    client._host = server.host  # type: ignore[union-attr]  # STARTTLS: SNI, name checked
+    code, text = client.connect(server.host, server.port)
+    if code != 220:
+        client.close()
+        raise smtplib.SMTPConnectError(code, text)
+    client.ehlo(helo)
+    if server.tls != TLS_IMPLICIT:
+        if client.has_extn("starttls"):
+            client.starttls(context=context)
+            client.ehlo(helo)
+        elif server.tls == TLS_REQUIRED:
+            client.close()
+            raise smtplib.SMTPNotSupportedError(f"{server.host} does not offer STARTTLS")
+    return client
+
+
+def _result(code: int, text: bytes | str) -> Result:
+    words = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    return Result(code, " ".join(words.split())[:500])
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    with contextlib.suppress(smtplib.SMTPException, OSError):
+        client.quit()

@@ -1,0 +1,320 @@
+"""The delivery role's work against capturing SMTP servers on loopback: the relay route
+(TLS, AUTH) and the direct route (MX from the test DNS server), DKIM signatures that
+dkimpy verifies, Bcc removed, per-recipient results (sent, bounced with the remote
+reply, deferred and retried), the maximum age, and a crash in the middle of sending."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import dkim
+import pytest
+import trustme
+from sqlalchemy import select
+
+from gateway.accounts import get_account, get_user
+from gateway.config import Config, DnsConfig, OutboundConfig, SecurityConfig
+from gateway.db import Database
+from gateway.models import DeliveryState, Event, OutboundMessage, OutboundRecipient
+from gateway.vault import Vault, ensure_key_file
+from outbound.delivery import Delivery
+from outbound.dkim_keys import generate, record
+from outbound.hygiene import prepare
+from outbound.queue import enqueue, retry
+from tests.peers.dns import ZoneServer
+from tests.peers.smtp_sink import Sink
+
+MESSAGE = (
+    b"From: Bob <bob@acme.com>\r\nTo: carol@client.test\r\nBcc: boss@acme.com\r\n"
+    b"Subject: Our offer\r\n\r\nHello Carol,\r\n"
+)
+
+
+@pytest.fixture
+def sink(authority: trustme.CA) -> Iterator[Sink]:
+    """A relay with STARTTLS (a trustme certificate) and AUTH."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("relay.test", "127.0.0.1").configure_cert(context)
+    made = Sink(tls=context, login=("relayuser", "relaypass"))
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def mx() -> Iterator[Sink]:
+    made = Sink()
+    yield made
+    made.close()
+
+
+def outbound_config(config: Config, zone: ZoneServer, **outbound: object) -> Config:
+    ensure_key_file(config.secret_key_file)
+    return replace(
+        config,
+        dns=DnsConfig(nameservers=(zone.address,), timeout=2.0),
+        security=SecurityConfig(allowed_private_networks=("127.0.0.0/8",)),
+        outbound=replace(OutboundConfig(), **{"timeout": 3.0, **outbound}),  # type: ignore[arg-type]
+    )
+
+
+def client_test_mx(zone: ZoneServer) -> None:
+    """client.test's mail goes to mx.client.test, which is 127.0.0.1."""
+    zone.clear()
+    zone.set("client.test", "MX", (10, "mx.client.test"))
+    zone.set("mx.client.test", "A", "127.0.0.1")
+
+
+def queue_message(db: Database, config: Config, raw: bytes, recipients: list[str]) -> int:
+    with db.read() as session:
+        user = get_user(session, config, "bob@acme.com")
+        session.expunge(user)
+    return enqueue(db, user, "bob@acme.com", recipients, prepare(raw), "smtp").id
+
+
+def states(db: Database, message_id: int) -> tuple[str, dict[str, tuple[str, str | None]]]:
+    with db.read() as session:
+        message = session.get_one(OutboundMessage, message_id)
+        return message.state, {r.address: (r.state, r.last_reply) for r in message.recipients}
+
+
+def deliver_once(delivery: Delivery) -> None:
+    for job in delivery.claim(10):
+        delivery.attempt(job)
+
+
+def test_the_relay_route_signs_drops_bcc_and_sends(
+    db: Database,
+    config: Config,
+    account_id: int,
+    zone_server: ZoneServer,
+    sink: Sink,
+    authority: trustme.CA,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = outbound_config(
+        config,
+        zone_server,
+        default_route="relay",
+        relay_url=f"smtp://relayuser:relaypass@127.0.0.1:{sink.port}",
+        relay_tls_verify=False,
+    )
+    vault = Vault.load(cfg.secret_key_file)
+    with db.session() as session:
+        key = generate(session, vault, get_account(session), "acme.com")
+        name, value = record(key)
+    zone_server.clear()
+    zone_server.set(name, "TXT", value)
+    message_id = queue_message(db, cfg, MESSAGE, ["carol@client.test", "boss@acme.com"])
+    deliver_once(Delivery(db, cfg))
+
+    [got] = sink.received
+    assert got.login == "relayuser"
+    assert sorted(got.recipients) == ["boss@acme.com", "carol@client.test"]
+    assert b"Bcc:" not in got.data.split(b"\r\n\r\n")[0]
+    assert got.data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=acme.com")
+
+    def txt(name: bytes, timeout: int = 5) -> bytes | None:
+        return value.encode() if name.decode().rstrip(".") == record(key)[0] else None
+
+    assert dkim.verify(got.data, dnsfunc=txt)
+    state, recipients = states(db, message_id)
+    assert state == "sent"
+    assert {s for s, _ in recipients.values()} == {"sent"}
+    assert all("250" in (reply or "") for _, reply in recipients.values())
+    with db.read() as session:
+        kinds = list(session.scalars(select(Event.kind)))
+    assert "message.sent" in kinds
+
+
+def test_the_direct_route_follows_the_mx_and_keeps_each_recipients_answer(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
+) -> None:
+    cfg = outbound_config(config, zone_server, direct_port=mx.port)
+    client_test_mx(zone_server)
+    zone_server.set("nomail.test", "MX", (0, ""))  # the root: RFC 7505 null MX
+    mx.rcpt_replies["gone@client.test"] = "550 5.1.1 No such user here"
+    mx.rcpt_replies["full@client.test"] = "452 4.2.2 Mailbox full"
+    message_id = queue_message(
+        db,
+        cfg,
+        MESSAGE,
+        ["carol@client.test", "gone@client.test", "full@client.test", "x@nomail.test"],
+    )
+    delivery = Delivery(db, cfg)
+    deliver_once(delivery)
+    state, recipients = states(db, message_id)
+    assert [r.recipients for r in mx.received] == [["carol@client.test"]]
+    assert recipients["carol@client.test"][0] == "sent"
+    assert recipients["gone@client.test"] == ("bounced", "550 5.1.1 No such user here")
+    assert recipients["full@client.test"][0] == "deferred"
+    assert recipients["x@nomail.test"][0] == "bounced"  # RFC 7505 null MX
+    assert state == "deferred"
+    with db.read() as session:
+        bounced = [
+            e.payload["recipient"]
+            for e in session.scalars(select(Event).where(Event.kind == "message.bounced"))
+        ]
+    assert sorted(bounced) == ["gone@client.test", "x@nomail.test"]
+
+    # Not due yet: nothing is tried. Once due, only the deferred recipient is.
+    deliver_once(delivery)
+    assert len(mx.received) == 1
+    del mx.rcpt_replies["full@client.test"]
+    _due_now(db, message_id)
+    deliver_once(delivery)
+    assert [r.recipients for r in mx.received][-1] == ["full@client.test"]
+    state, recipients = states(db, message_id)
+    assert recipients["full@client.test"][0] == "sent" and state == "sent"
+
+
+def test_a_server_that_hangs_or_is_away_defers_and_max_age_bounces(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
+) -> None:
+    cfg = outbound_config(config, zone_server, direct_port=mx.port, timeout=1.0)
+    client_test_mx(zone_server)
+    mx.hang = 3.0
+    message_id = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
+    delivery = Delivery(db, cfg)
+    deliver_once(delivery)
+    state, recipients = states(db, message_id)
+    assert state == "deferred" and recipients["carol@client.test"][0] == "deferred"
+    with db.read() as session:
+        message = session.get_one(OutboundMessage, message_id)
+        assert message.next_attempt_at > message.updated_at + timedelta(seconds=50)
+    # Five days later, still not delivered: bounced, saying why.
+    with db.session() as session:
+        message = session.get_one(OutboundMessage, message_id)
+        message.created_at -= timedelta(days=6)
+    _due_now(db, message_id)
+    deliver_once(delivery)
+    state, recipients = states(db, message_id)
+    assert state == "bounced"
+    assert "gave up after 6.0 days" in (recipients["carol@client.test"][1] or "")
+
+
+def test_a_crash_while_sending_resends_only_to_whom_did_not_get_it(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
+) -> None:
+    cfg = outbound_config(config, zone_server, direct_port=mx.port)
+    client_test_mx(zone_server)
+    message_id = queue_message(db, cfg, MESSAGE, ["carol@client.test", "dan@client.test"])
+    # As a process killed in the middle: claimed (sending), Carol's delivery recorded.
+    delivery = Delivery(db, cfg)
+    [job] = delivery.claim(10)
+    with db.session() as session:
+        carol = session.scalars(
+            select(OutboundRecipient).where(OutboundRecipient.address == "carol@client.test")
+        ).one()
+        carol.state = DeliveryState.SENT.value
+    assert delivery.claim(10) == []  # a message being sent is not claimed twice
+    restarted = Delivery(db, cfg)
+    assert restarted.recover() == 1
+    deliver_once(restarted)
+    assert [r.recipients for r in mx.received] == [["dan@client.test"]]
+    assert states(db, message_id)[0] == "sent"
+    assert job.recipients == ["carol@client.test", "dan@client.test"]
+
+
+def test_retry_and_cancel(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
+) -> None:
+    from outbound.queue import cancel
+
+    cfg = outbound_config(config, zone_server, direct_port=mx.port)
+    client_test_mx(zone_server)
+    mx.rcpt_replies["carol@client.test"] = "550 5.7.1 Not today"
+    first = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
+    delivery = Delivery(db, cfg)
+    deliver_once(delivery)
+    assert states(db, first)[0] == "bounced"
+    del mx.rcpt_replies["carol@client.test"]
+    assert retry(db, first) == 1  # the operator fixed it: try again now
+    deliver_once(delivery)
+    assert states(db, first)[0] == "sent"
+    second = queue_message(db, cfg, MESSAGE, ["dan@client.test"])
+    assert cancel(db, second) == 1
+    deliver_once(delivery)
+    assert states(db, second)[0] == "cancelled"
+    assert [r.recipients for r in mx.received] == [["carol@client.test"]]
+
+
+def _due_now(db: Database, message_id: int) -> None:
+    with db.session() as session:
+        message = session.get_one(OutboundMessage, message_id)
+        message.next_attempt_at = message.created_at
+
+
+def test_submission_to_relay_end_to_end(
+    db: Database,
+    config: Config,
+    account_id: int,
+    zone_server: ZoneServer,
+    sink: Sink,
+    authority: trustme.CA,
+    tmp_path: Path,
+) -> None:
+    """`submission` and `delivery` in one process: a message sent with AUTH reaches the
+    relay, woken at once rather than at the next poll."""
+    import asyncio
+    import smtplib
+    import threading
+    import time
+
+    from gateway.config import TlsConfig
+    from gateway.runner import build_roles, run_roles
+    from gateway.tokens import create_token
+
+    leaf = authority.issue_cert("localhost", "127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    cfg = outbound_config(
+        config,
+        zone_server,
+        default_route="relay",
+        relay_url=f"smtp://relayuser:relaypass@127.0.0.1:{sink.port}",
+        relay_tls_verify=False,
+        poll_interval=30.0,  # only the wake-up can make it quick
+    )
+    cfg = replace(
+        cfg,
+        tls=TlsConfig(cert_file=str(cert), key_file=str(key)),
+        submission=replace(cfg.submission, listen="127.0.0.1:0", auth_failure_delay=0.0),
+    )
+    with db.session() as session:
+        token = create_token(session, cfg, "bob@acme.com").token
+    roles, _ = build_roles(["submission", "delivery"], db, cfg)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    started = threading.Event()
+
+    async def main() -> None:
+        for role in roles.values():
+            await role.start()
+        started.set()
+        await run_roles(roles, stop)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    assert started.wait(10)
+    try:
+        port = roles["submission"].port()  # type: ignore[attr-defined]
+        client_tls = ssl.create_default_context()
+        authority.configure_trust(client_tls)
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            client.starttls(context=client_tls)
+            client.login("bob@acme.com", token)
+            sent_at = time.monotonic()
+            client.sendmail("bob@acme.com", ["carol@client.test"], MESSAGE)
+        while not sink.received and time.monotonic() - sent_at < 10:
+            time.sleep(0.01)
+        assert sink.received, "not delivered"
+        assert time.monotonic() - sent_at < 5  # the poll is 30 s away
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(15)
+        loop.close()
