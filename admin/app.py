@@ -1,23 +1,27 @@
 """The web app (FastAPI): built once per process with the database and config it serves.
 
-Routes so far: GET /metrics (admin.metrics) and GET /healthz. Every error is
+Routes so far: POST /api/v1/messages (admin.api), GET /metrics (admin.metrics),
+GET /healthz and the OpenAPI document at /api/v1/openapi.json. Every error is
 answered as an HTTP problem (admin.problems).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from admin import metrics, problems
+from admin import api, metrics, problems
 from admin.problems import Problem
 from gateway import __version__
 from gateway.config import Config
 from gateway.db import Database
 
 
-def create_app(db: Database, config: Config) -> FastAPI:
+def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda: None) -> FastAPI:
+    """`queued`: told when a message was queued (wakes a delivery role in this process)."""
     app = FastAPI(
         title="CRM Email Gateway",
         version=__version__,
@@ -28,8 +32,10 @@ def create_app(db: Database, config: Config) -> FastAPI:
     app.state.db = db
     app.state.config = config
     app.state.metrics = metrics.registry(db)
+    app.state.queued = queued
     problems.install(app)
     app.include_router(metrics.router)
+    app.include_router(api.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz(request: Request) -> JSONResponse:

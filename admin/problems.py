@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.errors import Reply
+
 MEDIA_TYPE = "application/problem+json"
 
 
@@ -39,6 +41,22 @@ class Problem(Exception):
 
 def unauthorized(detail: str) -> Problem:
     return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer realm="gateway"'})
+
+
+def from_reply(reply: Reply) -> Problem:
+    """The HTTP problem for a refusal the SMTP side would answer with `reply`."""
+    if reply.status.startswith("5.7."):
+        status = 403
+    elif reply.status == "5.3.4":
+        status = 413
+    elif reply.status == "4.7.1":
+        status = 429
+    elif reply.code >= 500:
+        status = 422
+    else:
+        status = 503
+    headers = {"Retry-After": "3600"} if status == 429 else {}
+    return Problem(status, reply.text, headers=headers, smtp=str(reply))
 
 
 def response(problem: Problem) -> JSONResponse:

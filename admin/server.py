@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
@@ -30,9 +30,12 @@ class _Server(uvicorn.Server):
 
 
 class WebRole:
-    def __init__(self, db: Database, config: Config) -> None:
+    def __init__(
+        self, db: Database, config: Config, queued: Callable[[], None] = lambda: None
+    ) -> None:
         self.db = db
         self.config = config
+        self.queued = queued
         self.sock: socket.socket | None = None
         self.port = 0
 
@@ -51,7 +54,7 @@ class WebRole:
     async def run(self, stop: asyncio.Event) -> None:
         assert self.sock is not None, "start() first"
         settings = uvicorn.Config(
-            create_app(self.db, self.config),
+            create_app(self.db, self.config, self.queued),
             log_config=None,
             access_log=False,
             lifespan="off",

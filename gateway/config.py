@@ -407,8 +407,9 @@ class OutboundConfig:
     default_route: str = field(
         default="direct",
         metadata=_doc(
-            "Route of users who chose none: direct (the recipients' MX hosts) or relay "
-            "(relay_url). Per user: `gateway user route EMAIL direct|relay`.",
+            "Route of users who chose none and have no connected mailbox to send with: "
+            "direct (the recipients' MX hosts) or relay (relay_url). Per user: "
+            "`gateway user route EMAIL mailbox|direct|relay`.",
             ("direct", "relay"),
         ),
     )

@@ -133,7 +133,9 @@ def build_roles(
     if "web" in names:
         from admin.server import WebRole
 
-        built["web"] = WebRole(db, config)
+        built["web"] = WebRole(
+            db, config, queued=delivery.wake if delivery is not None else _nothing
+        )
     return built, worker
 
 

@@ -19,16 +19,20 @@ no SMTP client can close). Events: message.sent, message.bounced.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
+from gateway import oauth2
 from gateway.addresses import domain_of, parse_one
 from gateway.config import Config
 from gateway.db import Database
@@ -36,6 +40,8 @@ from gateway.errors import InputError
 from gateway.events import emit
 from gateway.models import (
     DeliveryState,
+    Mailbox,
+    MailboxState,
     OutboundMessage,
     RawMessage,
     User,
@@ -51,6 +57,7 @@ from outbound.dkim_sign import Signer, SigningError
 from outbound.hygiene import transmitted
 from outbound.smtp_client import (
     TLS_IMPLICIT,
+    TLS_NONE,
     TLS_OPPORTUNISTIC,
     TLS_REQUIRED,
     Result,
@@ -61,7 +68,7 @@ from outbound.smtp_client import (
 log = logging.getLogger(__name__)
 MESSAGE_SENT = "message.sent"
 MESSAGE_BOUNCED = "message.bounced"
-ROUTES = ("direct", "relay")
+ROUTES = ("mailbox", "direct", "relay")
 PENDING = (DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value)
 
 
@@ -69,6 +76,7 @@ PENDING = (DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value)
 class Job:
     id: int
     account_id: int
+    user_id: int
     route: str
     mail_from: str
     raw: bytes
@@ -114,7 +122,11 @@ class Delivery:
             ).all()
             for message in messages:
                 user = session.get_one(User, message.user_id)
-                route = user.route or self.config.outbound.default_route
+                route = user.route or (
+                    "mailbox"
+                    if _sending_mailbox(session, user.id) is not None
+                    else self.config.outbound.default_route
+                )
                 recipients = [r.address for r in message.recipients if r.state in PENDING]
                 message.state = DeliveryState.SENDING.value
                 message.route = route
@@ -124,6 +136,7 @@ class Delivery:
                     Job(
                         message.id,
                         message.account_id,
+                        message.user_id,
                         route,
                         message.mail_from,
                         raw,
@@ -163,6 +176,9 @@ class Delivery:
         helo = self.config.outbound.helo_name
         if job.route == "relay":
             return transmit(self._relay(), helo, job.mail_from, job.recipients, data, timeout)
+        if job.route == "mailbox":
+            server = self._mailbox(job.user_id)
+            return transmit(server, helo, job.mail_from, job.recipients, data, timeout)
         results: dict[str, Result] = {}
         by_domain: dict[str, list[str]] = defaultdict(list)
         for recipient in job.recipients:
@@ -243,6 +259,45 @@ class Delivery:
             self.config.outbound.relay_tls_verify,
             login,
         )
+
+    def _mailbox(self, user_id: int) -> Server:
+        """The SMTP server of the user's connected mailbox, signed in as them (password,
+        or an XOAUTH2 access token refreshed when it has expired)."""
+        with self.db.read() as session:
+            mailbox = _sending_mailbox(session, user_id)
+            if mailbox is None or mailbox.credentials is None:
+                raise InputError("mailbox route", "the user has no connected mailbox to send with")
+            host, port, security = mailbox.smtp_host, mailbox.smtp_port, mailbox.smtp_security
+            username, auth, verify = mailbox.username, mailbox.auth, mailbox.tls_verify
+            provider, mailbox_id = mailbox.provider, mailbox.id
+            secret = self.vault.decrypt(mailbox.credentials)
+        allowed = self.config.security.allowed_private_networks
+        address = check_host(
+            host,
+            port,
+            allowed,
+            what="SMTP host",
+            resolver=self.resolver if self.config.dns.nameservers else None,
+        )
+        if security == "none" and not _in_networks(address, allowed):
+            raise InputError("mailbox route", f"SMTP without TLS to {host} is not allowed")
+        tls = {"tls": TLS_IMPLICIT, "starttls": TLS_REQUIRED}.get(security, TLS_NONE)
+        verify = verify and self.config.imap.tls_verify
+        if auth != "oauth2":
+            return Server(host, address, port, tls, verify, login=(username, secret))
+        tokens = oauth2.Tokens.from_json(secret)
+        if tokens.expired():
+            try:
+                tokens = oauth2.refresh(self.config, provider, tokens)
+            except oauth2.TokenError as exc:
+                raise InputError(
+                    "mailbox route", f"the access token was not refreshed: {exc}"
+                ) from exc
+            with self.db.session() as session:
+                session.get_one(Mailbox, mailbox_id).credentials = self.vault.encrypt(
+                    tokens.to_json()
+                )
+        return Server(host, address, port, tls, verify, xoauth2=(username, tokens.access_token))
 
     def _record(self, job: Job, results: dict[str, Result]) -> None:
         outbound = self.config.outbound
@@ -350,4 +405,26 @@ def set_route(db: Database, config: Config, email: str, route: str) -> None:
     if route == "relay" and not config.outbound.relay_url:
         raise InputError("ROUTE", "relay needs [outbound] relay_url")
     with db.session() as session:
-        get_user(session, config, email).route = route
+        user = get_user(session, config, email)
+        if route == "mailbox" and _sending_mailbox(session, user.id) is None:
+            raise InputError("ROUTE", f"{email} has no connected mailbox with an SMTP server")
+        user.route = route
+
+
+def _sending_mailbox(session: Session, user_id: int) -> Mailbox | None:
+    """The user's connected mailbox that can send (an SMTP server, signed in)."""
+    return session.scalars(
+        select(Mailbox)
+        .where(
+            Mailbox.user_id == user_id,
+            Mailbox.smtp_host != "",
+            Mailbox.smtp_port > 0,
+            Mailbox.state == MailboxState.ACTIVE.value,
+        )
+        .order_by(Mailbox.id)
+    ).first()
+
+
+def _in_networks(address: str, networks: Sequence[str]) -> bool:
+    ip = ipaddress.ip_address(address)
+    return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)

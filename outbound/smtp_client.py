@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 TLS_REQUIRED, TLS_OPPORTUNISTIC, TLS_IMPLICIT = "required", "opportunistic", "implicit"
+TLS_NONE = "none"  # only to networks in [security] allowed_private_networks
 UNREACHED = 421  # our code for "no answer": a connection that failed or broke (4.4.1)
 
 
@@ -51,7 +52,8 @@ class Server:
     port: int
     tls: str  # required | opportunistic | implicit
     verify: bool = True
-    login: tuple[str, str] | None = None
+    login: tuple[str, str] | None = None  # AUTH PLAIN/LOGIN: user, password
+    xoauth2: tuple[str, str] | None = None  # AUTH XOAUTH2: user, access token
 
 
 def transmit(
@@ -69,6 +71,11 @@ def transmit(
         client = _connect(server, helo, timeout)
         if server.login is not None:
             client.login(*server.login)
+        elif server.xoauth2 is not None:
+            user, token = server.xoauth2
+            client.auth(
+                "XOAUTH2", lambda challenge=None: f"user={user}\x01auth=Bearer {token}\x01\x01"
+            )
         options = []
         utf8 = not (mail_from.isascii() and all(r.isascii() for r in recipients))
         head = data.split(b"\r\n\r\n", 1)[0]
@@ -94,6 +101,11 @@ def transmit(
             for recipient in accepted:
                 results[recipient] = _result(code, text)
         _quit(client)
+    except smtplib.SMTPAuthenticationError as exc:
+        # The user's password or token was refused: theirs to fix, the mail waits.
+        reply = Result(454, f"4.7.0 sign-in refused: {_result(exc.smtp_code, exc.smtp_error)}")
+        for recipient in recipients:
+            results.setdefault(recipient, reply)
     except smtplib.SMTPResponseException as exc:
         reply = _result(exc.smtp_code, exc.smtp_error)
         for recipient in recipients:
@@ -147,7 +159,7 @@ def _connect(server: Server, helo: str, timeout: float) -> smtplib.SMTP:
         client.close()
         raise smtplib.SMTPConnectError(code, text)
     client.ehlo(helo)
-    if server.tls != TLS_IMPLICIT:
+    if server.tls not in (TLS_IMPLICIT, TLS_NONE):
         if client.has_extn("starttls"):
             client.starttls(context=context)
             client.ehlo(helo)

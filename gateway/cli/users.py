@@ -40,9 +40,11 @@ def register(sub: Any) -> None:
     a.add_argument("email")
     a.add_argument("--json", action="store_true")
     a.set_defaults(handler=cmd_show)
-    a = usub.add_parser("route", help="how the user's outgoing mail leaves: direct or relay")
+    a = usub.add_parser(
+        "route", help="how the user's outgoing mail leaves: mailbox, direct or relay"
+    )
     a.add_argument("email")
-    a.add_argument("route", choices=("direct", "relay"))
+    a.add_argument("route", choices=("mailbox", "direct", "relay"))
     a.set_defaults(handler=cmd_route)
     t = usub.add_parser("token", help="API tokens: the CRM's credentials for sending")
     tsub = t.add_subparsers(dest="token_command", required=True)

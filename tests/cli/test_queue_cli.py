@@ -43,3 +43,5 @@ def test_user_route(initialized: Run) -> None:
     assert initialized("user", "route", "bob@acme.com", "direct").code == 0
     refused = initialized("user", "route", "bob@acme.com", "relay")  # no relay_url set
     assert refused.code != 0 and "relay_url" in refused.err
+    no_mailbox = initialized("user", "route", "bob@acme.com", "mailbox")
+    assert no_mailbox.code != 0 and "no connected mailbox" in no_mailbox.err

@@ -318,3 +318,64 @@ def test_submission_to_relay_end_to_end(
         loop.call_soon_threadsafe(stop.set)
         thread.join(15)
         loop.close()
+
+
+def connect_sending_mailbox(
+    db: Database, cfg: Config, account_id: int, sink: Sink, auth: str, secret: str
+) -> None:
+    from gateway.models import Mailbox
+
+    vault = Vault.load(cfg.secret_key_file)
+    with db.session() as session:
+        bob = get_user(session, cfg, "bob@acme.com")
+        session.add(
+            Mailbox(
+                account_id=account_id,
+                user_id=bob.id,
+                email="bob@acme.com",
+                provider="gmail" if auth == "oauth2" else "other",
+                imap_host="127.0.0.1",
+                imap_port=1,
+                imap_security="none",
+                smtp_host="127.0.0.1",
+                smtp_port=sink.port,
+                smtp_security="starttls",
+                username="relayuser",
+                auth=auth,
+                credentials=vault.encrypt(secret),
+                tls_verify=False,
+            )
+        )
+
+
+@pytest.mark.parametrize("auth", ["password", "oauth2"])
+def test_the_users_own_mailbox_is_the_default_route(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, sink: Sink, auth: str
+) -> None:
+    """A user with a connected mailbox sends through its SMTP server, signed in with
+    their password or XOAUTH2 token; without one, [outbound] default_route applies."""
+    import json
+
+    cfg = outbound_config(config, zone_server)
+    secret = "relaypass" if auth == "password" else json.dumps({"access_token": "relaypass"})
+    connect_sending_mailbox(db, cfg, account_id, sink, auth, secret)
+    message_id = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
+    deliver_once(Delivery(db, cfg))
+    [got] = sink.received
+    assert got.login == "relayuser" and got.recipients == ["carol@client.test"]
+    assert states(db, message_id)[0] == "sent"
+    with db.read() as session:
+        assert session.get_one(OutboundMessage, message_id).route == "mailbox"
+
+
+def test_a_refused_mailbox_password_defers_instead_of_bouncing(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, sink: Sink
+) -> None:
+    cfg = outbound_config(config, zone_server)
+    connect_sending_mailbox(db, cfg, account_id, sink, "password", "old-password")
+    message_id = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
+    deliver_once(Delivery(db, cfg))
+    state, recipients = states(db, message_id)
+    assert state == "deferred"
+    assert (recipients["carol@client.test"][1] or "").startswith("454 4.7.0 sign-in refused")
+    assert sink.received == []

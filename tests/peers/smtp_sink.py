@@ -74,6 +74,18 @@ class Sink:
         )
         return AuthResult(success=ok, handled=False, auth_data=data)
 
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        """XOAUTH2 (Google's and Microsoft's SASL): the token must be login[1]."""
+        import base64
+
+        if len(args) < 2 or self.login is None:
+            return AuthResult(success=False, handled=False)
+        text = base64.b64decode(args[1]).decode()
+        fields = dict(part.split("=", 1) for part in text.split("\x01") if "=" in part)
+        ok = fields.get("user") == self.login[0] and fields.get("auth") == f"Bearer {self.login[1]}"
+        data = LoginPassword(fields.get("user", "").encode(), b"")
+        return AuthResult(success=ok, handled=False, auth_data=data)
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:

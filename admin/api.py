@@ -1,0 +1,172 @@
+"""The REST API, under /api/v1, with bearer tokens (`gateway user token create`).
+
+POST /api/v1/messages sends a message as the token's user: either the JSON fields
+(application/json) or a whole RFC 5322 message (message/rfc822, recipients taken
+from its To, Cc and Bcc). It answers 202 with the queue id once the message is
+committed to the delivery queue, with the same checks as the submission port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import select
+
+from admin.problems import Problem, from_reply, unauthorized
+from gateway import smtp_replies as replies
+from gateway.config import Config
+from gateway.db import Database
+from gateway.errors import MailRejected
+from gateway.models import User, UserAddress
+from gateway.parsing import parse
+from gateway.tokens import user_for_token
+from outbound.compose import Attachment, FieldError, Fields, compose, needs_smtputf8
+from outbound.hygiene import prepare
+from outbound.queue import enqueue, sent_in_last_hour
+
+router = APIRouter(prefix="/api/v1")
+
+
+class AttachmentIn(BaseModel):
+    filename: str
+    content_type: str = "application/octet-stream"
+    content: str = Field(description="The file's bytes, base64")
+
+
+class MessageIn(BaseModel):
+    """A message to send, as fields (`from` must be one of the token user's addresses)."""
+
+    model_config = {"populate_by_name": True, "extra": "forbid"}
+
+    sender: str = Field(alias="from")
+    to: list[str] = []
+    cc: list[str] = []
+    bcc: list[str] = []
+    subject: str = ""
+    text: str | None = None
+    html: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] = []
+    attachments: list[AttachmentIn] = []
+
+
+class Queued(BaseModel):
+    id: int
+    message_id: str
+    recipients: list[str]
+
+
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": MessageIn.model_json_schema(by_alias=True)},
+            "message/rfc822": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/messages",
+    status_code=202,
+    response_model=Queued,
+    openapi_extra=_BODY,
+    summary="Send a message (queued for delivery; 202 once committed)",
+)
+async def send_message(request: Request) -> JSONResponse:
+    config: Config = request.app.state.config
+    db: Database = request.app.state.db
+    user, addresses = await asyncio.to_thread(_bearer_user, db, request)
+    body = await _body(request, config.submission.max_message_size)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if kind == "message/rfc822":
+            raw, recipients, utf8 = body, _header_recipients(body), not body.isascii()
+        elif kind in ("application/json", ""):
+            fields = _fields(body)
+            raw, recipients, utf8 = compose(fields), fields.recipients, needs_smtputf8(fields)
+        else:
+            raise Problem(415, "send application/json fields or a message/rfc822 message")
+        outgoing = prepare(raw, smtp_utf8=utf8, local_part_case=config.addresses.local_part_case)
+        if any(s not in addresses for s in outgoing.senders):
+            raise Problem(403, "from: not one of the addresses of the token's user")
+        if not recipients:
+            raise Problem(422, "the message names no recipient (To, Cc or Bcc)")
+        limit = config.submission.max_messages_per_hour
+        if limit and await asyncio.to_thread(sent_in_last_hour, db, user.id) >= limit:
+            raise from_reply(replies.RATE_LIMITED)
+        queued = await asyncio.to_thread(
+            enqueue, db, user, outgoing.senders[0], recipients, outgoing, "api"
+        )
+    except FieldError as exc:
+        raise Problem(422, str(exc), errors=[{"field": exc.name, "message": exc.reason}]) from exc
+    except MailRejected as exc:
+        raise from_reply(exc.reply) from exc
+    request.app.state.queued()
+    result = Queued(id=queued.id, message_id=queued.message_id, recipients=recipients)
+    return JSONResponse(result.model_dump(), status_code=202)
+
+
+def _bearer_user(db: Database, request: Request) -> tuple[User, frozenset[str]]:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("send a token: Authorization: Bearer gwt_...")
+    with db.session() as session:
+        user = user_for_token(session, token.strip())
+        if user is None:
+            raise unauthorized("the token is unknown or was revoked")
+        addresses = session.scalars(
+            select(UserAddress.address).where(UserAddress.user_id == user.id)
+        ).all()
+        session.expunge(user)
+    return user, frozenset([user.email, *addresses])
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise from_reply(replies.TOO_BIG)
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise from_reply(replies.TOO_BIG)
+    return bytes(data)
+
+
+def _fields(body: bytes) -> Fields:
+    try:
+        given = MessageIn.model_validate_json(body)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        named = ", ".join(e["field"] for e in errors)
+        raise Problem(422, f"invalid request: {named}", errors=errors) from exc
+    return Fields(
+        sender=given.sender,
+        to=given.to,
+        cc=given.cc,
+        bcc=given.bcc,
+        subject=given.subject,
+        text=given.text,
+        html=given.html,
+        in_reply_to=given.in_reply_to,
+        references=given.references,
+        attachments=[Attachment(a.filename, a.content_type, a.content) for a in given.attachments],
+    )
+
+
+def _header_recipients(raw: bytes) -> list[str]:
+    parsed = parse(raw)
+    found: list[str] = []
+    for name in ("to", "cc", "bcc"):
+        for address in parsed.addresses.get(name, ()):
+            if address.addr_spec not in found:
+                found.append(address.addr_spec)
+    return found
