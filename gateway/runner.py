@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import socket
@@ -119,9 +120,16 @@ def build_roles(
         built["imap"] = ImapRole(db, config, wake or (worker.wake if worker else _nothing))
     delivery = None
     if "delivery" in names:
+        from gateway.vault import Vault
+        from inbound.imap.sent_copy import save_to_sent
         from outbound.delivery import DeliveryRole
 
-        delivery = DeliveryRole(db, config)
+        # The copy in the user's Sent folder is IMAP work: wired here, so that
+        # outbound needs nothing of inbound.
+        vault = Vault.load(config.secret_key_file)
+        delivery = DeliveryRole(
+            db, config, sent_copy=functools.partial(save_to_sent, db, config, vault)
+        )
         built["delivery"] = delivery
     if "submission" in names:
         from outbound.submission import SubmissionServer

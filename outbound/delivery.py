@@ -13,7 +13,9 @@
 A crash while sending leaves the message `sending`; at start those go back to
 `deferred` and only their recipients not yet `sent` are tried again (the remote's
 acceptance and our commit are a few milliseconds apart: RFC 1047's window, which
-no SMTP client can close). Events: message.sent, message.bounced.
+no SMTP client can close). Events: message.sent, message.bounced. A sent message is
+also handed to the pipeline (a sighting from the outbound source), which attaches it
+to the recipients' contacts.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import logging
 import random
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import unquote, urlsplit
@@ -40,10 +42,12 @@ from gateway.errors import InputError
 from gateway.events import emit
 from gateway.models import (
     DeliveryState,
+    Keep,
     Mailbox,
     MailboxState,
     OutboundMessage,
     RawMessage,
+    Source,
     User,
     utcnow,
 )
@@ -51,6 +55,7 @@ from gateway.netguard import check_host
 from gateway.parsing import parse
 from gateway.resolver import DnsTempError, Resolver
 from gateway.runner import first_of
+from gateway.store import Arrival, accept_in
 from gateway.vault import Vault
 from outbound.dkim_keys import signing_keys
 from outbound.dkim_sign import Signer, SigningError
@@ -85,12 +90,18 @@ class Job:
     age: float  # seconds since it was queued
 
 
+SentCopy = Callable[[int, bytes, str, bool], str]
+"""(user id, stored bytes, Message-ID, sent through the user's mailbox) -> outcome: puts
+the copy in the user's Sent folder (inbound.imap.sent_copy, wired by the runner)."""
+
+
 class Delivery:
     """The work of the role, callable without it (tests, `gateway queue retry`)."""
 
-    def __init__(self, db: Database, config: Config) -> None:
+    def __init__(self, db: Database, config: Config, sent_copy: SentCopy | None = None) -> None:
         self.db = db
         self.config = config
+        self.sent_copy = sent_copy
         self.vault = Vault.load(config.secret_key_file)
         self.signer = Signer()
         self.resolver = Resolver(config.dns)
@@ -158,7 +169,25 @@ class Delivery:
         except InputError as exc:  # a route that cannot be used as configured
             results = dict.fromkeys(job.recipients, Result(451, f"4.3.5 {exc}"))
         self._record(job, results)
+        if self.sent_copy is not None:
+            self._copy_to_sent(job)
         return results
+
+    def _copy_to_sent(self, job: Job) -> None:
+        """Once the message is sent: its copy in the user's Sent folder, once."""
+        assert self.sent_copy is not None
+        with self.db.read() as session:
+            message = session.get_one(OutboundMessage, job.id)
+            if message.state != DeliveryState.SENT.value or message.sent_copy is not None:
+                return
+            message_id = message.message_id_header
+        try:
+            outcome = self.sent_copy(job.user_id, job.raw, message_id, job.route == "mailbox")
+        except Exception as exc:  # the mail went out; only its copy is missing
+            log.warning("delivery: no copy of message %s in Sent: %s", job.id, exc)
+            outcome = f"error: {type(exc).__name__}: {exc}"
+        with self.db.session() as session:
+            session.get_one(OutboundMessage, job.id).sent_copy = outcome[:200]
 
     def _signed(self, job: Job) -> bytes:
         copy = transmitted(job.raw)
@@ -339,6 +368,21 @@ class Delivery:
                 message.next_attempt_at = now + timedelta(seconds=wait * random.uniform(0.9, 1.1))
             elif DeliveryState.SENT.value in states:
                 message.state = DeliveryState.SENT.value
+                # The sent message joins the user's mail like any other: the pipeline
+                # attaches it to the recipients' contacts (and auto-creates new To,
+                # Cc and Bcc recipients where the account allows), and the copy the
+                # IMAP sync later finds in Sent is the same message, another sighting.
+                accept_in(
+                    session,
+                    job.raw,
+                    Arrival(
+                        message.user_id,
+                        Source.OUTBOUND,
+                        Keep.ALWAYS,
+                        source_key=f"outbound:{message.id}",
+                        account_id=message.account_id,
+                    ),
+                )
                 emit(
                     session,
                     message.account_id,
@@ -359,8 +403,8 @@ class Delivery:
 
 
 class DeliveryRole:
-    def __init__(self, db: Database, config: Config) -> None:
-        self.delivery = Delivery(db, config)
+    def __init__(self, db: Database, config: Config, sent_copy: SentCopy | None = None) -> None:
+        self.delivery = Delivery(db, config, sent_copy)
         self.config = config
         self.wake_event = asyncio.Event()
 

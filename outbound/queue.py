@@ -92,6 +92,7 @@ def queue_rows(
                 "from": m.mail_from,
                 "message_id": m.message_id_header,
                 "attempts": m.attempts,
+                "sent_copy": m.sent_copy,
                 "created_at": m.created_at.isoformat(),
                 "next_attempt_at": m.next_attempt_at.isoformat(),
                 "recipients": [

@@ -63,6 +63,9 @@ class Mailbox(Base):
     # Password or OAuth2 tokens (JSON), encrypted with the secret key (gateway.vault).
     credentials: Mapped[str | None] = mapped_column(Text, default=None)
     tls_verify: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Whether the server saves its own copy of mail sent through it into Sent (Gmail,
+    # Outlook, Zoho do): learnt from the first message the gateway sends through it.
+    server_saves_sent: Mapped[bool | None] = mapped_column(Boolean, default=None)
     state: Mapped[str] = mapped_column(String(24), default=MailboxState.ACTIVE.value)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     last_sync_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)

@@ -57,6 +57,9 @@ class OutboundMessage(Base):
     message_id_header: Mapped[str] = mapped_column(String(998))
     state: Mapped[str] = mapped_column(String(12), default=DeliveryState.QUEUED.value)
     route: Mapped[str | None] = mapped_column(String(16), default=None)  # of the last try
+    # The copy in the user's Sent folder: None (not yet), "appended", "present" (the
+    # server saved its own), "no mailbox", or "error: ..." (not retried).
+    sent_copy: Mapped[str | None] = mapped_column(String(200), default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -379,3 +379,38 @@ def test_a_refused_mailbox_password_defers_instead_of_bouncing(
     assert state == "deferred"
     assert (recipients["carol@client.test"][1] or "").startswith("454 4.7.0 sign-in refused")
     assert sink.received == []
+
+
+def test_sent_mail_is_attached_to_contacts_and_new_recipients_auto_created(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
+) -> None:
+    from gateway.contacts import add_contact
+    from gateway.directory import AccountDirectory
+    from gateway.models import Account, Contact, ContactEmail, Message, MessageContact
+    from gateway.pipeline import Pipeline
+
+    cfg = outbound_config(config, zone_server, direct_port=mx.port)
+    client_test_mx(zone_server)
+    with db.session() as session:
+        account = session.get_one(Account, account_id)
+        account.auto_create_contacts = True
+        directory = AccountDirectory.load(session, account, cfg)
+        add_contact(session, directory, ["carol@client.test"], "Carol", "lower")
+    raw = MESSAGE.replace(b"To: carol@client.test", b"To: carol@client.test, dan@client.test")
+    message_id = queue_message(db, cfg, raw, ["carol@client.test", "dan@client.test"])
+    deliver_once(Delivery(db, cfg))
+    assert states(db, message_id)[0] == "sent"
+    Pipeline(db, cfg).run_pending()
+    with db.read() as session:
+        [message] = session.scalars(select(Message)).all()
+        attached = set(
+            session.scalars(
+                select(ContactEmail.address)
+                .join(Contact, Contact.id == ContactEmail.contact_id)
+                .join(MessageContact, MessageContact.contact_id == Contact.id)
+                .where(MessageContact.message_id == message.id)
+            )
+        )
+    assert message.direction == "outgoing"
+    # Carol was a contact; Dan (To) is new and was auto-created.
+    assert {"carol@client.test", "dan@client.test"} <= attached

@@ -282,9 +282,22 @@ class Dovecot:
         self.doveadm("mailbox", "update", "-u", user, "--uid-validity", str(value), folder)
 
     def rawlog(self, user: str) -> str:
-        """Everything clients sent for `user` so far (every session's .in log)."""
+        """Everything clients sent for `user` so far (every session's .in log), once it
+        has settled: the rawlog process writes a session's log a moment after the
+        client is done, later still on a busy machine."""
         folder = self.root / "mail" / user / "dovecot.rawlog"
-        return "".join(p.read_text(errors="replace") for p in sorted(folder.glob("*.in")))
+
+        def read() -> str:
+            return "".join(p.read_text(errors="replace") for p in sorted(folder.glob("*.in")))
+
+        text, deadline = read(), time.monotonic() + 5
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            again = read()
+            if again == text:
+                break
+            text = again
+        return text
 
     def fetch_commands(self, user: str) -> list[str]:
         """The UID FETCH commands clients sent for `user`."""

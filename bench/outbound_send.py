@@ -1,0 +1,186 @@
+"""Benchmark: mail sent by the CRM through the gateway, end to end, on loopback.
+
+`gateway serve --roles submission,delivery` (SQLite, its own process) takes 10 KB
+messages over SMTP submission (STARTTLS + AUTH with an API token) from N client
+threads, DKIM-signs them (RSA-2048) and relays them to a capturing aiosmtpd sink
+(the relay route, STARTTLS + AUTH). In the same run, the baseline: dkimpy's bare
+dkim.sign() of the same messages. Prints messages/s (last one received by the sink
+/ time since the first was submitted), the ratio to dkimpy, and the queue's pickup
+latency at idle (a message's 250 from submission to its arrival at the sink, one
+message at a time).
+
+    .venv/bin/python -m bench.outbound_send --messages 500 --clients 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import smtplib
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import dkim
+import trustme
+from rich.console import Console
+from rich.table import Table
+
+from bench.dkim_sign import messages
+from outbound.dkim_keys import new_key_pair
+from tests.peers.smtp_sink import Sink
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class CountingSink(Sink):
+    """The relay: keeps only arrival times (and the first message, to check it)."""
+
+    def __post_init__(self) -> None:
+        self.arrivals: list[float] = []
+        self.first: bytes | None = None
+        super().__post_init__()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.arrivals.append(time.monotonic())
+        if self.first is None:
+            self.first = envelope.original_content
+        return "250 2.0.0 OK"
+
+
+def gateway(config: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=500)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--latency-samples", type=int, default=20)
+    args = parser.parse_args()
+    console = Console(width=160)
+    mail = messages(args.messages)
+
+    authority = trustme.CA()
+    relay_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(relay_tls)
+    sink = CountingSink(tls=relay_tls, login=("relay", "relaypw"))
+    tmp = Path(tempfile.mkdtemp())
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        port = free_port()
+        config = tmp / "config.toml"
+        config.write_text(
+            '[paths]\nvar_dir = "var"\n[log]\nlevel = "warning"\n'
+            f'[submission]\nlisten = "127.0.0.1:{port}"\nmax_messages_per_hour = 0\n'
+            f'[outbound]\ndefault_route = "relay"\nrelay_url = "smtp://relay:relaypw@127.0.0.1:{sink.port}"\n'
+            "relay_tls_verify = false\nconcurrency = 8\n"
+            '[serve]\nroles = ["submission", "delivery"]\n'
+        )
+        gateway(config, "init")
+        gateway(config, "user", "add", "bob@acme.com", "--name", "Bob")
+        token = re.search(r"gwt_\S+", gateway(config, "user", "token", "create", "bob@acme.com"))
+        assert token is not None
+        gateway(config, "dkim", "generate", "acme.com")
+        log = (tmp / "serve.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--config", str(config), "serve"],
+            stderr=log,
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
+
+        def client(chunk: list[bytes]) -> None:
+            with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
+                smtp.starttls(context=insecure)
+                smtp.login("bob@acme.com", token.group(0))
+                for raw in chunk:
+                    smtp.sendmail("bob@acme.com", ["carol@client.example"], raw)
+
+        started = time.monotonic()
+        chunks = [mail[n :: args.clients] for n in range(args.clients)]
+        threads = [threading.Thread(target=client, args=(c,)) for c in chunks]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        submitted = time.monotonic()
+        while len(sink.arrivals) < len(mail) and time.monotonic() - started < 600:
+            time.sleep(0.01)
+        elapsed = max(sink.arrivals) - started
+        assert len(sink.arrivals) == len(mail), f"{len(sink.arrivals)} of {len(mail)} arrived"
+        assert sink.first is not None and sink.first.startswith(b"DKIM-Signature:")
+
+        latencies = []
+        for raw in mail[: args.latency_samples]:
+            time.sleep(0.3)  # idle
+            before = len(sink.arrivals)
+            with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
+                smtp.starttls(context=insecure)
+                smtp.login("bob@acme.com", token.group(0))
+                smtp.sendmail("bob@acme.com", ["carol@client.example"], raw)
+                accepted = time.monotonic()
+            while len(sink.arrivals) == before and time.monotonic() - accepted < 10:
+                time.sleep(0.001)
+            latencies.append(sink.arrivals[-1] - accepted)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+        sink.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    private = new_key_pair("rsa").private_pem.encode()
+    started = time.perf_counter()
+    for raw in mail:
+        dkim.sign(raw, b"s1", b"acme.com", private, canonicalize=(b"relaxed", b"relaxed"))
+    bare = len(mail) / (time.perf_counter() - started)
+
+    rate = len(mail) / elapsed
+    table = Table(
+        "",
+        "value",
+        title=f"{len(mail)} x 10 KB, {args.clients} clients, CPU cores: {os.cpu_count()}",
+    )
+    table.add_row("dkimpy bare dkim.sign(), msg/s", f"{bare:,.0f}")
+    table.add_row("gateway end to end (submit -> sign -> relay), msg/s", f"{rate:,.0f}")
+    table.add_row("end to end / dkimpy", f"{rate / bare:.2f}x")
+    table.add_row("all submitted after, s", f"{submitted - started:.1f}")
+    table.add_row(
+        "pickup latency at idle, median / max, ms",
+        f"{statistics.median(latencies) * 1000:.0f} / {max(latencies) * 1000:.0f}",
+    )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
