@@ -67,6 +67,7 @@ from outbound.smtp_client import (
     TLS_REQUIRED,
     Result,
     Server,
+    Sessions,
     transmit,
 )
 
@@ -105,6 +106,7 @@ class Delivery:
         self.vault = Vault.load(config.secret_key_file)
         self.signer = Signer()
         self.resolver = Resolver(config.dns)
+        self.sessions = Sessions()  # SMTP sessions kept open between messages
         self._domains: dict[str, threading.BoundedSemaphore] = defaultdict(
             lambda: threading.BoundedSemaphore(config.outbound.connections_per_domain)
         )
@@ -204,10 +206,14 @@ class Delivery:
         timeout = self.config.outbound.timeout
         helo = self.config.outbound.helo_name
         if job.route == "relay":
-            return transmit(self._relay(), helo, job.mail_from, job.recipients, data, timeout)
+            return transmit(
+                self._relay(), helo, job.mail_from, job.recipients, data, timeout, self.sessions
+            )
         if job.route == "mailbox":
             server = self._mailbox(job.user_id)
-            return transmit(server, helo, job.mail_from, job.recipients, data, timeout)
+            return transmit(
+                server, helo, job.mail_from, job.recipients, data, timeout, self.sessions
+            )
         results: dict[str, Result] = {}
         by_domain: dict[str, list[str]] = defaultdict(list)
         for recipient in job.recipients:
@@ -248,7 +254,13 @@ class Delivery:
                 continue
             server = Server(host, address, outbound.direct_port, TLS_OPPORTUNISTIC)
             results = transmit(
-                server, outbound.helo_name, mail_from, recipients, data, outbound.timeout
+                server,
+                outbound.helo_name,
+                mail_from,
+                recipients,
+                data,
+                outbound.timeout,
+                self.sessions,
             )
             if not all(r.temporary and r.code == 451 for r in results.values()):
                 return results  # this MX answered: its word stands
@@ -418,6 +430,12 @@ class DeliveryRole:
             log.info("delivery: %s message(s) cut short by a stop go back to the queue", recovered)
 
     async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self._loop(stop)
+        finally:
+            await asyncio.to_thread(self.delivery.sessions.close)
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         outbound = self.config.outbound
         while not stop.is_set():
             self.wake_event.clear()

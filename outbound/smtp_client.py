@@ -14,6 +14,9 @@ import contextlib
 import smtplib
 import socket
 import ssl
+import threading
+import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +59,52 @@ class Server:
     xoauth2: tuple[str, str] | None = None  # AUTH XOAUTH2: user, access token
 
 
+class Sessions:
+    """Signed-in SMTP sessions kept open between messages to the same server: a TCP
+    and TLS handshake and AUTH cost more than sending a 10 KB message. A session is
+    reused only while it is younger than IDLE seconds idle, after a clean RSET."""
+
+    IDLE = 30.0
+
+    def __init__(self, per_server: int = 4) -> None:
+        self.per_server = per_server
+        self._idle: dict[Server, list[tuple[float, smtplib.SMTP]]] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    def take(self, server: Server) -> smtplib.SMTP | None:
+        now = time.monotonic()
+        with self._lock:
+            waiting = self._idle[server]
+            stale = [c for since, c in waiting if now - since > self.IDLE]
+            fresh = [(since, c) for since, c in waiting if now - since <= self.IDLE]
+            self._idle[server] = fresh
+            client = fresh.pop()[1] if fresh else None
+        for old in stale:
+            _quit(old)
+            old.close()
+        return client
+
+    def give(self, server: Server, client: smtplib.SMTP) -> None:
+        try:
+            code, _ = client.rset()
+        except (smtplib.SMTPException, OSError):
+            code = 0
+        with self._lock:
+            waiting = self._idle[server]
+            if code == 250 and len(waiting) < self.per_server:
+                waiting.append((time.monotonic(), client))
+                return
+        client.close()
+
+    def close(self) -> None:
+        with self._lock:
+            every = [c for waiting in self._idle.values() for _, c in waiting]
+            self._idle.clear()
+        for client in every:
+            _quit(client)
+            client.close()
+
+
 def transmit(
     server: Server,
     helo: str,
@@ -63,44 +112,33 @@ def transmit(
     recipients: Sequence[str],
     data: bytes,
     timeout: float,
+    sessions: Sessions | None = None,
 ) -> dict[str, Result]:
-    """{recipient: the server's final word on it}."""
+    """{recipient: the server's final word on it}. With `sessions`, an open session to
+    the same server is used if there is one (and a fresh one if the server had
+    dropped it), and kept for the next message."""
     results: dict[str, Result] = {}
     client: smtplib.SMTP | None = None
+    reused = False
     try:
-        client = _connect(server, helo, timeout)
-        if server.login is not None:
-            client.login(*server.login)
-        elif server.xoauth2 is not None:
-            user, token = server.xoauth2
-            client.auth(
-                "XOAUTH2", lambda challenge=None: f"user={user}\x01auth=Bearer {token}\x01\x01"
-            )
-        options = []
-        utf8 = not (mail_from.isascii() and all(r.isascii() for r in recipients))
-        head = data.split(b"\r\n\r\n", 1)[0]
-        if utf8 or not head.isascii():
-            if not client.has_extn("smtputf8"):
-                failed = Result(553, "5.6.7 the receiving server does not accept SMTPUTF8 mail")
-                return dict.fromkeys(recipients, failed)
-            options.append("SMTPUTF8")
-        if not data.isascii() and client.has_extn("8bitmime"):
-            options.append("BODY=8BITMIME")
-        code, text = client.mail(mail_from, options)
-        if code >= 300:
-            return dict.fromkeys(recipients, _result(code, text))
-        accepted = []
-        for recipient in recipients:
-            code, text = client.rcpt(recipient)
-            if code < 300:
-                accepted.append(recipient)
-            else:
-                results[recipient] = _result(code, text)
-        if accepted:
-            code, text = client.data(data)
-            for recipient in accepted:
-                results[recipient] = _result(code, text)
-        _quit(client)
+        client = sessions.take(server) if sessions is not None else None
+        reused = client is not None
+        if client is None:
+            client = _open(server, helo, timeout)
+        try:
+            results = _transaction(client, mail_from, recipients, data)
+        except _Dropped:
+            if not reused:
+                raise
+            client.close()  # a kept session the server had closed: once more, fresh
+            client = _open(server, helo, timeout)
+            results = _transaction(client, mail_from, recipients, data)
+        if sessions is not None:
+            sessions.give(server, client)
+        else:
+            _quit(client)
+            client.close()
+        client = None
     except smtplib.SMTPAuthenticationError as exc:
         # The user's password or token was refused: theirs to fix, the mail waits.
         reply = Result(454, f"4.7.0 sign-in refused: {_result(exc.smtp_code, exc.smtp_error)}")
@@ -110,13 +148,69 @@ def transmit(
         reply = _result(exc.smtp_code, exc.smtp_error)
         for recipient in recipients:
             results.setdefault(recipient, reply)
-    except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
-        reply = Result(UNREACHED, f"4.4.1 {_reason(exc)}")
+    except (smtplib.SMTPException, OSError, ssl.SSLError, _Dropped) as exc:
+        reason = exc.__cause__ if isinstance(exc, _Dropped) and exc.__cause__ else exc
+        reply = Result(UNREACHED, f"4.4.1 {_reason(reason)}")
         for recipient in recipients:
             results.setdefault(recipient, reply)
     finally:
         if client is not None:
             client.close()
+    return results
+
+
+class _Dropped(Exception):
+    """The session broke at MAIL: nothing of this message was accepted yet."""
+
+
+def _open(server: Server, helo: str, timeout: float) -> smtplib.SMTP:
+    client = _connect(server, helo, timeout)
+    try:
+        if server.login is not None:
+            client.login(*server.login)
+        elif server.xoauth2 is not None:
+            user, token = server.xoauth2
+            response = f"user={user}\x01auth=Bearer {token}\x01\x01"
+            client.auth("XOAUTH2", lambda challenge=None: response)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def _transaction(
+    client: smtplib.SMTP, mail_from: str, recipients: Sequence[str], data: bytes
+) -> dict[str, Result]:
+    results: dict[str, Result] = {}
+    options = []
+    utf8 = not (mail_from.isascii() and all(r.isascii() for r in recipients))
+    head = data.split(b"\r\n\r\n", 1)[0]
+    if utf8 or not head.isascii():
+        if not client.has_extn("smtputf8"):
+            failed = Result(553, "5.6.7 the receiving server does not accept SMTPUTF8 mail")
+            return dict.fromkeys(recipients, failed)
+        options.append("SMTPUTF8")
+    if not data.isascii() and client.has_extn("8bitmime"):
+        options.append("BODY=8BITMIME")
+    try:
+        code, text = client.mail(mail_from, options)
+    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        raise _Dropped() from exc
+    if code == 421:
+        raise _Dropped() from smtplib.SMTPServerDisconnected(_result(code, text).text)
+    if code >= 300:
+        return dict.fromkeys(recipients, _result(code, text))
+    accepted = []
+    for recipient in recipients:
+        code, text = client.rcpt(recipient)
+        if code < 300:
+            accepted.append(recipient)
+        else:
+            results[recipient] = _result(code, text)
+    if accepted:
+        code, text = client.data(data)
+        for recipient in accepted:
+            results[recipient] = _result(code, text)
     return results
 
 
@@ -158,14 +252,17 @@ def _connect(server: Server, helo: str, timeout: float) -> smtplib.SMTP:
     if code != 220:
         client.close()
         raise smtplib.SMTPConnectError(code, text)
-    client.ehlo(helo)
-    if server.tls not in (TLS_IMPLICIT, TLS_NONE):
-        if client.has_extn("starttls"):
-            client.starttls(context=context)
-            client.ehlo(helo)
-        elif server.tls == TLS_REQUIRED:
-            client.close()
-            raise smtplib.SMTPNotSupportedError(f"{server.host} does not offer STARTTLS")
+    try:
+        client.ehlo(helo)
+        if server.tls not in (TLS_IMPLICIT, TLS_NONE):
+            if client.has_extn("starttls"):
+                client.starttls(context=context)
+                client.ehlo(helo)
+            elif server.tls == TLS_REQUIRED:
+                raise smtplib.SMTPNotSupportedError(f"{server.host} does not offer STARTTLS")
+    except BaseException:
+        client.close()
+        raise
     return client
 
 

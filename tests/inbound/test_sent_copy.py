@@ -113,6 +113,7 @@ def test_sent_mail_is_one_message_with_its_copy_in_sent(
         delivery = Delivery(db, cfg, functools.partial(save_to_sent, db, cfg, vault))
         for job in delivery.claim(10):
             delivery.attempt(job)
+        delivery.sessions.close()
         assert len(mx.received) == 1
         with db.read() as session:
             assert session.scalars(select(OutboundMessage.sent_copy)).one() == "appended"

@@ -44,6 +44,22 @@ def sink(authority: trustme.CA) -> Iterator[Sink]:
     made.close()
 
 
+@pytest.fixture(autouse=True)
+def close_sessions(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every Delivery of a test closes the SMTP sessions it kept open, at the end."""
+    made: list[Delivery] = []
+    real = Delivery.__init__
+
+    def init(self: Delivery, *args: object, **kwargs: object) -> None:
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+        made.append(self)
+
+    monkeypatch.setattr(Delivery, "__init__", init)
+    yield
+    for delivery in made:
+        delivery.sessions.close()
+
+
 @pytest.fixture
 def mx() -> Iterator[Sink]:
     made = Sink()
@@ -414,3 +430,32 @@ def test_sent_mail_is_attached_to_contacts_and_new_recipients_auto_created(
     assert message.direction == "outgoing"
     # Carol was a contact; Dan (To) is new and was auto-created.
     assert {"carol@client.test", "dan@client.test"} <= attached
+
+
+def test_sessions_are_kept_open_between_messages_and_reopened_when_dropped(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, sink: Sink
+) -> None:
+    cfg = outbound_config(
+        config,
+        zone_server,
+        default_route="relay",
+        relay_url=f"smtp://relayuser:relaypass@127.0.0.1:{sink.port}",
+        relay_tls_verify=False,
+    )
+    delivery = Delivery(db, cfg)
+    for n in range(3):
+        queue_message(db, cfg, MESSAGE, [f"r{n}@client.test"])
+        deliver_once(delivery)
+    assert len(sink.received) == 3
+    assert sink.authentications == 1  # one TLS session and one AUTH for all three
+    # A server that hangs up after each message: the kept session is found dead at
+    # MAIL and the message goes through a fresh one, nothing deferred.
+    sink.hang_up_after_data = True
+    for n in range(3):
+        message_id = queue_message(db, cfg, MESSAGE, [f"s{n}@client.test"])
+        deliver_once(delivery)
+        assert states(db, message_id)[0] == "sent"
+        import time
+
+        time.sleep(0.2)  # the sink has hung up
+    assert len(sink.received) == 6

@@ -28,9 +28,12 @@ class Sink:
     rcpt_replies: dict[str, str] = field(default_factory=dict)  # address -> reply
     data_reply: str | None = None  # e.g. "451 4.3.0 try later"
     hang: float = 0.0  # seconds DATA is left unanswered
+    hang_up_after_data: bool = False  # close the connection once a message is taken
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.connections: list[SMTP] = []
+        self.authentications = 0
         self.loop = asyncio.new_event_loop()
         self.server: asyncio.Server | None = None
         self.port = 0
@@ -46,7 +49,7 @@ class Sink:
             options: dict[str, Any] = {}
             if self.login is not None:
                 options = {"authenticator": self._authenticate, "auth_required": True}
-            return SMTP(
+            made = SMTP(
                 self,
                 hostname="sink.test",
                 tls_context=self.tls,
@@ -56,6 +59,8 @@ class Sink:
                 decode_data=False,
                 **options,
             )
+            self.connections.append(made)
+            return made
 
         async def start() -> None:
             self.server = await self.loop.create_server(protocol, "127.0.0.1", 0)
@@ -72,6 +77,7 @@ class Sink:
             data.login.decode(),
             data.password.decode(),
         )
+        self.authentications += ok
         return AuthResult(success=ok, handled=False, auth_data=data)
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
@@ -84,6 +90,7 @@ class Sink:
         fields = dict(part.split("=", 1) for part in text.split("\x01") if "=" in part)
         ok = fields.get("user") == self.login[0] and fields.get("auth") == f"Bearer {self.login[1]}"
         data = LoginPassword(fields.get("user", "").encode(), b"")
+        self.authentications += ok
         return AuthResult(success=ok, handled=False, auth_data=data)
 
     async def handle_RCPT(
@@ -107,12 +114,23 @@ class Sink:
         self.received.append(
             Received(str(envelope.mail_from), list(envelope.rcpt_tos), data, login)
         )
+        if self.hang_up_after_data and server.transport is not None:
+            self.loop.call_later(0.05, server.transport.close)  # after the 250 went out
         return "250 2.0.0 OK sink"
 
     def close(self) -> None:
         async def stop() -> None:
             if self.server is not None:
                 self.server.close()
+                for connection in self.connections:  # as a server going away does
+                    transport = connection.transport
+                    if isinstance(transport, asyncio.Transport):
+                        transport.abort()  # no TLS goodbye to wait for
+                handlers = [c._handler_coroutine for c in self.connections if c._handler_coroutine]
+                for handler in handlers:
+                    handler.cancel()
+                if handlers:
+                    await asyncio.wait(handlers, timeout=5)
                 await self.server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
