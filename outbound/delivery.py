@@ -177,19 +177,58 @@ class Delivery:
 
     def _copy_to_sent(self, job: Job) -> None:
         """Once the message is sent: its copy in the user's Sent folder, once."""
+        self.copy_to_sent(job.id)
+
+    def copy_to_sent(self, message_id: int) -> str | None:
+        """Put the sent message's copy in Sent unless that was done (or given up on);
+        returns the outcome recorded, or None when there was nothing to do."""
         assert self.sent_copy is not None
         with self.db.read() as session:
-            message = session.get_one(OutboundMessage, job.id)
-            if message.state != DeliveryState.SENT.value or message.sent_copy is not None:
-                return
-            message_id = message.message_id_header
+            message = session.get_one(OutboundMessage, message_id)
+            if message.state != DeliveryState.SENT.value or not _copy_due(message.sent_copy):
+                return None
+            tries = _copy_tries(message.sent_copy)
+            user_id, route = message.user_id, message.route
+            header_id = message.message_id_header
+            raw = session.get_one(RawMessage, message.raw_message_id).data
         try:
-            outcome = self.sent_copy(job.user_id, job.raw, message_id, job.route == "mailbox")
+            outcome = self.sent_copy(user_id, raw, header_id, route == "mailbox")
         except Exception as exc:  # the mail went out; only its copy is missing
-            log.warning("delivery: no copy of message %s in Sent: %s", job.id, exc)
-            outcome = f"error: {type(exc).__name__}: {exc}"
+            log.warning("delivery: no copy of message %s in Sent yet: %s", message_id, exc)
+            tries += 1
+            word = "gave up" if tries >= COPY_TRIES else f"error {tries}"
+            outcome = f"{word}: {type(exc).__name__}: {exc}"
         with self.db.session() as session:
-            session.get_one(OutboundMessage, job.id).sent_copy = outcome[:200]
+            message = session.get_one(OutboundMessage, message_id)
+            message.sent_copy = outcome[:200]
+            message.updated_at = utcnow()
+        return outcome
+
+    def copies_due(self, limit: int) -> list[int]:
+        """Sent messages whose copy in Sent is missing: never tried (a stop between the
+        delivery and the copy) or failed, and due again (retry_base, doubling)."""
+        now = utcnow()
+        with self.db.read() as session:
+            rows = session.execute(
+                select(OutboundMessage.id, OutboundMessage.sent_copy, OutboundMessage.updated_at)
+                .where(
+                    OutboundMessage.state == DeliveryState.SENT.value,
+                    (OutboundMessage.sent_copy.is_(None))
+                    | (OutboundMessage.sent_copy.like("error %")),
+                )
+                .order_by(OutboundMessage.updated_at)
+                .limit(limit * 4)
+            ).all()
+        due = []
+        for message_id, outcome, updated in rows:
+            wait = (
+                0.0
+                if outcome is None
+                else self.config.outbound.retry_base * 2 ** (_copy_tries(outcome) - 1)
+            )
+            if (now - updated).total_seconds() >= min(wait, self.config.outbound.retry_max):
+                due.append(int(message_id))
+        return due[:limit]
 
     def _signed(self, job: Job) -> bytes:
         copy = transmitted(job.raw)
@@ -447,7 +486,17 @@ class DeliveryRole:
             if jobs:
                 await asyncio.gather(*(asyncio.to_thread(self._attempt, job) for job in jobs))
                 continue
+            if self.delivery.sent_copy is not None:
+                await asyncio.to_thread(self._copies)
             await first_of(stop, self.wake_event, outbound.poll_interval)
+
+    def _copies(self) -> None:
+        """Copies in Sent still missing (a stop right after sending, a mailbox away)."""
+        try:
+            for message_id in self.delivery.copies_due(self.config.outbound.concurrency):
+                self.delivery.copy_to_sent(message_id)
+        except Exception:
+            log.exception("delivery: copies to Sent failed; trying again later")
 
     def _attempt(self, job: Job) -> None:
         try:
@@ -457,6 +506,20 @@ class DeliveryRole:
             return
         summary = ", ".join(f"{r}: {res.code}" for r, res in results.items())
         log.info("delivery: message %s via %s: %s", job.id, job.route, summary)
+
+
+COPY_TRIES = 8  # tries of a copy to Sent before it is given up
+
+
+def _copy_due(outcome: str | None) -> bool:
+    return outcome is None or outcome.startswith("error ")
+
+
+def _copy_tries(outcome: str | None) -> int:
+    if outcome is None or not outcome.startswith("error "):
+        return 0
+    count = outcome[len("error ") :].split(":", 1)[0]
+    return int(count) if count.isdigit() else 1
 
 
 def set_route(db: Database, config: Config, email: str, route: str) -> None:

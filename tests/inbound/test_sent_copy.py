@@ -125,3 +125,61 @@ def test_sent_mail_is_one_message_with_its_copy_in_sent(
         assert sources == ["imap", "outbound"]
     finally:
         mx.close()
+
+
+def test_a_copy_that_failed_or_never_ran_is_made_later(
+    db: Database, imap_config: Config, account_id: int, imap_user: ImapUser, zone_server
+) -> None:
+    """The Sent folder was unreachable when the message went out (or the process
+    stopped right after sending): the delivery role makes the copy later, once."""
+    from outbound.delivery import Delivery
+    from outbound.hygiene import prepare
+    from outbound.queue import enqueue
+    from tests.outbound.test_delivery import client_test_mx, outbound_config
+    from tests.peers.smtp_sink import Sink
+
+    mx = Sink()
+    try:
+        connect_mailbox(db, imap_config, imap_user)
+        cfg = outbound_config(imap_config, zone_server, direct_port=mx.port, retry_base=0.01)
+        client_test_mx(zone_server)
+        with db.session() as session:
+            from gateway.accounts import get_user
+
+            bob = get_user(session, cfg, "bob@acme.com")
+            bob.route = "direct"
+            mailbox = session.scalars(select(Mailbox)).one()
+            real_port, mailbox.imap_port = mailbox.imap_port, 1  # the IMAP server is away
+            session.flush()
+            session.expunge(bob)
+        raw = b"From: bob@acme.com\r\nTo: carol@client.test\r\nSubject: later\r\n\r\nhi\r\n"
+        enqueue(db, bob, "bob@acme.com", ["carol@client.test"], prepare(raw), "api")
+        vault = Vault.load(cfg.secret_key_file)
+        delivery = Delivery(db, cfg, functools.partial(save_to_sent, db, cfg, vault))
+        for job in delivery.claim(10):
+            delivery.attempt(job)
+        with db.read() as session:
+            [(message_id, outcome)] = session.execute(
+                select(OutboundMessage.id, OutboundMessage.sent_copy)
+            ).all()
+        assert (outcome or "").startswith("error 1:") and sent_folder(imap_user) == []
+
+        with db.session() as session:
+            session.scalars(select(Mailbox)).one().imap_port = real_port  # it is back
+        import time
+
+        time.sleep(0.05)
+        assert delivery.copies_due(10) == [message_id]
+        assert delivery.copy_to_sent(message_id) == "appended"
+        assert delivery.copies_due(10) == []  # done: never again
+        assert len(sent_folder(imap_user)) == 1
+
+        # A stop between sending and copying leaves no outcome: it is due at once.
+        with db.session() as session:
+            session.get_one(OutboundMessage, message_id).sent_copy = None
+        assert delivery.copies_due(10) == [message_id]
+        assert delivery.copy_to_sent(message_id) == "present"  # found there: not twice
+        assert len(sent_folder(imap_user)) == 1
+        delivery.sessions.close()
+    finally:
+        mx.close()
