@@ -10,6 +10,7 @@ advertised, source routes, and no per-IP connection limits.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 import time
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aiosmtpd.smtp import MISSING, SMTP, syntax
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 from psycopg.errors import DiskFull
 from sqlalchemy.exc import OperationalError
 
@@ -353,6 +354,28 @@ def _command_names(cls: type) -> list[str]:
         )
         _COMMAND_NAMES[cls] = names
     return names
+
+
+class GatewayHandler:
+    """What the handlers of the gateway's SMTP roles share."""
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        return enhanced_ehlo(responses)
+
+
+# aiosmtpd reads the signature of handle_EHLO for every connection (to tell its two
+# forms apart): computed once here, inspect.signature() returns it at once.
+GatewayHandler.handle_EHLO.__signature__ = inspect.signature(  # type: ignore[attr-defined]
+    GatewayHandler.handle_EHLO
+)
 
 
 def enhanced_ehlo(responses: list[str]) -> list[str]:

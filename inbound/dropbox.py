@@ -13,7 +13,6 @@ gateway.smtp_server.reply_for().
 from __future__ import annotations
 
 import asyncio
-import inspect
 import ipaddress
 import logging
 import re
@@ -37,10 +36,10 @@ from gateway.parsing import parse
 from gateway.resolver import Resolver
 from gateway.smtp_server import (
     Gate,
+    GatewayHandler,
     GatewaySMTP,
     LocalGate,
     dropbox_limiter,
-    enhanced_ehlo,
     reply_for,
     storage_error,
 )
@@ -71,7 +70,7 @@ class Decision:
     reason: str = ""
 
 
-class DropboxHandler:
+class DropboxHandler(GatewayHandler):
     def __init__(
         self,
         db: Database,
@@ -93,17 +92,6 @@ class DropboxHandler:
         # aiosmtpd lists a handler's hooks with dir() and inspect.getmembers() for
         # every connection: a getattr of every attribute. Only the hooks count.
         return _HOOKS
-
-    async def handle_EHLO(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        session.host_name = hostname
-        return enhanced_ehlo(responses)
 
     async def handle_PROXY(
         self, server: SMTP, session: Session, envelope: Envelope, proxy_data: Any
@@ -278,12 +266,7 @@ class DropboxHandler:
         return any(address in network for network in self.trusted)
 
 
-_HOOKS = sorted(n for n in vars(DropboxHandler) if n.startswith("handle_"))
-# aiosmtpd reads the signature of handle_EHLO for every connection (to tell its
-# two forms apart): computed once here, inspect.signature() returns it at once.
-DropboxHandler.handle_EHLO.__signature__ = inspect.signature(  # type: ignore[attr-defined]
-    DropboxHandler.handle_EHLO
-)
+_HOOKS = sorted({n for c in DropboxHandler.__mro__ for n in vars(c) if n.startswith("handle_")})
 
 
 def _transaction(envelope: Envelope) -> Transaction:

@@ -43,7 +43,7 @@ from gateway.errors import (
     SenderRejected,
 )
 from gateway.models import User, UserAddress
-from gateway.smtp_server import GatewaySMTP, enhanced_ehlo, reply_for, storage_error
+from gateway.smtp_server import GatewayHandler, GatewaySMTP, reply_for, storage_error
 from gateway.tls import server_context
 from gateway.tokens import user_for_password
 from outbound.hygiene import Outgoing, prepare
@@ -189,7 +189,7 @@ def _cancelled() -> AuthResult:
     return AuthResult(success=False, handled=True)
 
 
-class SubmissionHandler:
+class SubmissionHandler(GatewayHandler):
     def __init__(
         self, db: Database, config: Config, queued: Callable[[], None] = lambda: None
     ) -> None:
@@ -209,17 +209,6 @@ class SubmissionHandler:
                 select(UserAddress.address).where(UserAddress.user_id == user.id)
             ).all()
             return Identity(user.id, user.email, frozenset([user.email, *addresses]))
-
-    async def handle_EHLO(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        session.host_name = hostname
-        return enhanced_ehlo(responses)
 
     async def handle_MAIL(
         self,

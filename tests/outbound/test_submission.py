@@ -67,6 +67,7 @@ def test_no_auth_before_tls_and_no_mail_before_auth(submission: Submission) -> N
     with submission.client(starttls=False) as plain:
         assert "auth" not in plain.esmtp_features  # never offered in cleartext
         assert "starttls" in plain.esmtp_features
+        assert {"pipelining", "enhancedstatuscodes", "smtputf8"} <= set(plain.esmtp_features)
         assert (
             plain.docmd("AUTH", "PLAIN " + _plain("", "bob@acme.com", submission.token))[0] == 530
         )
