@@ -77,6 +77,18 @@ def outbound_config(config: Config, zone: ZoneServer, **outbound: object) -> Con
     )
 
 
+def relay_config(config: Config, zone: ZoneServer, sink: Sink, **outbound: object) -> Config:
+    """The relay route to `sink` (STARTTLS with a test certificate, AUTH)."""
+    return outbound_config(
+        config,
+        zone,
+        default_route="relay",
+        relay_url=f"smtp://relayuser:relaypass@127.0.0.1:{sink.port}",
+        relay_tls_verify=False,
+        **outbound,
+    )
+
+
 def client_test_mx(zone: ZoneServer) -> None:
     """client.test's mail goes to mx.client.test, which is 127.0.0.1."""
     zone.clear()
@@ -108,16 +120,8 @@ def test_the_relay_route_signs_drops_bcc_and_sends(
     account_id: int,
     zone_server: ZoneServer,
     sink: Sink,
-    authority: trustme.CA,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    cfg = outbound_config(
-        config,
-        zone_server,
-        default_route="relay",
-        relay_url=f"smtp://relayuser:relaypass@127.0.0.1:{sink.port}",
-        relay_tls_verify=False,
-    )
+    cfg = relay_config(config, zone_server, sink)
     vault = Vault.load(cfg.secret_key_file)
     with db.session() as session:
         key = generate(session, vault, get_account(session), "acme.com")
@@ -288,14 +292,8 @@ def test_submission_to_relay_end_to_end(
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     leaf.cert_chain_pems[0].write_to_path(str(cert))
     leaf.private_key_pem.write_to_path(str(key))
-    cfg = outbound_config(
-        config,
-        zone_server,
-        default_route="relay",
-        relay_url=f"smtp://relayuser:relaypass@127.0.0.1:{sink.port}",
-        relay_tls_verify=False,
-        poll_interval=30.0,  # only the wake-up can make it quick
-    )
+    # Polling is 30 s away: only the wake-up can make it quick.
+    cfg = relay_config(config, zone_server, sink, poll_interval=30.0)
     cfg = replace(
         cfg,
         tls=TlsConfig(cert_file=str(cert), key_file=str(key)),
@@ -435,13 +433,7 @@ def test_sent_mail_is_attached_to_contacts_and_new_recipients_auto_created(
 def test_sessions_are_kept_open_between_messages_and_reopened_when_dropped(
     db: Database, config: Config, account_id: int, zone_server: ZoneServer, sink: Sink
 ) -> None:
-    cfg = outbound_config(
-        config,
-        zone_server,
-        default_route="relay",
-        relay_url=f"smtp://relayuser:relaypass@127.0.0.1:{sink.port}",
-        relay_tls_verify=False,
-    )
+    cfg = relay_config(config, zone_server, sink)
     delivery = Delivery(db, cfg)
     for n in range(3):
         queue_message(db, cfg, MESSAGE, [f"r{n}@client.test"])
