@@ -1,6 +1,6 @@
 """emit(): add an Event to the outbox in the caller's transaction.
 
-Written with one prebuilt Core INSERT on the session's connection, so events
+Written with one prepared Core INSERT on the transaction's connection, so events
 keep the order in which the changes they report were made.
 """
 
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
 from gateway.models import Event, table_of, utcnow
+from gateway.prepared import prepared
 
 MESSAGE_CREATED = "message.created"
 MESSAGE_SIGHTED = "message.sighted"
@@ -20,11 +21,16 @@ CONTACT_CREATED = "contact.created"
 CONTACT_REMOVED = "contact.removed"
 MESSAGE_QUEUED = "message.queued"  # accepted from the CRM for delivery
 
-_INSERT = insert(table_of(Event))
+_INSERT = prepared(
+    "insert_event",
+    lambda: insert(table_of(Event)),
+    ("account_id", "kind", "payload", "created_at"),
+)
 
 
-def emit(session: Session, account_id: int, kind: str, **payload: Any) -> None:
-    session.connection().execute(
-        _INSERT,
+def emit(transaction: Session | Connection, account_id: int, kind: str, **payload: Any) -> None:
+    connection = transaction.connection() if isinstance(transaction, Session) else transaction
+    _INSERT(connection).execute(
+        connection,
         {"account_id": account_id, "kind": kind, "payload": payload, "created_at": utcnow()},
     )

@@ -8,12 +8,9 @@ the same bytes arriving twice are stored once. Arrivals are idempotent per
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import logging
-import queue
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -387,94 +384,3 @@ def drop_raw_if_unused(session: Session, raw_id: int | None) -> None:
             ~exists().where(OutboundMessage.raw_message_id == raw_id),
         )
     )
-
-
-class GroupCommitter:
-    """Commits the messages of many concurrent SMTP sessions in shared transactions.
-
-    One writer thread takes every request waiting in its queue (up to
-    `max_batch`) and stores them in one transaction, one savepoint each, so a
-    burst of sessions costs one commit (one fsync) instead of one each and
-    never contends for SQLite's write lock. Each caller's future resolves only
-    after the commit that holds its message.
-    """
-
-    def __init__(self, store: MessageStore, max_batch: int = 64) -> None:
-        self.store = store
-        self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
-        self._thread.start()
-
-    async def accept_many(self, raw: bytes, arrivals: Sequence[Arrival]) -> list[Accepted]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Accepted]] = loop.create_future()
-        self._queue.put(_Request(raw, list(arrivals), loop, future))
-        return await future
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                batch.append(item)
-            try:
-                self._commit(batch)
-            except Exception:  # never let the writer thread die: callers would hang
-                log.exception("group commit failed")
-                for request in batch:
-                    request.resolve(TimeoutError("storage writer failed"))
-
-    def _commit(self, batch: list[_Request]) -> None:
-        try:
-            with self.store.db.connection() as connection:
-                results = [
-                    [accept_in(connection, request.raw, a) for a in request.arrivals]
-                    for request in batch
-                ]
-        except BaseException as exc:
-            if len(batch) == 1:
-                batch[0].resolve(exc)  # not stored: the caller answers 4xx
-                return
-            # Nothing of this batch is stored; give each its own transaction so
-            # one bad request cannot fail the others.
-            for request in batch:
-                self._commit([request])
-            return
-        for request, result in zip(batch, results, strict=True):
-            request.resolve(result)
-
-
-@dataclass
-class _Request:
-    raw: bytes
-    arrivals: list[Arrival]
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[list[Accepted]]
-
-    def resolve(self, result: list[Accepted] | BaseException) -> None:
-        if self.loop.is_closed():
-            return
-
-        def settle() -> None:
-            if self.future.done():
-                return
-            if isinstance(result, BaseException):
-                self.future.set_exception(result)
-            else:
-                self.future.set_result(result)
-
-        self.loop.call_soon_threadsafe(settle)

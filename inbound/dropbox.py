@@ -2,7 +2,7 @@
 
     EHLO -> MAIL (syntax, SMTPUTF8) -> RCPT (recipients.RecipientPolicy, caps)
          -> DATA: bare CR/LF and 8-bit header checks -> SenderVerifier (per policy)
-         -> MessageStore.accept_many (raw once, one sighting per user) [commit]
+         -> accept_in per user (raw once, one sighting each), group-committed [commit]
          -> 250 -> wake the pipeline
 
 Nothing is acknowledged before the commit; a full disk or database is 452
@@ -31,6 +31,7 @@ from gateway.addresses import domain_of, parse_address_list
 from gateway.config import Config, host_port
 from gateway.db import Database
 from gateway.errors import MailRejected, MessageRejected, SenderRejected
+from gateway.group_commit import GroupCommitter
 from gateway.models import Keep, Source, UserAddress
 from gateway.parsing import parse
 from gateway.resolver import Resolver
@@ -43,7 +44,7 @@ from gateway.smtp_server import (
     reply_for,
     storage_error,
 )
-from gateway.store import Arrival, GroupCommitter, MessageStore
+from gateway.store import Arrival, accept_in
 from gateway.tls import server_context
 from inbound.forwarded import find_forwarded, might_be_forwarded
 from inbound.recipients import DropboxRecipient, RecipientPolicy
@@ -80,7 +81,7 @@ class DropboxHandler(GatewayHandler):
     ) -> None:
         self.db = db
         self.config = config
-        self.committer = GroupCommitter(MessageStore(db))
+        self.committer = GroupCommitter(db.connection, name="dropbox-commit")
         self.recipients = RecipientPolicy(db, config)
         self.verifier = verifier
         self.wake = wake
@@ -166,7 +167,7 @@ class DropboxHandler(GatewayHandler):
                 for r in recipients
             ]
             try:
-                await self.committer.accept_many(raw, arrivals)
+                await self.committer.run(lambda c: [accept_in(c, raw, a) for a in arrivals])
             except SQLAlchemyError as exc:
                 raise storage_error(exc) from exc
         except MailRejected as exc:

@@ -8,13 +8,21 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.orm import Session
 
 from gateway.db import Database
 from gateway.errors import Conflict, NotFound
 from gateway.events import MESSAGE_QUEUED, emit
-from gateway.models import DeliveryState, OutboundMessage, OutboundRecipient, User, utcnow
+from gateway.models import (
+    DeliveryState,
+    OutboundMessage,
+    OutboundRecipient,
+    User,
+    table_of,
+    utcnow,
+)
+from gateway.prepared import prepared
 from gateway.store import store_raw
 from outbound.hygiene import Outgoing
 
@@ -25,39 +33,117 @@ class Queued:
     message_id: str
 
 
+@dataclass(frozen=True)
+class Sender:
+    """The signed-in user a message is queued for."""
+
+    account_id: int
+    user_id: int
+    email: str
+
+
 def enqueue(
     db: Database,
-    user: User,
+    sender: Sender | User,
     mail_from: str,
     recipients: Sequence[str],
     outgoing: Outgoing,
     source: str,
 ) -> Queued:
     """Commit the message and its recipients (state queued); returns after the commit."""
-    with db.session() as session:
-        raw_id = store_raw(session, outgoing.raw)
-        message = OutboundMessage(
-            account_id=user.account_id,
-            user_id=user.id,
-            raw_message_id=raw_id,
-            source=source,
-            mail_from=mail_from,
-            message_id_header=outgoing.message_id[:998],
-            state=DeliveryState.QUEUED.value,
-            recipients=[OutboundRecipient(address=r) for r in dict.fromkeys(recipients)],
+    with db.connection() as connection:
+        return enqueue_in(connection, sender, mail_from, recipients, outgoing, source)
+
+
+def enqueue_in(
+    connection: Connection,
+    sender: Sender | User,
+    mail_from: str,
+    recipients: Sequence[str],
+    outgoing: Outgoing,
+    source: str,
+) -> Queued:
+    """enqueue() in the caller's transaction: a few prepared statements (this runs for
+    every message the CRM sends; the submission port group-commits it)."""
+    if isinstance(sender, User):
+        sender = Sender(sender.account_id, sender.id, sender.email)
+    now = utcnow()
+    unique = list(dict.fromkeys(recipients))
+    message_id = _one(
+        _INSERT_MESSAGE(connection).execute(
+            connection,
+            {
+                "account_id": sender.account_id,
+                "user_id": sender.user_id,
+                "raw_message_id": store_raw(connection, outgoing.raw),
+                "source": source,
+                "mail_from": mail_from,
+                "message_id_header": outgoing.message_id[:998],
+                "state": DeliveryState.QUEUED.value,
+                "route": None,
+                "sent_copy": None,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
-        session.add(message)
-        session.flush()
-        emit(
-            session,
-            user.account_id,
-            MESSAGE_QUEUED,
-            id=message.id,
-            message_id=outgoing.message_id,
-            user=user.email,
-            recipients=list(dict.fromkeys(recipients)),
-        )
-        return Queued(message.id, outgoing.message_id)
+    )
+    _INSERT_RECIPIENTS(connection).execute_many(
+        connection,
+        [
+            {
+                "message_id": message_id,
+                "address": address,
+                "state": DeliveryState.QUEUED.value,
+                "attempts": 0,
+                "last_reply": None,
+                "updated_at": now,
+            }
+            for address in unique
+        ],
+    )
+    emit(
+        connection,
+        sender.account_id,
+        MESSAGE_QUEUED,
+        id=message_id,
+        message_id=outgoing.message_id,
+        user=sender.email,
+        recipients=unique,
+    )
+    return Queued(int(message_id), outgoing.message_id)
+
+
+_INSERT_MESSAGE = prepared(
+    "insert_outbound_message",
+    lambda: insert(table_of(OutboundMessage)).returning(table_of(OutboundMessage).c.id),
+    (
+        "account_id",
+        "user_id",
+        "raw_message_id",
+        "source",
+        "mail_from",
+        "message_id_header",
+        "state",
+        "route",
+        "sent_copy",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
+    ),
+)
+_INSERT_RECIPIENTS = prepared(
+    "insert_outbound_recipients",
+    lambda: insert(table_of(OutboundRecipient)),
+    ("message_id", "address", "state", "attempts", "last_reply", "updated_at"),
+)
+
+
+def _one(cursor: Any) -> Any:
+    row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
 def sent_in_last_hour(db: Database, user_id: int) -> int:

@@ -5,7 +5,8 @@
     [submission] auth_failures per IP or per user refused with 454 4.7.0)
     -> MAIL FROM: one of the signed-in user's addresses (553 5.7.1 else)
     -> RCPT (syntax, at most max_recipients) -> DATA: outbound.hygiene.prepare,
-    header From the user's too -> outbound.queue.enqueue [commit] -> 250 Queued as N
+    header From the user's too -> outbound.queue.enqueue_in, group-committed with
+    other sessions' messages [commit] -> 250 Queued as N
 
 On the implicit-TLS listener ([submission] tls_listen) every connection is TLS
 from the first byte, so AUTH is offered there at once (aiosmtpd #281 hides it
@@ -42,12 +43,13 @@ from gateway.errors import (
     RecipientRejected,
     SenderRejected,
 )
-from gateway.models import User, UserAddress
+from gateway.group_commit import GroupCommitter
+from gateway.models import UserAddress
 from gateway.smtp_server import GatewayHandler, GatewaySMTP, reply_for, storage_error
 from gateway.tls import server_context
 from gateway.tokens import user_for_password
-from outbound.hygiene import Outgoing, prepare
-from outbound.queue import Queued, enqueue, sent_in_last_hour
+from outbound.hygiene import prepare
+from outbound.queue import Sender, enqueue_in, sent_in_last_hour
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class Identity:
     user_id: int
     email: str
     addresses: frozenset[str]  # every address of theirs, normalized
+    account_id: int
 
 
 @dataclass
@@ -196,6 +199,7 @@ class SubmissionHandler(GatewayHandler):
         self.db = db
         self.config = config
         self.queued = queued  # told once a message is committed (wakes the delivery role)
+        self.committer = GroupCommitter(db.connection, name="submission-commit")
         submission = config.submission
         self.failures = AuthFailures(submission.auth_failures, submission.auth_failure_window)
 
@@ -208,7 +212,9 @@ class SubmissionHandler(GatewayHandler):
             addresses = session.scalars(
                 select(UserAddress.address).where(UserAddress.user_id == user.id)
             ).all()
-            return Identity(user.id, user.email, frozenset([user.email, *addresses]))
+            return Identity(
+                user.id, user.email, frozenset([user.email, *addresses]), user.account_id
+            )
 
     async def handle_MAIL(
         self,
@@ -271,8 +277,12 @@ class SubmissionHandler(GatewayHandler):
             if any(s not in identity.addresses for s in outgoing.senders):
                 raise MessageRejected(replies.NOT_YOUR_ADDRESS)
             assert envelope.mail_from is not None
+            sender = Sender(identity.account_id, identity.user_id, identity.email)
+            mail_from, recipients = envelope.mail_from, list(envelope.rcpt_tos)
             try:
-                queued = await asyncio.to_thread(self._enqueue, identity, envelope, outgoing)
+                queued = await self.committer.run(
+                    lambda c: enqueue_in(c, sender, mail_from, recipients, outgoing, "smtp")
+                )
             except Exception as exc:
                 raise storage_error(exc) from exc
         except MailRejected as exc:
@@ -285,13 +295,6 @@ class SubmissionHandler(GatewayHandler):
             len(envelope.rcpt_tos),
         )
         return f"250 2.0.0 Queued as {queued.id} <{queued.message_id}>"
-
-    def _enqueue(self, identity: Identity, envelope: Envelope, outgoing: Outgoing) -> Queued:
-        with self.db.read() as session:
-            user = session.get_one(User, identity.user_id)
-            session.expunge(user)
-        assert envelope.mail_from is not None
-        return enqueue(self.db, user, envelope.mail_from, envelope.rcpt_tos, outgoing, "smtp")
 
 
 def _identity(session: Session) -> Identity:
@@ -361,3 +364,4 @@ class SubmissionServer:
             server.close()
         for server in self.servers.values():
             await server.wait_closed()
+        await asyncio.to_thread(self.handler.committer.close)
