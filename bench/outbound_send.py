@@ -144,6 +144,7 @@ def main() -> None:
                 + (tmp / "serve.log").read_text()[-3000:]
             )
         elapsed = max(sink.arrivals) - started
+        sessions = sink.authentications
         assert sink.first is not None and sink.first.startswith(b"DKIM-Signature:")
 
         latencies = []
@@ -181,6 +182,7 @@ def main() -> None:
     table.add_row("gateway end to end (submit -> sign -> relay), msg/s", f"{rate:,.0f}")
     table.add_row("end to end / dkimpy", f"{rate / bare:.2f}x")
     table.add_row("all submitted after, s", f"{submitted - started:.1f}")
+    table.add_row("SMTP sessions the relay saw signed in", f"{sessions:,}")
     table.add_row(
         "pickup latency at idle, median / max, ms",
         f"{statistics.median(latencies) * 1000:.0f} / {max(latencies) * 1000:.0f}",

@@ -2,11 +2,13 @@
 
 One line per message over a socketpair:
 
-    worker -> supervisor:  ready | wake | admit <ip> | release <ip>
-    supervisor -> worker:  yes | no (answers to admit, in order) | wake
+    worker -> supervisor:  ready | wake | queued | admit <ip> | release <ip>
+    supervisor -> worker:  yes | no (answers to admit, in order) | wake | queued
 
 `wake`: a worker stored a message; the supervisor passes it on to the
-background worker, whose pipeline then finishes it at once. `admit`/`release`:
+background worker, whose pipeline then finishes it at once. `queued`: a worker
+queued a message the CRM sends; the supervisor passes it on to the delivery
+worker, which then sends it at once. `admit`/`release`:
 the per-IP connection limits, kept by the supervisor for all SMTP workers.
 End of file on a worker's side means the supervisor is gone (even killed by
 SIGKILL, the kernel closes its end): the worker stops by itself.
@@ -31,9 +33,11 @@ class WorkerChannel:
         sock: socket.socket,
         on_wake: Callable[[], None] = lambda: None,
         on_lost: Callable[[], None] = lambda: None,
+        on_queued: Callable[[], None] = lambda: None,
     ) -> None:
         self.sock = sock
         self.on_wake = on_wake
+        self.on_queued = on_queued
         self.on_lost = on_lost
         self._answers: collections.deque[tuple[str, asyncio.Future[bool]]] = collections.deque()
         self._writer: asyncio.StreamWriter | None = None
@@ -49,6 +53,9 @@ class WorkerChannel:
 
     def wake(self) -> None:
         self.send("wake")
+
+    def queued(self) -> None:
+        self.send("queued")
 
     async def admit(self, ip: str) -> bool:
         if self._writer is None or self._writer.is_closing():
@@ -67,6 +74,8 @@ class WorkerChannel:
                 word = line.strip().decode("ascii", "replace")
                 if word == "wake":
                     self.on_wake()
+                elif word == "queued":
+                    self.on_queued()
                 elif word in ("yes", "no") and self._answers:
                     ip, answer = self._answers.popleft()
                     if not answer.done():

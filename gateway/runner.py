@@ -91,13 +91,16 @@ def build_roles(
     config: Config,
     *,
     wake: Callable[[], None] | None = None,
+    queued: Callable[[], None] | None = None,
     gate: Gate | None = None,
     listeners: Mapping[str, socket.socket] | None = None,
 ) -> tuple[dict[str, Role], PipelineWorker | None]:
     """The roles `names` of one process, and its pipeline worker if it runs one.
 
     `wake` tells the pipeline that a message was stored (default: this process's
-    own pipeline worker); `gate` and `listeners` are the supervisor's per-IP
+    own pipeline worker), `queued` tells the delivery role that a message was
+    queued (default: this process's own delivery role); `gate` and `listeners` are
+    the supervisor's per-IP
     limits and listening sockets when the process is one of several workers."""
     check_roles(names)
     built: dict[str, Role] = {}
@@ -134,15 +137,14 @@ def build_roles(
     if "submission" in names:
         from outbound.submission import SubmissionServer
 
-        # In the same process, a queued message wakes the delivery role at once.
         built["submission"] = SubmissionServer(
-            db, config, queued=delivery.wake if delivery is not None else _nothing
+            db, config, queued=delivery.wake if delivery is not None else queued or _nothing
         )
     if "web" in names:
         from admin.server import WebRole
 
         built["web"] = WebRole(
-            db, config, queued=delivery.wake if delivery is not None else _nothing
+            db, config, queued=delivery.wake if delivery is not None else queued or _nothing
         )
     return built, worker
 

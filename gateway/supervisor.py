@@ -4,7 +4,11 @@
         connection limits for all SMTP workers, passes `wake` on to the
         background worker, restarts a worker that dies, stops them all.
     smtp-1 .. smtp-N: the SMTP roles (dropbox), accepting on the shared sockets.
-    background: the pipeline (and, later, the other roles without a socket).
+    background: the pipeline and the other roles without a shared socket (imap,
+        web, submission).
+    delivery: the delivery role, in a process of its own: DKIM signing is CPU
+        work, which would otherwise hold up the submission port and the web app
+        in the background worker (one Python process runs on one core at a time).
 
 Each worker is `python -m gateway.worker` with a socketpair as its control
 channel (gateway.control). A worker notices at once when the supervisor is
@@ -30,7 +34,7 @@ from gateway.config import Config, host_port
 from gateway.errors import GatewayError
 from gateway.runner import stop_on_signals
 from gateway.smtp_server import dropbox_limiter
-from gateway.worker import BACKGROUND_ROLES, LISTENING_ROLES, WorkerSpec
+from gateway.worker import BACKGROUND_ROLES, LISTENING_ROLES, OWN_PROCESS_ROLES, WorkerSpec
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 60.0
@@ -137,6 +141,8 @@ class Child:
                 word, _, arg = line.strip().decode("ascii", "replace").partition(" ")
                 if word == "wake":
                     self.supervisor.wake_background()
+                elif word == "queued":
+                    self.supervisor.wake_delivery()
                 elif word == "admit":
                     admitted = self.supervisor.limiter.admit(arg)
                     if admitted:
@@ -178,10 +184,17 @@ class Supervisor:
         self.children: list[Child] = list(self.smtp)
         self.background = [Child(self, "background", background)] if background else []
         self.children += self.background
+        own = [r for r in roles if r in OWN_PROCESS_ROLES]
+        self.delivery = [Child(self, role, (role,)) for role in own]
+        self.children += self.delivery
 
     def wake_background(self) -> None:
         for child in self.background:
             child.send("wake")
+
+    def wake_delivery(self) -> None:
+        for child in self.delivery:
+            child.send("queued")
 
     async def serve(self, ready: Callable[[], None]) -> None:
         if self.smtp and "dropbox" in self.smtp[0].roles:

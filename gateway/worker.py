@@ -14,6 +14,7 @@ import logging
 import pickle
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.config import Config
@@ -24,7 +25,8 @@ from gateway.runner import PipelineWorker, build_roles, run_roles, stop_on_signa
 
 log = logging.getLogger(__name__)
 LISTENING_ROLES = ("dropbox",)  # run in every SMTP worker, on the shared sockets
-BACKGROUND_ROLES = ("pipeline", "imap", "web", "submission", "delivery")  # in the background worker
+BACKGROUND_ROLES = ("pipeline", "imap", "web", "submission")  # in the background worker
+OWN_PROCESS_ROLES = ("delivery",)  # each in a worker of its own
 
 
 @dataclass(frozen=True)
@@ -42,22 +44,43 @@ async def run_worker(spec: WorkerSpec) -> None:
     stop = asyncio.Event()
     pipeline: list[PipelineWorker] = []
 
+    delivery: list[Callable[[], None]] = []
+
     def wake_pipeline() -> None:
         for worker in pipeline:
             worker.wake()
 
+    def wake_delivery() -> None:
+        for wake in delivery:
+            wake()
+
     channel = WorkerChannel(
-        socket.socket(fileno=spec.control), on_wake=wake_pipeline, on_lost=stop.set
+        socket.socket(fileno=spec.control),
+        on_wake=wake_pipeline,
+        on_lost=stop.set,
+        on_queued=wake_delivery,
     )
     try:
         with stop_on_signals(stop):
             await channel.open()
             listeners = {role: socket.socket(fileno=fd) for role, fd in spec.listeners.items()}
             roles, worker = build_roles(
-                spec.roles, db, config, wake=channel.wake, gate=channel, listeners=listeners
+                spec.roles,
+                db,
+                config,
+                wake=channel.wake,
+                queued=channel.queued,
+                gate=channel,
+                listeners=listeners,
             )
             if worker is not None:
                 pipeline.append(worker)
+            if "delivery" in roles:
+                from outbound.delivery import DeliveryRole
+
+                role = roles["delivery"]
+                assert isinstance(role, DeliveryRole)
+                delivery.append(role.wake)
             for role in roles.values():
                 await role.start()
             channel.send("ready")

@@ -21,17 +21,20 @@ to the recipients' contacts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import random
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from gateway import oauth2
@@ -40,21 +43,24 @@ from gateway.config import Config
 from gateway.db import Database
 from gateway.errors import InputError
 from gateway.events import emit
+from gateway.group_commit import GroupCommitter
 from gateway.models import (
     DeliveryState,
     Keep,
     Mailbox,
     MailboxState,
     OutboundMessage,
+    OutboundRecipient,
     RawMessage,
     Source,
     User,
+    table_of,
     utcnow,
 )
 from gateway.netguard import check_host
 from gateway.parsing import parse
+from gateway.prepared import prepared
 from gateway.resolver import DnsTempError, Resolver
-from gateway.runner import first_of
 from gateway.store import Arrival, accept_in
 from gateway.vault import Vault
 from outbound.dkim_keys import signing_keys
@@ -76,6 +82,7 @@ MESSAGE_SENT = "message.sent"
 MESSAGE_BOUNCED = "message.bounced"
 ROUTES = ("mailbox", "direct", "relay")
 PENDING = (DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value)
+NO_MAILBOX = "no mailbox"  # the sent_copy outcome of a user without a connected mailbox
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,8 @@ class Job:
     recipients: list[str]  # not yet sent or bounced
     attempts: int
     age: float  # seconds since it was queued
+    message_id: str = ""  # the Message-ID header's value
+    copy: bool = False  # the user has a connected mailbox: a copy goes to their Sent
 
 
 SentCopy = Callable[[int, bytes, str, bool], str]
@@ -106,7 +115,13 @@ class Delivery:
         self.vault = Vault.load(config.secret_key_file)
         self.signer = Signer()
         self.resolver = Resolver(config.dns)
-        self.sessions = Sessions()  # SMTP sessions kept open between messages
+        # SMTP sessions kept open between messages: as many as may be sending at once
+        self.sessions = Sessions(per_server=config.outbound.concurrency)
+        # What the servers answered, committed for several messages at once.
+        self.recorder: GroupCommitter[Connection] = GroupCommitter(
+            db.connection, name="delivery-record"
+        )
+        self._decrypted: dict[str, str] = {}  # encrypted private key -> its PEM
         self._domains: dict[str, threading.BoundedSemaphore] = defaultdict(
             lambda: threading.BoundedSemaphore(config.outbound.connections_per_domain)
         )
@@ -122,41 +137,85 @@ class Delivery:
             )
             return int(getattr(result, "rowcount", 0) or 0)
 
+    def close(self) -> None:
+        self.sessions.close()
+        self.recorder.close()
+
     def claim(self, limit: int) -> list[Job]:
+        """Up to `limit` messages that are due, now `sending` (one transaction, a few
+        statements for all of them: the queue's hot path)."""
         now = utcnow()
-        jobs: list[Job] = []
-        with self.db.session() as session:
-            messages = session.scalars(
-                select(OutboundMessage)
-                .where(OutboundMessage.state.in_(PENDING), OutboundMessage.next_attempt_at <= now)
-                .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id)
+        om, rc = table_of(OutboundMessage), table_of(OutboundRecipient)
+        with self.db.connection() as connection:
+            rows = connection.execute(
+                select(
+                    om.c.id,
+                    om.c.account_id,
+                    om.c.user_id,
+                    om.c.mail_from,
+                    om.c.raw_message_id,
+                    om.c.attempts,
+                    om.c.created_at,
+                    om.c.message_id_header,
+                )
+                .where(om.c.state.in_(PENDING), om.c.next_attempt_at <= now)
+                .order_by(om.c.next_attempt_at, om.c.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             ).all()
-            for message in messages:
-                user = session.get_one(User, message.user_id)
-                route = user.route or (
-                    "mailbox"
-                    if _sending_mailbox(session, user.id) is not None
-                    else self.config.outbound.default_route
+            if not rows:
+                return []
+            ids = [r.id for r in rows]
+            users = {r.user_id for r in rows}
+            recipients: dict[int, list[str]] = defaultdict(list)
+            for message_id, address in connection.execute(
+                select(rc.c.message_id, rc.c.address)
+                .where(rc.c.message_id.in_(ids), rc.c.state.in_(PENDING))
+                .order_by(rc.c.id)
+            ):
+                recipients[message_id].append(address)
+            chosen: dict[int, str | None] = {
+                user_id: route
+                for user_id, route in connection.execute(
+                    select(User.id, User.route).where(User.id.in_(users))
                 )
-                recipients = [r.address for r in message.recipients if r.state in PENDING]
-                message.state = DeliveryState.SENDING.value
-                message.route = route
-                message.updated_at = now
-                raw = session.get_one(RawMessage, message.raw_message_id).data
+            }
+            sending, copying = _mailbox_users(connection, users)
+            raws: dict[int, bytes] = {
+                raw_id: data
+                for raw_id, data in connection.execute(
+                    select(RawMessage.id, RawMessage.data).where(
+                        RawMessage.id.in_({r.raw_message_id for r in rows})
+                    )
+                )
+            }
+            jobs = []
+            by_route: dict[str, list[int]] = defaultdict(list)
+            for row in rows:
+                route = chosen.get(row.user_id) or (
+                    "mailbox" if row.user_id in sending else self.config.outbound.default_route
+                )
+                by_route[route].append(row.id)
                 jobs.append(
                     Job(
-                        message.id,
-                        message.account_id,
-                        message.user_id,
+                        row.id,
+                        row.account_id,
+                        row.user_id,
                         route,
-                        message.mail_from,
-                        raw,
-                        recipients,
-                        message.attempts,
-                        (now - message.created_at).total_seconds(),
+                        row.mail_from,
+                        raws[row.raw_message_id],
+                        recipients[row.id],
+                        row.attempts,
+                        (now - row.created_at).total_seconds(),
+                        row.message_id_header,
+                        row.user_id in copying,
                     )
+                )
+            for route, claimed in by_route.items():
+                connection.execute(
+                    update(om)
+                    .where(om.c.id.in_(claimed))
+                    .values(state=DeliveryState.SENDING.value, route=route, updated_at=now)
                 )
         return jobs
 
@@ -170,14 +229,10 @@ class Delivery:
             results = dict.fromkeys(job.recipients, Result(451, f"4.7.0 not signed: {exc}"))
         except InputError as exc:  # a route that cannot be used as configured
             results = dict.fromkeys(job.recipients, Result(451, f"4.3.5 {exc}"))
-        self._record(job, results)
-        if self.sent_copy is not None:
-            self._copy_to_sent(job)
+        state = self.recorder.call(lambda c: self.record_in(c, job, results))
+        if state == DeliveryState.SENT.value and job.copy and self.sent_copy is not None:
+            self.copy_to_sent(job.id)  # its copy in the user's Sent folder, once
         return results
-
-    def _copy_to_sent(self, job: Job) -> None:
-        """Once the message is sent: its copy in the user's Sent folder, once."""
-        self.copy_to_sent(job.id)
 
     def copy_to_sent(self, message_id: int) -> str | None:
         """Put the sent message's copy in Sent unless that was done (or given up on);
@@ -235,11 +290,16 @@ class Delivery:
         senders = parse(copy).from_
         if not senders:
             return copy
+        domain = domain_of(senders[0].normalized)
         with self.db.read() as session:
-            keys = signing_keys(
-                session, self.vault, job.account_id, domain_of(senders[0].normalized)
-            )
+            keys = signing_keys(session, self._decrypt, job.account_id, domain)
         return self.signer.sign(copy, keys)
+
+    def _decrypt(self, encrypted: str) -> str:
+        pem = self._decrypted.get(encrypted)
+        if pem is None:
+            pem = self._decrypted[encrypted] = self.vault.decrypt(encrypted)
+        return pem
 
     def _send(self, job: Job, data: bytes) -> dict[str, Result]:
         timeout = self.config.outbound.timeout
@@ -379,85 +439,153 @@ class Delivery:
                 )
         return Server(host, address, port, tls, verify, xoauth2=(username, tokens.access_token))
 
-    def _record(self, job: Job, results: dict[str, Result]) -> None:
+    def record_in(self, connection: Connection, job: Job, results: dict[str, Result]) -> str:
+        """What each recipient's server said, in the caller's transaction (the delivery
+        role group-commits these); returns the message's new state."""
         outbound = self.config.outbound
         now = utcnow()
         expired = job.age > outbound.max_age
-        with self.db.session() as session:
-            message = session.get_one(OutboundMessage, job.id)
-            message.attempts += 1
-            for recipient in message.recipients:
-                result = results.get(recipient.address)
-                if result is None or recipient.state not in PENDING:
-                    continue
-                recipient.attempts += 1
-                recipient.last_reply = str(result)[:2000]
-                recipient.updated_at = now
-                if 200 <= result.code < 300:
-                    recipient.state = DeliveryState.SENT.value
-                elif result.permanent or expired:
-                    recipient.state = DeliveryState.BOUNCED.value
-                    if expired and not result.permanent:
-                        recipient.last_reply = (
-                            f"gave up after {job.age / 86400:.1f} days; last reply: {result}"
-                        )[:2000]
-                    emit(
-                        session,
-                        message.account_id,
-                        MESSAGE_BOUNCED,
-                        id=message.id,
-                        message_id=message.message_id_header,
-                        recipient=recipient.address,
-                        reply=recipient.last_reply,
-                    )
-                else:
-                    recipient.state = DeliveryState.DEFERRED.value
-            states = [r.state for r in message.recipients]
-            if DeliveryState.DEFERRED.value in states or DeliveryState.QUEUED.value in states:
-                message.state = DeliveryState.DEFERRED.value
-                wait = min(outbound.retry_max, outbound.retry_base * 2 ** (message.attempts - 1))
-                message.next_attempt_at = now + timedelta(seconds=wait * random.uniform(0.9, 1.1))
-            elif DeliveryState.SENT.value in states:
-                message.state = DeliveryState.SENT.value
-                # The sent message joins the user's mail like any other: the pipeline
-                # attaches it to the recipients' contacts (and auto-creates new To,
-                # Cc and Bcc recipients where the account allows), and the copy the
-                # IMAP sync later finds in Sent is the same message, another sighting.
-                accept_in(
-                    session,
-                    job.raw,
-                    Arrival(
-                        message.user_id,
-                        Source.OUTBOUND,
-                        Keep.ALWAYS,
-                        source_key=f"outbound:{message.id}",
-                        account_id=message.account_id,
-                    ),
-                )
-                emit(
-                    session,
-                    message.account_id,
-                    MESSAGE_SENT,
-                    id=message.id,
-                    message_id=message.message_id_header,
-                    sent=[r.address for r in message.recipients if r.state == "sent"],
-                    bounced=[r.address for r in message.recipients if r.state == "bounced"],
-                )
-            elif (
-                DeliveryState.CANCELLED.value in states
-                and DeliveryState.BOUNCED.value not in states
-            ):
-                message.state = DeliveryState.CANCELLED.value
+        bounced: list[tuple[str, str]] = []  # (address, reply) of this attempt
+        changes: list[dict[str, Any]] = []
+        final: list[tuple[str, str]] = []  # (address, state) of every recipient
+        for recipient_id, address, state, attempts in _RECIPIENTS(connection).execute(
+            connection, {"b_message": job.id}
+        ):
+            result = results.get(address)
+            if result is None or state not in PENDING:
+                final.append((address, state))
+                continue
+            reply = str(result)[:2000]
+            if 200 <= result.code < 300:
+                state = DeliveryState.SENT.value
+            elif result.permanent or expired:
+                state = DeliveryState.BOUNCED.value
+                if expired and not result.permanent:
+                    reply = f"gave up after {job.age / 86400:.1f} days; last reply: {result}"[:2000]
+                bounced.append((address, reply))
             else:
-                message.state = DeliveryState.BOUNCED.value
-            message.updated_at = now
+                state = DeliveryState.DEFERRED.value
+            final.append((address, state))
+            changes.append(
+                {
+                    "b_id": recipient_id,
+                    "state": state,
+                    "attempts": attempts + 1,
+                    "last_reply": reply,
+                    "updated_at": now,
+                }
+            )
+        if changes:
+            _RECIPIENT_RESULT(connection).execute_many(connection, changes)
+        for address, reply in bounced:
+            emit(
+                connection,
+                job.account_id,
+                MESSAGE_BOUNCED,
+                id=job.id,
+                message_id=job.message_id,
+                recipient=address,
+                reply=reply,
+            )
+        states = [state for _, state in final]
+        attempts = job.attempts + 1
+        next_attempt, sent_copy = now, None
+        if DeliveryState.DEFERRED.value in states or DeliveryState.QUEUED.value in states:
+            message_state = DeliveryState.DEFERRED.value
+            wait = min(outbound.retry_max, outbound.retry_base * 2 ** (attempts - 1))
+            next_attempt = now + timedelta(seconds=wait * random.uniform(0.9, 1.1))
+        elif DeliveryState.SENT.value in states:
+            message_state = DeliveryState.SENT.value
+            sent_copy = None if job.copy else NO_MAILBOX
+            # The sent message joins the user's mail like any other: the pipeline
+            # attaches it to the recipients' contacts (and auto-creates new To,
+            # Cc and Bcc recipients where the account allows), and the copy the
+            # IMAP sync later finds in Sent is the same message, another sighting.
+            accept_in(
+                connection,
+                job.raw,
+                Arrival(
+                    job.user_id,
+                    Source.OUTBOUND,
+                    Keep.ALWAYS,
+                    source_key=f"outbound:{job.id}",
+                    account_id=job.account_id,
+                ),
+            )
+            emit(
+                connection,
+                job.account_id,
+                MESSAGE_SENT,
+                id=job.id,
+                message_id=job.message_id,
+                sent=[a for a, state in final if state == DeliveryState.SENT.value],
+                bounced=[a for a, state in final if state == DeliveryState.BOUNCED.value],
+            )
+        elif DeliveryState.CANCELLED.value in states and DeliveryState.BOUNCED.value not in states:
+            message_state = DeliveryState.CANCELLED.value
+        else:
+            message_state = DeliveryState.BOUNCED.value
+        _MESSAGE_RESULT(connection).execute(
+            connection,
+            {
+                "b_id": job.id,
+                "state": message_state,
+                "attempts": attempts,
+                "next_attempt_at": next_attempt,
+                "sent_copy": sent_copy,
+                "updated_at": now,
+            },
+        )
+        return message_state
+
+
+_om, _rc = table_of(OutboundMessage), table_of(OutboundRecipient)
+_RECIPIENTS = prepared(
+    "outbound_recipients_of",
+    lambda: (
+        select(_rc.c.id, _rc.c.address, _rc.c.state, _rc.c.attempts)
+        .where(_rc.c.message_id == bindparam("b_message"))
+        .order_by(_rc.c.id)
+    ),
+)
+_RECIPIENT_RESULT = prepared(
+    "outbound_recipient_result",
+    lambda: update(_rc).where(_rc.c.id == bindparam("b_id")),
+    ("state", "attempts", "last_reply", "updated_at"),
+)
+_MESSAGE_RESULT = prepared(
+    "outbound_message_result",
+    lambda: update(_om).where(_om.c.id == bindparam("b_id")),
+    ("state", "attempts", "next_attempt_at", "sent_copy", "updated_at"),
+)
+
+
+def _mailbox_users(connection: Connection, users: set[int]) -> tuple[set[int], set[int]]:
+    """Of `users`: (those with a connected mailbox that can send, those with any
+    connected mailbox, whose Sent folder gets a copy)."""
+    sending: set[int] = set()
+    copying: set[int] = set()
+    for user_id, host, port in connection.execute(
+        select(Mailbox.user_id, Mailbox.smtp_host, Mailbox.smtp_port).where(
+            Mailbox.user_id.in_(users), Mailbox.state == MailboxState.ACTIVE.value
+        )
+    ):
+        copying.add(user_id)
+        if host and port > 0:
+            sending.add(user_id)
+    return sending, copying
 
 
 class DeliveryRole:
+    """Keeps up to [outbound] concurrency messages in flight, each in a thread of its
+    own (sign, send, record): new ones are claimed as others finish, so a slow server
+    holds up only its own message."""
+
     def __init__(self, db: Database, config: Config, sent_copy: SentCopy | None = None) -> None:
         self.delivery = Delivery(db, config, sent_copy)
         self.config = config
         self.wake_event = asyncio.Event()
+        self.pool = ThreadPoolExecutor(config.outbound.concurrency, "delivery")
 
     def wake(self) -> None:
         """A message was queued (called from the event loop's thread)."""
@@ -472,23 +600,41 @@ class DeliveryRole:
         try:
             await self._loop(stop)
         finally:
-            await asyncio.to_thread(self.delivery.sessions.close)
+            await asyncio.to_thread(self.delivery.close)
+            self.pool.shutdown(wait=False)
 
     async def _loop(self, stop: asyncio.Event) -> None:
         outbound = self.config.outbound
-        while not stop.is_set():
-            self.wake_event.clear()
-            try:
-                jobs = await asyncio.to_thread(self.delivery.claim, outbound.concurrency)
-            except Exception:
-                log.exception("delivery: cannot read the queue; retrying")
-                jobs = []
-            if jobs:
-                await asyncio.gather(*(asyncio.to_thread(self._attempt, job) for job in jobs))
-                continue
-            if self.delivery.sent_copy is not None:
-                await asyncio.to_thread(self._copies)
-            await first_of(stop, self.wake_event, outbound.poll_interval)
+        loop = asyncio.get_running_loop()
+        flying: set[asyncio.Future[None]] = set()
+        refill = max(1, outbound.concurrency // 2)
+        try:
+            while not stop.is_set():
+                self.wake_event.clear()
+                jobs: list[Job] = []
+                free = outbound.concurrency - len(flying)
+                if free > 0:
+                    try:
+                        jobs = await asyncio.to_thread(self.delivery.claim, free)
+                    except Exception:
+                        log.exception("delivery: cannot read the queue; retrying")
+                for job in jobs:
+                    flying.add(loop.run_in_executor(self.pool, self._attempt, job))
+                if jobs and len(jobs) == free:
+                    # Every slot taken and more may be waiting: claim again once half
+                    # of them are free (a claim is a transaction: one for several).
+                    while len(flying) > outbound.concurrency - refill and not stop.is_set():
+                        await _first_of(stop, flying)
+                        flying = {f for f in flying if not f.done()}
+                    continue
+                if not flying and self.delivery.sent_copy is not None:
+                    await asyncio.to_thread(self._copies)
+                # The queue is empty for now: a new message, a free slot or the poll.
+                await _first_of(stop, flying, self.wake_event, outbound.poll_interval)
+                flying = {f for f in flying if not f.done()}
+        finally:
+            if flying:
+                await asyncio.gather(*flying, return_exceptions=True)
 
     def _copies(self) -> None:
         """Copies in Sent still missing (a stop right after sending, a mailbox away)."""
@@ -506,6 +652,27 @@ class DeliveryRole:
             return
         summary = ", ".join(f"{r}: {res.code}" for r, res in results.items())
         log.info("delivery: message %s via %s: %s", job.id, job.route, summary)
+
+
+async def _first_of(
+    stop: asyncio.Event,
+    flying: set[asyncio.Future[None]],
+    wake: asyncio.Event | None = None,
+    timeout: float | None = None,
+) -> None:
+    """Until `stop` or `wake` is set, one of `flying` is done, or `timeout` passes."""
+    waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(
+            [*waiters, *flying], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
 
 
 COPY_TRIES = 8  # tries of a copy to Sent before it is given up

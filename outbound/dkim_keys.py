@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from gateway.addresses import normalize_domain
 from gateway.errors import Conflict, InputError, NotFound
 from gateway.models import Account, DkimKey, utcnow
+from gateway.prepared import prepared
 from gateway.vault import Vault
 
 ALGORITHMS = ("rsa", "ed25519")
@@ -118,25 +119,39 @@ def list_keys(session: Session, account: Account | None = None) -> Sequence[Dkim
     return session.scalars(query).all()
 
 
-def active_keys(session: Session, account_id: int, domain: str) -> Sequence[DkimKey]:
-    """The keys that sign mail from `domain` for this account (RSA first)."""
-    return session.scalars(
-        select(DkimKey)
+_ACTIVE_KEYS = prepared(
+    "active_dkim_keys",
+    lambda: (
+        select(
+            DkimKey.domain,
+            DkimKey.selector,
+            DkimKey.algorithm,
+            DkimKey.private_key,
+            DkimKey.public_key,
+        )
         .where(
-            DkimKey.account_id == account_id,
-            DkimKey.domain == domain,
+            DkimKey.account_id == bindparam("b_account"),
+            DkimKey.domain == bindparam("b_domain"),
             DkimKey.state == ACTIVE,
         )
-        .order_by(DkimKey.algorithm.desc())  # "rsa" before "ed25519"
-    ).all()
+        .order_by(DkimKey.algorithm.desc())
+    ),  # "rsa" before "ed25519"
+)
 
 
-def signing_keys(session: Session, vault: Vault, account_id: int, domain: str) -> list[SigningKey]:
-    """The account's active keys for `domain`, decrypted, RSA first; none when the
-    account has no key for it (it is then not signed: never with a d= it does not own)."""
+def signing_keys(
+    session: Session, decrypt: Callable[[str], str], account_id: int, domain: str
+) -> list[SigningKey]:
+    """The account's active keys for `domain`, decrypted (Vault.decrypt, or a cache of
+    it), RSA first; none when the account has no key for it (it is then not signed:
+    never with a d= it does not own). A prepared statement: it runs for every message."""
+    connection = session.connection()
+    rows = _ACTIVE_KEYS(connection).execute(
+        connection, {"b_account": account_id, "b_domain": domain}
+    )
     return [
-        SigningKey(k.domain, k.selector, k.algorithm, vault.decrypt(k.private_key), k.public_key)
-        for k in active_keys(session, account_id, domain)
+        SigningKey(domain_, selector, algorithm, decrypt(private), public)
+        for domain_, selector, algorithm, private, public in rows.fetchall()
     ]
 
 

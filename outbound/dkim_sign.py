@@ -3,8 +3,9 @@
 dkimpy does RSA in pure Python (about 99 RSA-2048 signatures a second here); the
 cryptography package's OpenSSL does the same signature about ten times faster.
 So the signature header is built as dkimpy builds it (its message parser, its
-relaxed canonicalisation, its `hash_headers`), and only the last step, the
-signature over the header hash, goes to OpenSSL. Every signature is then checked
+relaxed header canonicalisation and `hash_headers`; the body's canonical form as
+dkimpy's gives it, computed here faster), and only the last step, the signature
+over the header hash, goes to OpenSSL. Every signature is then checked
 by unmodified dkimpy against the public key we hold, before the message may leave.
 
 Policy: relaxed/relaxed, sha256 only (never sha1), never l=; signed: From (twice:
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -61,14 +63,14 @@ class Signer:
         if not keys:
             return raw
         stamp = int(time.time()) if now is None else now
-        signatures = b"".join(self._signature(raw, key, stamp) for key in keys)
+        message = dkim.DKIM(raw)  # dkimpy's parse, once for every key
+        body_hash = base64.b64encode(hashlib.sha256(relaxed_body(message.body)).digest())
+        signatures = b"".join(self._signature(message, body_hash, key, stamp) for key in keys)
         signed = signatures + raw
         verify(signed, keys)
         return signed
 
-    def _signature(self, raw: bytes, key: SigningKey, now: int) -> bytes:
-        message = dkim.DKIM(raw)
-        body = _POLICY.canonicalize_body(message.body)
+    def _signature(self, message: dkim.DKIM, body_hash: bytes, key: SigningKey, now: int) -> bytes:
         present = {name.lower() for name, _ in message.headers}
         include = [h for h in SIGNED_HEADERS if h in present] + [b"from"]
         algorithm = b"rsa-sha256" if key.algorithm == "rsa" else b"ed25519-sha256"
@@ -80,7 +82,7 @@ class Signer:
             (b"s", key.selector.encode("ascii")),
             (b"t", str(now).encode("ascii")),
             (b"h", b" : ".join(include)),  # spaces: fold may break lines only there
-            (b"bh", base64.b64encode(hashlib.sha256(body).digest())),
+            (b"bh", body_hash),
             (b"b", b""),
         ]
         unsigned = (_NAME, b" " + b"; ".join(b"=".join(f) for f in fields))
@@ -106,6 +108,30 @@ class Signer:
                 loaded = _Private(key.private_pem)
                 self._loaded[key.private_pem] = loaded
             return loaded
+
+
+_WSP_RUN = re.compile(rb"\t[\t ]*| [\t ]+")  # what is not already one space
+
+
+def relaxed_body(body: bytes) -> bytes:
+    """RFC 6376 3.4.4, as dkimpy's Relaxed.canonicalize_body computes it (a test holds
+    the two equal on generated bodies), several times faster: spaces and tabs before
+    each CRLF are stripped line by line rather than by a regular expression tried at
+    every space, and only runs that are not already one space are replaced. Each
+    signature is verified by unmodified dkimpy all the same."""
+    lines = body.split(b"\r\n")
+    last = lines.pop()  # after the last CRLF: nothing to strip (no CRLF follows it)
+    lines = [line.rstrip(b" \t") for line in lines]
+    lines.append(last)
+    body = b"\r\n".join(lines)
+    if b"\t" in body or b"  " in body:
+        body = _WSP_RUN.sub(b" ", body)
+    end = len(body)
+    while body.endswith(b"\r\n", 0, end):
+        end -= 2
+    if end == len(body):
+        return body + b"\r\n" if body else body
+    return body[: end + 2] if end > 0 else b""
 
 
 class _Private:

@@ -62,7 +62,9 @@ class Server:
 class Sessions:
     """Signed-in SMTP sessions kept open between messages to the same server: a TCP
     and TLS handshake and AUTH cost more than sending a 10 KB message. A session is
-    reused only while it is younger than IDLE seconds idle, after a clean RSET."""
+    reused only while it is younger than IDLE seconds idle. After a transaction that
+    ended with the reply to DATA the server has reset it already (RFC 5321 4.1.4);
+    one left open (every RCPT refused) is RSET first, and kept only if that works."""
 
     IDLE = 30.0
 
@@ -84,11 +86,13 @@ class Sessions:
             old.close()
         return client
 
-    def give(self, server: Server, client: smtplib.SMTP) -> None:
-        try:
-            code, _ = client.rset()
-        except (smtplib.SMTPException, OSError):
-            code = 0
+    def give(self, server: Server, client: smtplib.SMTP, reset: bool = True) -> None:
+        code = 250
+        if reset:
+            try:
+                code, _ = client.rset()
+            except (smtplib.SMTPException, OSError):
+                code = 0
         with self._lock:
             waiting = self._idle[server]
             if code == 250 and len(waiting) < self.per_server:
@@ -126,15 +130,15 @@ def transmit(
         if client is None:
             client = _open(server, helo, timeout)
         try:
-            results = _transaction(client, mail_from, recipients, data)
+            results, ended = _transaction(client, mail_from, recipients, data)
         except _Dropped:
             if not reused:
                 raise
             client.close()  # a kept session the server had closed: once more, fresh
             client = _open(server, helo, timeout)
-            results = _transaction(client, mail_from, recipients, data)
+            results, ended = _transaction(client, mail_from, recipients, data)
         if sessions is not None:
-            sessions.give(server, client)
+            sessions.give(server, client, reset=not ended)
         else:
             _quit(client)
             client.close()
@@ -180,7 +184,9 @@ def _open(server: Server, helo: str, timeout: float) -> smtplib.SMTP:
 
 def _transaction(
     client: smtplib.SMTP, mail_from: str, recipients: Sequence[str], data: bytes
-) -> dict[str, Result]:
+) -> tuple[dict[str, Result], bool]:
+    """(each recipient's result, whether the server ended the transaction: the reply
+    to DATA, or MAIL refused)."""
     results: dict[str, Result] = {}
     options = []
     utf8 = not (mail_from.isascii() and all(r.isascii() for r in recipients))
@@ -188,7 +194,7 @@ def _transaction(
     if utf8 or not head.isascii():
         if not client.has_extn("smtputf8"):
             failed = Result(553, "5.6.7 the receiving server does not accept SMTPUTF8 mail")
-            return dict.fromkeys(recipients, failed)
+            return dict.fromkeys(recipients, failed), True
         options.append("SMTPUTF8")
     if not data.isascii() and client.has_extn("8bitmime"):
         options.append("BODY=8BITMIME")
@@ -199,7 +205,7 @@ def _transaction(
     if code == 421:
         raise _Dropped() from smtplib.SMTPServerDisconnected(_result(code, text).text)
     if code >= 300:
-        return dict.fromkeys(recipients, _result(code, text))
+        return dict.fromkeys(recipients, _result(code, text)), True
     accepted = []
     for recipient in recipients:
         code, text = client.rcpt(recipient)
@@ -207,11 +213,12 @@ def _transaction(
             accepted.append(recipient)
         else:
             results[recipient] = _result(code, text)
-    if accepted:
-        code, text = client.data(data)
-        for recipient in accepted:
-            results[recipient] = _result(code, text)
-    return results
+    if not accepted:
+        return results, False  # MAIL accepted, no DATA: the transaction is still open
+    code, text = client.data(data)
+    for recipient in accepted:
+        results[recipient] = _result(code, text)
+    return results, True
 
 
 class _Plain(smtplib.SMTP):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -18,12 +18,10 @@ from gateway.models import Event, table_of, utcnow
 EVENTS = table_of(Event)
 
 
-def add_event(account_id: int, kind: str) -> object:
+def add_event(account_id: int, kind: str) -> Callable[[Connection], str]:
     def work(connection: Connection) -> str:
         connection.execute(
-            insert(EVENTS).values(
-                account_id=account_id, kind=kind, payload={}, created_at=utcnow()
-            )
+            insert(EVENTS).values(account_id=account_id, kind=kind, payload={}, created_at=utcnow())
         )
         return kind
 

@@ -113,7 +113,7 @@ def test_sent_mail_is_one_message_with_its_copy_in_sent(
         delivery = Delivery(db, cfg, functools.partial(save_to_sent, db, cfg, vault))
         for job in delivery.claim(10):
             delivery.attempt(job)
-        delivery.sessions.close()
+        delivery.close()
         assert len(mx.received) == 1
         with db.read() as session:
             assert session.scalars(select(OutboundMessage.sent_copy)).one() == "appended"
@@ -180,6 +180,6 @@ def test_a_copy_that_failed_or_never_ran_is_made_later(
         assert delivery.copies_due(10) == [message_id]
         assert delivery.copy_to_sent(message_id) == "present"  # found there: not twice
         assert len(sent_folder(imap_user)) == 1
-        delivery.sessions.close()
+        delivery.close()
     finally:
         mx.close()

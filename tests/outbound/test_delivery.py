@@ -57,7 +57,7 @@ def close_sessions(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(Delivery, "__init__", init)
     yield
     for delivery in made:
-        delivery.sessions.close()
+        delivery.close()
 
 
 @pytest.fixture
