@@ -8,6 +8,7 @@ import re
 import signal
 import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -385,3 +386,53 @@ def test_messages_arriving_together_are_finished_together(
     assert counts(served.db) == (0, 4, 4)
     served.stop()
     assert b"pipeline: finished 4 message(s)" in served.log.read_bytes()
+
+
+def test_mail_queued_by_the_background_worker_is_sent_by_the_delivery_worker(
+    initialized: Run, config_file: Path
+) -> None:
+    """With workers, delivery runs in a process of its own; the submission port's
+    `queued` reaches it through the supervisor: with an hour between polls, only
+    that can explain the prompt delivery to the relay."""
+    import trustme
+
+    from tests.peers.smtp_sink import Sink
+
+    token = re.search(r"gwt_\S+", initialized("user", "token", "create", "bob@acme.com").out)
+    assert token is not None
+    relay_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(relay_tls)
+    relay = Sink(tls=relay_tls)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        "GATEWAY_SERVE__WORKERS": "1",
+        "GATEWAY_SERVE__ROLES": '["submission", "delivery"]',
+        "GATEWAY_SUBMISSION__LISTEN": f"127.0.0.1:{port}",
+        "GATEWAY_OUTBOUND__DEFAULT_ROUTE": "relay",
+        "GATEWAY_OUTBOUND__RELAY_URL": f"smtp://127.0.0.1:{relay.port}",
+        "GATEWAY_OUTBOUND__RELAY_TLS_VERIFY": "false",
+        "GATEWAY_OUTBOUND__POLL_INTERVAL": "3600",
+        "GATEWAY_SECURITY__ALLOWED_PRIVATE_NETWORKS": '["127.0.0.0/8"]',
+    }
+    proc = start(config_file, env=env)
+    try:
+        workers = children_of(proc.pid)
+        assert len(workers) == 2  # background (submission), delivery
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
+        with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+            client.starttls(context=insecure)
+            client.login("bob@acme.com", token.group(0))
+            sent_at = time.monotonic()
+            message = make_message(from_="bob@acme.com", to="carol@client.test")
+            client.sendmail("bob@acme.com", ["carol@client.test"], message)
+        while not relay.received and time.monotonic() - sent_at < 20:
+            time.sleep(0.01)
+        assert relay.received, "not delivered"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        relay.close()
+    assert proc.wait(timeout=40) == 0
