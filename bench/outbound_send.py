@@ -47,18 +47,67 @@ def free_port() -> int:
 
 
 class CountingSink(Sink):
-    """The relay: keeps only arrival times (and the first message, to check it)."""
+    """The relay: notes each arrival's time in a file (and keeps the first message, to
+    check it). It runs in a process of its own, so that it does not share Python's GIL
+    with the client threads of the benchmark."""
 
     def __post_init__(self) -> None:
-        self.arrivals: list[float] = []
+        self.log: Any = None
         self.first: bytes | None = None
         super().__post_init__()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.arrivals.append(time.monotonic())
+        self.log.write(f"{time.monotonic()}\n")
+        self.log.flush()
         if self.first is None:
             self.first = envelope.original_content
+            Path(self.log.name).with_name("first.eml").write_bytes(envelope.original_content)
         return "250 2.0.0 OK"
+
+
+def relay_process(folder: Path) -> None:
+    """`--relay FOLDER`: the sink, until killed; prints its port, then writes one line a
+    message to FOLDER/arrivals and the count of sign-ins to FOLDER/sessions."""
+    authority = trustme.CA()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(tls)
+    sink = CountingSink(tls=tls, login=("relay", "relaypw"))
+    sink.log = (folder / "arrivals").open("a")
+    print(sink.port, flush=True)
+    while True:
+        time.sleep(0.2)
+        (folder / "sessions").write_text(str(sink.authentications))
+
+
+class Relay:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.outbound_send", "--relay", str(folder)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+
+    def arrivals(self) -> list[float]:
+        path = self.folder / "arrivals"
+        return [float(line) for line in path.read_text().split()] if path.exists() else []
+
+    def count(self) -> int:
+        path = self.folder / "arrivals"
+        return path.read_bytes().count(b"\n") if path.exists() else 0
+
+    def first(self) -> bytes:
+        return (self.folder / "first.eml").read_bytes()
+
+    def sessions(self) -> int:
+        time.sleep(0.3)
+        return int((self.folder / "sessions").read_text())
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
 
 def gateway(config: Path, *args: str) -> str:
@@ -76,15 +125,18 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=500)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--latency-samples", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=16, help="[outbound] concurrency")
+    parser.add_argument("--relay", type=Path, help=argparse.SUPPRESS)  # the sink's process
     args = parser.parse_args()
+    if args.relay is not None:
+        relay_process(args.relay)
+        return
     console = Console(width=160)
     mail = messages(args.messages)
 
-    authority = trustme.CA()
-    relay_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1").configure_cert(relay_tls)
-    sink = CountingSink(tls=relay_tls, login=("relay", "relaypw"))
     tmp = Path(tempfile.mkdtemp())
+    (tmp / "relay").mkdir()
+    sink = Relay(tmp / "relay")
     proc: subprocess.Popen[bytes] | None = None
     try:
         port = free_port()
@@ -93,7 +145,7 @@ def main() -> None:
             '[paths]\nvar_dir = "var"\n[log]\nlevel = "warning"\n'
             f'[submission]\nlisten = "127.0.0.1:{port}"\nmax_messages_per_hour = 0\n'
             f'[outbound]\ndefault_route = "relay"\nrelay_url = "smtp://relay:relaypw@127.0.0.1:{sink.port}"\n'
-            "relay_tls_verify = false\nconcurrency = 8\n"
+            f"relay_tls_verify = false\nconcurrency = {args.concurrency}\n"
             '[serve]\nroles = ["submission", "delivery"]\n'
             '[security]\nallowed_private_networks = ["127.0.0.0/8"]\n'
         )
@@ -135,30 +187,30 @@ def main() -> None:
         for thread in threads:
             thread.join()
         submitted = time.monotonic()
-        while len(sink.arrivals) < len(mail) and time.monotonic() - started < 120:
+        while sink.count() < len(mail) and time.monotonic() - started < 120:
             time.sleep(0.01)
-        if len(sink.arrivals) < len(mail):
+        if sink.count() < len(mail):
             queue = gateway(config, "queue", "list", "--state", "deferred")
             raise SystemExit(
-                f"{len(sink.arrivals)} of {len(mail)} arrived\n{queue[-2000:]}\n"
+                f"{sink.count()} of {len(mail)} arrived\n{queue[-2000:]}\n"
                 + (tmp / "serve.log").read_text()[-3000:]
             )
-        elapsed = max(sink.arrivals) - started
-        sessions = sink.authentications
-        assert sink.first is not None and sink.first.startswith(b"DKIM-Signature:")
+        elapsed = max(sink.arrivals()) - started
+        sessions = sink.sessions()
+        assert sink.first().startswith(b"DKIM-Signature:")
 
         latencies = []
         for raw in mail[: args.latency_samples]:
             time.sleep(0.3)  # idle
-            before = len(sink.arrivals)
+            before = sink.count()
             with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
                 smtp.starttls(context=insecure)
                 smtp.login("bob@acme.com", token.group(0))
                 smtp.sendmail("bob@acme.com", ["carol@client.example"], raw)
                 accepted = time.monotonic()
-            while len(sink.arrivals) == before and time.monotonic() - accepted < 10:
+            while sink.count() == before and time.monotonic() - accepted < 10:
                 time.sleep(0.001)
-            latencies.append(sink.arrivals[-1] - accepted)
+            latencies.append(sink.arrivals()[-1] - accepted)
     finally:
         if proc is not None:
             proc.terminate()

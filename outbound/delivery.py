@@ -26,6 +26,7 @@ import ipaddress
 import logging
 import random
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -63,7 +64,7 @@ from gateway.prepared import prepared
 from gateway.resolver import DnsTempError, Resolver
 from gateway.store import Arrival, accept_in
 from gateway.vault import Vault
-from outbound.dkim_keys import signing_keys
+from outbound.dkim_keys import SigningKey, signing_keys
 from outbound.dkim_sign import Signer, SigningError
 from outbound.hygiene import transmitted
 from outbound.smtp_client import (
@@ -82,6 +83,7 @@ MESSAGE_SENT = "message.sent"
 MESSAGE_BOUNCED = "message.bounced"
 ROUTES = ("mailbox", "direct", "relay")
 PENDING = (DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value)
+KEYS_TTL = 10.0  # seconds the delivery role uses the DKIM keys it read
 NO_MAILBOX = "no mailbox"  # the sent_copy outcome of a user without a connected mailbox
 
 
@@ -122,6 +124,7 @@ class Delivery:
             db.connection, name="delivery-record"
         )
         self._decrypted: dict[str, str] = {}  # encrypted private key -> its PEM
+        self._signing: dict[tuple[int, str], tuple[float, list[SigningKey]]] = {}
         self._domains: dict[str, threading.BoundedSemaphore] = defaultdict(
             lambda: threading.BoundedSemaphore(config.outbound.connections_per_domain)
         )
@@ -146,6 +149,7 @@ class Delivery:
         statements for all of them: the queue's hot path)."""
         now = utcnow()
         om, rc = table_of(OutboundMessage), table_of(OutboundRecipient)
+        users, raws = table_of(User), table_of(RawMessage)
         with self.db.connection() as connection:
             rows = connection.execute(
                 select(
@@ -153,46 +157,33 @@ class Delivery:
                     om.c.account_id,
                     om.c.user_id,
                     om.c.mail_from,
-                    om.c.raw_message_id,
                     om.c.attempts,
                     om.c.created_at,
                     om.c.message_id_header,
+                    users.c.route,
+                    raws.c.data,
                 )
+                .join(users, users.c.id == om.c.user_id)
+                .join(raws, raws.c.id == om.c.raw_message_id)
                 .where(om.c.state.in_(PENDING), om.c.next_attempt_at <= now)
                 .order_by(om.c.next_attempt_at, om.c.id)
                 .limit(limit)
-                .with_for_update(skip_locked=True)
+                .with_for_update(of=om, skip_locked=True)
             ).all()
             if not rows:
                 return []
-            ids = [r.id for r in rows]
-            users = {r.user_id for r in rows}
             recipients: dict[int, list[str]] = defaultdict(list)
             for message_id, address in connection.execute(
                 select(rc.c.message_id, rc.c.address)
-                .where(rc.c.message_id.in_(ids), rc.c.state.in_(PENDING))
+                .where(rc.c.message_id.in_([r.id for r in rows]), rc.c.state.in_(PENDING))
                 .order_by(rc.c.id)
             ):
                 recipients[message_id].append(address)
-            chosen: dict[int, str | None] = {
-                user_id: route
-                for user_id, route in connection.execute(
-                    select(User.id, User.route).where(User.id.in_(users))
-                )
-            }
-            sending, copying = _mailbox_users(connection, users)
-            raws: dict[int, bytes] = {
-                raw_id: data
-                for raw_id, data in connection.execute(
-                    select(RawMessage.id, RawMessage.data).where(
-                        RawMessage.id.in_({r.raw_message_id for r in rows})
-                    )
-                )
-            }
+            sending, copying = _mailbox_users(connection, {r.user_id for r in rows})
             jobs = []
             by_route: dict[str, list[int]] = defaultdict(list)
             for row in rows:
-                route = chosen.get(row.user_id) or (
+                route = row.route or (
                     "mailbox" if row.user_id in sending else self.config.outbound.default_route
                 )
                 by_route[route].append(row.id)
@@ -203,7 +194,7 @@ class Delivery:
                         row.user_id,
                         route,
                         row.mail_from,
-                        raws[row.raw_message_id],
+                        row.data,
                         recipients[row.id],
                         row.attempts,
                         (now - row.created_at).total_seconds(),
@@ -290,10 +281,19 @@ class Delivery:
         senders = parse(copy).from_
         if not senders:
             return copy
-        domain = domain_of(senders[0].normalized)
+        return self.signer.sign(copy, self._keys(job.account_id, domain_of(senders[0].normalized)))
+
+    def _keys(self, account_id: int, domain: str) -> list[SigningKey]:
+        """The account's signing keys for `domain`, read again after KEYS_TTL seconds
+        (a key generated, rotated or removed signs, or stops signing, within that)."""
+        now = time.monotonic()
+        cached = self._signing.get((account_id, domain))
+        if cached is not None and now - cached[0] < KEYS_TTL:
+            return cached[1]
         with self.db.read() as session:
-            keys = signing_keys(session, self._decrypt, job.account_id, domain)
-        return self.signer.sign(copy, keys)
+            keys = signing_keys(session, self._decrypt, account_id, domain)
+        self._signing[(account_id, domain)] = (now, keys)
+        return keys
 
     def _decrypt(self, encrypted: str) -> str:
         pem = self._decrypted.get(encrypted)
