@@ -148,36 +148,13 @@ class Delivery:
         """Up to `limit` messages that are due, now `sending` (one transaction, a few
         statements for all of them: the queue's hot path)."""
         now = utcnow()
-        om, rc = table_of(OutboundMessage), table_of(OutboundRecipient)
-        users, raws = table_of(User), table_of(RawMessage)
         with self.db.connection() as connection:
-            rows = connection.execute(
-                select(
-                    om.c.id,
-                    om.c.account_id,
-                    om.c.user_id,
-                    om.c.mail_from,
-                    om.c.attempts,
-                    om.c.created_at,
-                    om.c.message_id_header,
-                    users.c.route,
-                    raws.c.data,
-                )
-                .join(users, users.c.id == om.c.user_id)
-                .join(raws, raws.c.id == om.c.raw_message_id)
-                .where(om.c.state.in_(PENDING), om.c.next_attempt_at <= now)
-                .order_by(om.c.next_attempt_at, om.c.id)
-                .limit(limit)
-                .with_for_update(of=om, skip_locked=True)
-            ).all()
+            rows = connection.execute(_DUE, {"b_now": now, "b_limit": limit}).all()
             if not rows:
                 return []
             recipients: dict[int, list[str]] = defaultdict(list)
-            for message_id, address in connection.execute(
-                select(rc.c.message_id, rc.c.address)
-                .where(rc.c.message_id.in_([r.id for r in rows]), rc.c.state.in_(PENDING))
-                .order_by(rc.c.id)
-            ):
+            ids = [r.id for r in rows]
+            for message_id, address in connection.execute(_PENDING_RECIPIENTS, {"b_ids": ids}):
                 recipients[message_id].append(address)
             sending, copying = _mailbox_users(connection, {r.user_id for r in rows})
             jobs = []
@@ -204,9 +181,7 @@ class Delivery:
                 )
             for route, claimed in by_route.items():
                 connection.execute(
-                    update(om)
-                    .where(om.c.id.in_(claimed))
-                    .values(state=DeliveryState.SENDING.value, route=route, updated_at=now)
+                    _MARK_SENDING, {"b_ids": claimed, "b_route": route, "b_now": now}
                 )
         return jobs
 
@@ -560,16 +535,51 @@ _MESSAGE_RESULT = prepared(
 )
 
 
+# The claim's statements, built once (building a statement costs more than running it).
+_users, _raws, _mailboxes = table_of(User), table_of(RawMessage), table_of(Mailbox)
+_DUE = (
+    select(
+        _om.c.id,
+        _om.c.account_id,
+        _om.c.user_id,
+        _om.c.mail_from,
+        _om.c.attempts,
+        _om.c.created_at,
+        _om.c.message_id_header,
+        _users.c.route,
+        _raws.c.data,
+    )
+    .join(_users, _users.c.id == _om.c.user_id)
+    .join(_raws, _raws.c.id == _om.c.raw_message_id)
+    .where(_om.c.state.in_(PENDING), _om.c.next_attempt_at <= bindparam("b_now"))
+    .order_by(_om.c.next_attempt_at, _om.c.id)
+    .limit(bindparam("b_limit"))
+    .with_for_update(of=_om, skip_locked=True)
+)
+_PENDING_RECIPIENTS = (
+    select(_rc.c.message_id, _rc.c.address)
+    .where(_rc.c.message_id.in_(bindparam("b_ids", expanding=True)), _rc.c.state.in_(PENDING))
+    .order_by(_rc.c.id)
+)
+_MARK_SENDING = (
+    update(_om)
+    .where(_om.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(
+        state=DeliveryState.SENDING.value, route=bindparam("b_route"), updated_at=bindparam("b_now")
+    )
+)
+_MAILBOXES = select(_mailboxes.c.user_id, _mailboxes.c.smtp_host, _mailboxes.c.smtp_port).where(
+    _mailboxes.c.user_id.in_(bindparam("b_users", expanding=True)),
+    _mailboxes.c.state == MailboxState.ACTIVE.value,
+)
+
+
 def _mailbox_users(connection: Connection, users: set[int]) -> tuple[set[int], set[int]]:
     """Of `users`: (those with a connected mailbox that can send, those with any
     connected mailbox, whose Sent folder gets a copy)."""
     sending: set[int] = set()
     copying: set[int] = set()
-    for user_id, host, port in connection.execute(
-        select(Mailbox.user_id, Mailbox.smtp_host, Mailbox.smtp_port).where(
-            Mailbox.user_id.in_(users), Mailbox.state == MailboxState.ACTIVE.value
-        )
-    ):
+    for user_id, host, port in connection.execute(_MAILBOXES, {"b_users": list(users)}):
         copying.add(user_id)
         if host and port > 0:
             sending.add(user_id)
