@@ -79,6 +79,28 @@ def relay_process(folder: Path) -> None:
         (folder / "sessions").write_text(str(sink.authentications))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pids(parent: int) -> dict[int, str]:
+    """The `gateway serve` worker processes: pid -> its name (`python -m gateway.worker
+    NAME`)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(fields[1]) == parent and b"gateway.worker" in argv:
+            name = argv[argv.index(b"gateway.worker") + 1].decode()
+            found[int(stat.parent.name)] = f"worker {name}"
+    return found
+
+
 class Relay:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -179,6 +201,14 @@ def main() -> None:
                 for raw in chunk:
                     smtp.sendmail("bob@acme.com", ["carol@client.example"], raw)
 
+        workers = worker_pids(proc.pid)
+        watched = {
+            os.getpid(): "bench clients",
+            sink.proc.pid: "relay sink",
+            proc.pid: "supervisor",
+        }
+        watched.update(workers)
+        cpu_before = {pid: cpu_seconds(pid) for pid in watched}
         started = time.monotonic()
         chunks = [mail[n :: args.clients] for n in range(args.clients)]
         threads = [threading.Thread(target=client, args=(c,)) for c in chunks]
@@ -196,6 +226,7 @@ def main() -> None:
                 + (tmp / "serve.log").read_text()[-3000:]
             )
         elapsed = max(sink.arrivals()) - started
+        cpu_used = {pid: cpu_seconds(pid) - cpu_before[pid] for pid in watched}
         sessions = sink.sessions()
         assert sink.first().startswith(b"DKIM-Signature:")
 
@@ -235,6 +266,15 @@ def main() -> None:
     table.add_row("end to end / dkimpy", f"{rate / bare:.2f}x")
     table.add_row("all submitted after, s", f"{submitted - started:.1f}")
     table.add_row("SMTP sessions the relay saw signed in", f"{sessions:,}")
+    for pid, what in sorted(watched.items(), key=lambda item: item[1]):
+        table.add_row(f"CPU per message: {what}, ms", f"{cpu_used[pid] / len(mail) * 1000:.2f}")
+    per_message = sum(cpu_used.values()) / len(mail)
+    table.add_row("CPU per message: all of them, ms", f"{per_message * 1000:.2f}")
+    cores = os.cpu_count() or 1
+    table.add_row(
+        f"ceiling with {cores} cores busy, msg/s (/ dkimpy)",
+        f"{cores / per_message:,.0f} ({cores / per_message / bare:.2f}x)",
+    )
     table.add_row(
         "pickup latency at idle, median / max, ms",
         f"{statistics.median(latencies) * 1000:.0f} / {max(latencies) * 1000:.0f}",

@@ -112,6 +112,7 @@ class Child:
                 sys.executable,
                 "-m",
                 "gateway.worker",
+                self.name,  # not read: for ps, which then tells the workers apart
                 stdin=asyncio.subprocess.PIPE,
                 pass_fds=[theirs.fileno(), *listeners.values()],
             )

@@ -1,6 +1,8 @@
 """A worker process of `gateway serve` (started by gateway.supervisor, never by hand).
 
-    python -m gateway.worker   < pickled WorkerSpec on standard input
+    python -m gateway.worker NAME   < pickled WorkerSpec on standard input
+
+(NAME, e.g. smtp-1, background or delivery, is there for `ps`; the spec has it.)
 
 It runs its roles on the listening sockets and the control channel it
 inherited, reports `ready`, and stops on SIGTERM/SIGINT or as soon as the
