@@ -447,7 +447,17 @@ class OutboundConfig:
     timeout: float = field(
         default=60.0, metadata=_doc("Seconds to wait for a remote SMTP server's reply.")
     )
-    concurrency: int = field(default=8, metadata=_doc("Messages delivered at the same time."))
+    concurrency: int = field(
+        default=8, metadata=_doc("Messages delivered at the same time, in each delivery process.")
+    )
+    processes: int = field(
+        default=1,
+        metadata=_doc(
+            "Delivery worker processes with [serve] workers > 0 (DKIM signing is CPU work: "
+            "up to one per core spreads it). Each claims its own messages; after a crash, "
+            "the process started in its place takes back only its own."
+        ),
+    )
     connections_per_domain: int = field(
         default=2, metadata=_doc("Connections at once to one destination domain (direct).")
     )
@@ -787,6 +797,8 @@ def _check_outbound(config: Config) -> None:
     for key in ("concurrency", "connections_per_domain"):
         if getattr(outbound, key) < 1:
             raise ConfigError(f"outbound.{key}", src, "must be at least 1")
+    if not 1 <= outbound.processes <= 16:
+        raise ConfigError("outbound.processes", src, "must be from 1 to 16")
 
 
 def _check_imap(config: Config) -> None:

@@ -94,12 +94,14 @@ def build_roles(
     queued: Callable[[], None] | None = None,
     gate: Gate | None = None,
     listeners: Mapping[str, socket.socket] | None = None,
+    process: str = "serve",
 ) -> tuple[dict[str, Role], PipelineWorker | None]:
     """The roles `names` of one process, and its pipeline worker if it runs one.
 
     `wake` tells the pipeline that a message was stored (default: this process's
     own pipeline worker), `queued` tells the delivery role that a message was
-    queued (default: this process's own delivery role); `gate` and `listeners` are
+    queued (default: this process's own delivery role); `process` names this
+    process among the gateway's (the worker's name); `gate` and `listeners` are
     the supervisor's per-IP
     limits and listening sockets when the process is one of several workers."""
     check_roles(names)
@@ -131,7 +133,10 @@ def build_roles(
         # outbound needs nothing of inbound.
         vault = Vault.load(config.secret_key_file)
         delivery = DeliveryRole(
-            db, config, sent_copy=functools.partial(save_to_sent, db, config, vault)
+            db,
+            config,
+            sent_copy=functools.partial(save_to_sent, db, config, vault),
+            owner=f"{socket.gethostname()}/{process}",
         )
         built["delivery"] = delivery
     if "submission" in names:

@@ -6,9 +6,10 @@
     smtp-1 .. smtp-N: the SMTP roles (dropbox), accepting on the shared sockets.
     background: the pipeline and the other roles without a shared socket (imap,
         web, submission).
-    delivery: the delivery role, in a process of its own: DKIM signing is CPU
-        work, which would otherwise hold up the submission port and the web app
-        in the background worker (one Python process runs on one core at a time).
+    delivery (or delivery-1 .. delivery-N, [outbound] processes): the delivery
+        role, in processes of its own: DKIM signing is CPU work, which would
+        otherwise hold up the submission port and the web app in the background
+        worker (one Python process runs on one core at a time).
 
 Each worker is `python -m gateway.worker` with a socketpair as its control
 channel (gateway.control). A worker notices at once when the supervisor is
@@ -185,8 +186,13 @@ class Supervisor:
         self.children: list[Child] = list(self.smtp)
         self.background = [Child(self, "background", background)] if background else []
         self.children += self.background
-        own = [r for r in roles if r in OWN_PROCESS_ROLES]
-        self.delivery = [Child(self, role, (role,)) for role in own]
+        count = config.outbound.processes
+        self.delivery = [
+            Child(self, role if count == 1 else f"{role}-{n + 1}", (role,))
+            for role in roles
+            if role in OWN_PROCESS_ROLES
+            for n in range(count)
+        ]
         self.children += self.delivery
 
     def wake_background(self) -> None:

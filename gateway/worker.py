@@ -74,6 +74,7 @@ async def run_worker(spec: WorkerSpec) -> None:
                 queued=channel.queued,
                 gate=channel,
                 listeners=listeners,
+                process=spec.name,
             )
             if worker is not None:
                 pipeline.append(worker)

@@ -25,13 +25,14 @@ import contextlib
 import ipaddress
 import logging
 import random
+import socket
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -110,10 +111,19 @@ the copy in the user's Sent folder (inbound.imap.sent_copy, wired by the runner)
 class Delivery:
     """The work of the role, callable without it (tests, `gateway queue retry`)."""
 
-    def __init__(self, db: Database, config: Config, sent_copy: SentCopy | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        sent_copy: SentCopy | None = None,
+        owner: str | None = None,
+    ) -> None:
         self.db = db
         self.config = config
         self.sent_copy = sent_copy
+        # "host/worker": unique among the processes sending from this database, and
+        # the same for the process started in place of one that died.
+        self.owner = owner or f"{socket.gethostname()}/serve"
         self.vault = Vault.load(config.secret_key_file)
         self.signer = Signer()
         self.resolver = Resolver(config.dns)
@@ -130,12 +140,17 @@ class Delivery:
         )
 
     def recover(self) -> int:
-        """Messages left `sending` by a crash go back to the queue (their recipients
-        already sent stay sent)."""
+        """Messages this process's predecessor left `sending` (a crash) go back to the
+        queue, their recipients already sent staying sent; those another process is
+        sending are not touched."""
         with self.db.session() as session:
             result = session.execute(
                 update(OutboundMessage)
-                .where(OutboundMessage.state == DeliveryState.SENDING.value)
+                .where(
+                    OutboundMessage.state == DeliveryState.SENDING.value,
+                    (OutboundMessage.claimed_by == self.owner)
+                    | OutboundMessage.claimed_by.is_(None),
+                )
                 .values(state=DeliveryState.DEFERRED.value, next_attempt_at=utcnow())
             )
             return int(getattr(result, "rowcount", 0) or 0)
@@ -180,9 +195,8 @@ class Delivery:
                     )
                 )
             for route, claimed in by_route.items():
-                connection.execute(
-                    _MARK_SENDING, {"b_ids": claimed, "b_route": route, "b_now": now}
-                )
+                values = {"b_ids": claimed, "b_route": route, "b_now": now, "b_owner": self.owner}
+                connection.execute(_MARK_SENDING, values)
         return jobs
 
     def attempt(self, job: Job) -> dict[str, Result]:
@@ -201,17 +215,25 @@ class Delivery:
         return results
 
     def copy_to_sent(self, message_id: int) -> str | None:
-        """Put the sent message's copy in Sent unless that was done (or given up on);
-        returns the outcome recorded, or None when there was nothing to do."""
+        """Put the sent message's copy in Sent unless that was done, given up on, or is
+        being done by another process; returns the outcome recorded, or None when there
+        was nothing to do. The copy is taken first ("copying N", a lease of COPY_LEASE
+        seconds, compare-and-set), so that two processes never both make it."""
         assert self.sent_copy is not None
+        now = utcnow()
         with self.db.read() as session:
             message = session.get_one(OutboundMessage, message_id)
-            if message.state != DeliveryState.SENT.value or not _copy_due(message.sent_copy):
+            previous, stamp = message.sent_copy, message.updated_at
+            if message.state != DeliveryState.SENT.value or not _copy_due(previous):
                 return None
-            tries = _copy_tries(message.sent_copy)
+            if (previous or "").startswith(COPYING) and (now - stamp).total_seconds() < COPY_LEASE:
+                return None  # another process is making it
+            tries = _copy_tries(previous)
             user_id, route = message.user_id, message.route
             header_id = message.message_id_header
             raw = session.get_one(RawMessage, message.raw_message_id).data
+        if not self._take_copy(message_id, previous, stamp, tries):
+            return None  # another process took it first
         try:
             outcome = self.sent_copy(user_id, raw, header_id, route == "mailbox")
         except Exception as exc:  # the mail went out; only its copy is missing
@@ -225,9 +247,25 @@ class Delivery:
             message.updated_at = utcnow()
         return outcome
 
+    def _take_copy(
+        self, message_id: int, previous: str | None, stamp: datetime, tries: int
+    ) -> bool:
+        """Compare-and-set: the copy is ours if its outcome and time are still what we
+        read (`previous`, `stamp`); now "copying N" with the time of taking."""
+        om = table_of(OutboundMessage)
+        same = om.c.sent_copy.is_(None) if previous is None else om.c.sent_copy == previous
+        with self.db.connection() as connection:
+            taken = connection.execute(
+                update(om)
+                .where(om.c.id == message_id, same, om.c.updated_at == stamp)
+                .values(sent_copy=f"{COPYING} {tries}", updated_at=utcnow())
+            ).rowcount
+        return bool(taken)
+
     def copies_due(self, limit: int) -> list[int]:
         """Sent messages whose copy in Sent is missing: never tried (a stop between the
-        delivery and the copy) or failed, and due again (retry_base, doubling)."""
+        delivery and the copy), failed and due again (retry_base, doubling), or taken
+        by a process that stopped before it was done (COPY_LEASE ago)."""
         now = utcnow()
         with self.db.read() as session:
             rows = session.execute(
@@ -235,19 +273,24 @@ class Delivery:
                 .where(
                     OutboundMessage.state == DeliveryState.SENT.value,
                     (OutboundMessage.sent_copy.is_(None))
-                    | (OutboundMessage.sent_copy.like("error %")),
+                    | (OutboundMessage.sent_copy.like("error %"))
+                    | (OutboundMessage.sent_copy.like(f"{COPYING} %")),
                 )
                 .order_by(OutboundMessage.updated_at)
                 .limit(limit * 4)
             ).all()
         due = []
         for message_id, outcome, updated in rows:
-            wait = (
-                0.0
-                if outcome is None
-                else self.config.outbound.retry_base * 2 ** (_copy_tries(outcome) - 1)
-            )
-            if (now - updated).total_seconds() >= min(wait, self.config.outbound.retry_max):
+            if outcome is None:
+                wait = 0.0
+            elif outcome.startswith(COPYING):
+                wait = COPY_LEASE
+            else:
+                wait = min(
+                    self.config.outbound.retry_base * 2 ** (_copy_tries(outcome) - 1),
+                    self.config.outbound.retry_max,
+                )
+            if (now - updated).total_seconds() >= wait:
                 due.append(int(message_id))
         return due[:limit]
 
@@ -565,7 +608,10 @@ _MARK_SENDING = (
     update(_om)
     .where(_om.c.id.in_(bindparam("b_ids", expanding=True)))
     .values(
-        state=DeliveryState.SENDING.value, route=bindparam("b_route"), updated_at=bindparam("b_now")
+        state=DeliveryState.SENDING.value,
+        route=bindparam("b_route"),
+        updated_at=bindparam("b_now"),
+        claimed_by=bindparam("b_owner"),
     )
 )
 _MAILBOXES = select(_mailboxes.c.user_id, _mailboxes.c.smtp_host, _mailboxes.c.smtp_port).where(
@@ -591,8 +637,14 @@ class DeliveryRole:
     own (sign, send, record): new ones are claimed as others finish, so a slow server
     holds up only its own message."""
 
-    def __init__(self, db: Database, config: Config, sent_copy: SentCopy | None = None) -> None:
-        self.delivery = Delivery(db, config, sent_copy)
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        sent_copy: SentCopy | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.delivery = Delivery(db, config, sent_copy, owner)
         self.config = config
         self.wake_event = asyncio.Event()
         self.pool = ThreadPoolExecutor(config.outbound.concurrency, "delivery")
@@ -686,17 +738,22 @@ async def _first_of(
 
 
 COPY_TRIES = 8  # tries of a copy to Sent before it is given up
+COPYING = "copying"  # "copying N": taken by a process, after N failed tries
+COPY_LEASE = 600.0  # seconds after which a copy taken but never finished is due again
 
 
 def _copy_due(outcome: str | None) -> bool:
-    return outcome is None or outcome.startswith("error ")
+    return outcome is None or outcome.startswith(("error ", f"{COPYING} "))
 
 
 def _copy_tries(outcome: str | None) -> int:
-    if outcome is None or not outcome.startswith("error "):
+    if outcome is None:
         return 0
-    count = outcome[len("error ") :].split(":", 1)[0]
-    return int(count) if count.isdigit() else 1
+    for word in ("error ", f"{COPYING} "):
+        if outcome.startswith(word):
+            count = outcome[len(word) :].split(":", 1)[0]
+            return int(count) if count.isdigit() else 1
+    return 0
 
 
 def set_route(db: Database, config: Config, email: str, route: str) -> None:

@@ -179,6 +179,7 @@ def queue_rows(
                 "message_id": m.message_id_header,
                 "attempts": m.attempts,
                 "sent_copy": m.sent_copy,
+                "claimed_by": m.claimed_by,
                 "created_at": m.created_at.isoformat(),
                 "next_attempt_at": m.next_attempt_at.isoformat(),
                 "recipients": [

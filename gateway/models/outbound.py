@@ -60,6 +60,9 @@ class OutboundMessage(Base):
     # The copy in the user's Sent folder: None (not yet), "appended", "present" (the
     # server saved its own), "no mailbox", or "error: ..." (not retried).
     sent_copy: Mapped[str | None] = mapped_column(String(200), default=None)
+    # Who is sending it ("host/worker"): after a crash, the process that starts in its
+    # place takes back only its own messages, never those another is sending.
+    claimed_by: Mapped[str | None] = mapped_column(String(128), default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -388,12 +388,14 @@ def test_messages_arriving_together_are_finished_together(
     assert b"pipeline: finished 4 message(s)" in served.log.read_bytes()
 
 
-def test_mail_queued_by_the_background_worker_is_sent_by_the_delivery_worker(
-    initialized: Run, config_file: Path
+@pytest.mark.parametrize("processes", [1, 2])
+def test_mail_queued_by_the_background_worker_is_sent_by_the_delivery_workers(
+    initialized: Run, config_file: Path, processes: int
 ) -> None:
-    """With workers, delivery runs in a process of its own; the submission port's
-    `queued` reaches it through the supervisor: with an hour between polls, only
-    that can explain the prompt delivery to the relay."""
+    """With workers, delivery runs in processes of its own ([outbound] processes); the
+    submission port's `queued` reaches them through the supervisor (with an hour
+    between polls, only that explains a prompt delivery), and each message leaves
+    once, whichever process claimed it."""
     import trustme
 
     from tests.peers.smtp_sink import Sink
@@ -414,12 +416,14 @@ def test_mail_queued_by_the_background_worker_is_sent_by_the_delivery_worker(
         "GATEWAY_OUTBOUND__RELAY_URL": f"smtp://127.0.0.1:{relay.port}",
         "GATEWAY_OUTBOUND__RELAY_TLS_VERIFY": "false",
         "GATEWAY_OUTBOUND__POLL_INTERVAL": "3600",
+        "GATEWAY_OUTBOUND__PROCESSES": str(processes),
         "GATEWAY_SECURITY__ALLOWED_PRIVATE_NETWORKS": '["127.0.0.0/8"]',
     }
+    total = 30
     proc = start(config_file, env=env)
     try:
         workers = children_of(proc.pid)
-        assert len(workers) == 2  # background (submission), delivery
+        assert len(workers) == 1 + processes  # background (submission), delivery
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE
@@ -427,11 +431,16 @@ def test_mail_queued_by_the_background_worker_is_sent_by_the_delivery_worker(
             client.starttls(context=insecure)
             client.login("bob@acme.com", token.group(0))
             sent_at = time.monotonic()
-            message = make_message(from_="bob@acme.com", to="carol@client.test")
-            client.sendmail("bob@acme.com", ["carol@client.test"], message)
-        while not relay.received and time.monotonic() - sent_at < 20:
+            for n in range(total):
+                message = make_message(
+                    from_="bob@acme.com", to="carol@client.test", message_id=f"<q{n}@acme.com>"
+                )
+                client.sendmail("bob@acme.com", ["carol@client.test"], message)
+        while len(relay.received) < total and time.monotonic() - sent_at < 30:
             time.sleep(0.01)
-        assert relay.received, "not delivered"
+        time.sleep(0.3)  # a message sent twice would arrive now
+        ids = sorted(re.findall(rb"Message-ID: <(q\d+)@", b"".join(r.data for r in relay.received)))
+        assert ids == sorted(f"q{n}".encode() for n in range(total))
     finally:
         proc.send_signal(signal.SIGTERM)
         relay.close()

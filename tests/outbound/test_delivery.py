@@ -239,6 +239,90 @@ def test_a_crash_while_sending_resends_only_to_whom_did_not_get_it(
     assert job.recipients == ["carol@client.test", "dan@client.test"]
 
 
+def test_after_a_crash_a_process_takes_back_only_its_own_messages(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
+) -> None:
+    """Two delivery processes (or nodes) share the queue: the one started in place of
+    a dead one resumes what that one was sending, never what the other is sending."""
+    cfg = outbound_config(config, zone_server, direct_port=mx.port)
+    client_test_mx(zone_server)
+    first = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
+    second = queue_message(db, cfg, MESSAGE, ["dan@client.test"])
+    one, two = (
+        Delivery(db, cfg, owner="host-a/delivery-1"),
+        Delivery(db, cfg, owner="host-a/delivery-2"),
+    )
+    [job_one] = one.claim(1)
+    [job_two] = two.claim(1)
+    assert (job_one.id, job_two.id) == (first, second)
+    with db.read() as session:
+        owners = dict(session.execute(select(OutboundMessage.id, OutboundMessage.claimed_by)).all())
+    assert owners == {first: "host-a/delivery-1", second: "host-a/delivery-2"}
+
+    # delivery-1 dies; its successor (same name) starts while delivery-2 is still sending.
+    successor = Delivery(db, cfg, owner="host-a/delivery-1")
+    assert successor.recover() == 1
+    assert states(db, first)[0] == "deferred" and states(db, second)[0] == "sending"
+    deliver_once(successor)
+    two.attempt(job_two)
+    assert sorted(r.recipients[0] for r in mx.received) == ["carol@client.test", "dan@client.test"]
+    assert states(db, first)[0] == states(db, second)[0] == "sent"
+
+
+def test_a_copy_to_sent_is_made_by_one_process_only(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
+) -> None:
+    """A copy still missing is taken with a lease before it is made: another process
+    finds it taken and leaves it; one taken by a process that died is due again once
+    the lease is over."""
+    from datetime import timedelta
+
+    from gateway.models import utcnow
+    from outbound.delivery import COPY_LEASE
+
+    made: list[tuple[int, str]] = []
+
+    def copy(user_id: int, raw: bytes, message_id: str, via_mailbox: bool) -> str:
+        made.append((user_id, message_id))
+        # Meanwhile another process looks at the same message: it is taken.
+        assert other.copy_to_sent(sent) is None
+        assert other.copies_due(10) == []
+        return "appended"
+
+    cfg = outbound_config(config, zone_server, direct_port=mx.port)
+    client_test_mx(zone_server)
+    sent = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
+    deliver_once(Delivery(db, cfg))
+    with db.session() as session:
+        session.get_one(OutboundMessage, sent).sent_copy = None  # a stop before the copy
+    one = Delivery(db, cfg, sent_copy=copy, owner="host-a/delivery-1")
+    other = Delivery(db, cfg, sent_copy=copy, owner="host-a/delivery-2")
+    assert one.copies_due(10) == [sent]
+    assert one.copy_to_sent(sent) == "appended"
+    assert len(made) == 1
+    assert other.copy_to_sent(sent) is None  # done: never again
+
+    # Two processes that read the same missing copy at once: only one takes it.
+    with db.session() as session:
+        session.get_one(OutboundMessage, sent).sent_copy = None
+    with db.read() as session:
+        message = session.get_one(OutboundMessage, sent)
+        seen = (message.sent_copy, message.updated_at)
+    assert one._take_copy(sent, *seen, tries=0) is True
+    assert other._take_copy(sent, *seen, tries=0) is False
+
+    # A process took the copy and died: not due until the lease is over.
+    with db.session() as session:
+        message = session.get_one(OutboundMessage, sent)
+        message.sent_copy, message.updated_at = "copying 2", utcnow()
+    assert other.copies_due(10) == []
+    with db.session() as session:
+        session.get_one(OutboundMessage, sent).updated_at = utcnow() - timedelta(
+            seconds=COPY_LEASE + 1
+        )
+    assert other.copies_due(10) == [sent]
+
+
 def test_retry_and_cancel(
     db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
 ) -> None:
