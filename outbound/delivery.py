@@ -139,19 +139,20 @@ class Delivery:
             lambda: threading.BoundedSemaphore(config.outbound.connections_per_domain)
         )
 
-    def recover(self) -> int:
+    def recover(self, only: set[int] | None = None) -> int:
         """Messages this process's predecessor left `sending` (a crash) go back to the
         queue, their recipients already sent staying sent; those another process is
-        sending are not touched."""
+        sending are not touched. `only`: just these (whose outcome this process could
+        not record)."""
+        query = update(OutboundMessage).where(
+            OutboundMessage.state == DeliveryState.SENDING.value,
+            (OutboundMessage.claimed_by == self.owner) | OutboundMessage.claimed_by.is_(None),
+        )
+        if only is not None:
+            query = query.where(OutboundMessage.id.in_(only))
         with self.db.session() as session:
             result = session.execute(
-                update(OutboundMessage)
-                .where(
-                    OutboundMessage.state == DeliveryState.SENDING.value,
-                    (OutboundMessage.claimed_by == self.owner)
-                    | OutboundMessage.claimed_by.is_(None),
-                )
-                .values(state=DeliveryState.DEFERRED.value, next_attempt_at=utcnow())
+                query.values(state=DeliveryState.DEFERRED.value, next_attempt_at=utcnow())
             )
             return int(getattr(result, "rowcount", 0) or 0)
 
@@ -646,6 +647,7 @@ class DeliveryRole:
     ) -> None:
         self.delivery = Delivery(db, config, sent_copy, owner)
         self.config = config
+        self.stranded: set[int] = set()  # messages whose outcome could not be recorded
         self.wake_event = asyncio.Event()
         self.pool = ThreadPoolExecutor(config.outbound.concurrency, "delivery")
 
@@ -689,6 +691,8 @@ class DeliveryRole:
                         await _first_of(stop, flying)
                         flying = {f for f in flying if not f.done()}
                     continue
+                if self.stranded:
+                    await asyncio.to_thread(self._give_back)
                 if not flying and self.delivery.sent_copy is not None:
                     await asyncio.to_thread(self._copies)
                 # The queue is empty for now: a new message, a free slot or the poll.
@@ -697,6 +701,18 @@ class DeliveryRole:
         finally:
             if flying:
                 await asyncio.gather(*flying, return_exceptions=True)
+
+    def _give_back(self) -> None:
+        stranded = set(self.stranded)
+        try:
+            given = self.delivery.recover(stranded)
+        except Exception:
+            log.warning("delivery: the database is still away; %s message(s) wait", len(stranded))
+            return
+        self.stranded -= stranded
+        log.info(
+            "delivery: %s message(s) whose outcome was not recorded go back to the queue", given
+        )
 
     def _copies(self) -> None:
         """Copies in Sent still missing (a stop right after sending, a mailbox away)."""
@@ -710,7 +726,10 @@ class DeliveryRole:
         try:
             results = self.delivery.attempt(job)
         except Exception:
-            log.exception("delivery: message %s failed to send; it stays queued", job.id)
+            # Its outcome could not be recorded (the database away): it is given back
+            # to the queue once the database answers again, not left `sending`.
+            log.exception("delivery: message %s failed to send; it goes back to the queue", job.id)
+            self.stranded.add(job.id)
             return
         summary = ", ".join(f"{r}: {res.code}" for r, res in results.items())
         log.info("delivery: message %s via %s: %s", job.id, job.route, summary)

@@ -323,6 +323,51 @@ def test_a_copy_to_sent_is_made_by_one_process_only(
     assert other.copies_due(10) == [sent]
 
 
+def test_a_message_whose_outcome_could_not_be_recorded_goes_back_to_the_queue(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
+) -> None:
+    """The database fails just when the remote's answer is to be recorded: the message
+    is not left `sending` until a restart; the role gives it back to the queue once
+    the database answers, and it is sent again (the remote got it twice: the window
+    RFC 1047 describes, here as wide as the database outage)."""
+    import asyncio
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
+    from outbound.delivery import DeliveryRole
+
+    cfg = outbound_config(
+        config, zone_server, direct_port=mx.port, retry_base=0.01, poll_interval=0.05
+    )
+    client_test_mx(zone_server)
+    message_id = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
+    role = DeliveryRole(db, cfg)
+    real = role.delivery.record_in
+    failures = [OperationalError("UPDATE", {}, Exception("database is away"))]
+
+    def record_in(*args: object) -> str:
+        if failures:
+            raise failures.pop()
+        return real(*args)  # type: ignore[arg-type]
+
+    role.delivery.record_in = record_in  # type: ignore[method-assign,assignment]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        await role.start()
+        task = asyncio.create_task(role.run(stop))
+        deadline = time.monotonic() + 10
+        while states(db, message_id)[0] != "sent" and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        stop.set()
+        await task
+
+    asyncio.run(main())
+    assert states(db, message_id)[0] == "sent"
+    assert len(mx.received) == 2
+
+
 def test_retry_and_cancel(
     db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
 ) -> None:
