@@ -4,6 +4,10 @@ POST /api/v1/messages sends a message as the token's user: either the JSON field
 (application/json) or a whole RFC 5322 message (message/rfc822, recipients taken
 from its To, Cc and Bcc). It answers 202 with the queue id once the message is
 committed to the delivery queue, with the same checks as the submission port.
+
+GET /api/v1/messages/{id} is the delivery report of one of the token user's
+messages: its state and, per recipient, the state (queued, sending, deferred,
+sent, bounced, cancelled), the tries and the remote server's last reply.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from gateway.parsing import parse
 from gateway.tokens import user_for_token
 from outbound.compose import Attachment, FieldError, Fields, compose, needs_smtputf8
 from outbound.hygiene import prepare
-from outbound.queue import enqueue, sent_in_last_hour
+from outbound.queue import enqueue, queue_rows, sent_in_last_hour
 
 router = APIRouter(prefix="/api/v1")
 
@@ -57,6 +61,25 @@ class Queued(BaseModel):
     id: int
     message_id: str
     recipients: list[str]
+
+
+class RecipientReport(BaseModel):
+    address: str
+    state: str
+    attempts: int
+    last_reply: str | None = Field(description="The remote server's last reply to it")
+
+
+class DeliveryReport(BaseModel):
+    id: int
+    message_id: str
+    state: str
+    route: str | None
+    attempts: int
+    created_at: str
+    next_attempt_at: str
+    sent_copy: str | None = Field(description="The copy in the user's Sent folder")
+    recipients: list[RecipientReport]
 
 
 _BODY = {
@@ -109,6 +132,20 @@ async def send_message(request: Request) -> JSONResponse:
     request.app.state.queued()
     result = Queued(id=queued.id, message_id=queued.message_id, recipients=recipients)
     return JSONResponse(result.model_dump(), status_code=202)
+
+
+@router.get(
+    "/messages/{message_id}",
+    response_model=DeliveryReport,
+    summary="A sent message's delivery report: each recipient's state and last reply",
+)
+async def message_report(message_id: int, request: Request) -> DeliveryReport:
+    db: Database = request.app.state.db
+    user, _ = await asyncio.to_thread(_bearer_user, db, request)
+    rows = await asyncio.to_thread(queue_rows, db, message_id=message_id, user_id=user.id)
+    if not rows:
+        raise Problem(404, f"no message {message_id} of this token's user")
+    return DeliveryReport.model_validate(rows[0])
 
 
 def _bearer_user(db: Database, request: Request) -> tuple[User, frozenset[str]]:

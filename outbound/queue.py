@@ -161,15 +161,21 @@ def sent_in_last_hour(db: Database, user_id: int) -> int:
 
 
 def queue_rows(
-    db: Database, state: str | None = None, message_id: int | None = None
+    db: Database,
+    state: str | None = None,
+    message_id: int | None = None,
+    user_id: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Every message still in the queue's tables (or one), with its recipients."""
+    """Every message still in the queue's tables (or one, or one user's), with its
+    recipients: each one's state and the remote's last reply (the bounce report)."""
     with db.read() as session:
         query = select(OutboundMessage).order_by(OutboundMessage.id)
         if state is not None:
             query = query.where(OutboundMessage.state == state)
         if message_id is not None:
             query = query.where(OutboundMessage.id == message_id)
+        if user_id is not None:
+            query = query.where(OutboundMessage.user_id == user_id)
         return [
             {
                 "id": m.id,

@@ -16,6 +16,9 @@ from gateway.db import Database
 from gateway.models import OutboundMessage, RawMessage
 from gateway.parsing import parse
 from gateway.tokens import create_token
+from outbound.delivery import Delivery
+from tests.peers.dns import ZoneServer
+from tests.peers.smtp_sink import Sink
 from tests.web import running_web
 
 
@@ -141,3 +144,46 @@ def test_attachments_must_be_base64(db: Database, config: Config, token: str) ->
     assert answer.status_code == 422
     assert "attachments[0].content" in answer.json()["detail"]
     assert base64  # (imported for readers: contents are base64)
+
+
+def test_the_delivery_report_of_a_message(
+    db: Database, config: Config, token: str, zone_server: ZoneServer
+) -> None:
+    """GET /api/v1/messages/{id}: the CRM reads what became of each recipient, the
+    remote's reply to a bounce included; only the token's user's own messages."""
+    from tests.outbound.test_delivery import client_test_mx, outbound_config
+
+    mx = Sink(rcpt_replies={"dan@client.test": "550 5.1.1 no such user"})
+    try:
+        cfg = outbound_config(config, zone_server, direct_port=mx.port)
+        client_test_mx(zone_server)
+        fields = {**FIELDS, "to": ["carol@client.test"], "cc": ["dan@client.test"], "bcc": []}
+        with running_web(db, cfg) as url:
+            queued_id = post(url, token, json=fields).json()["id"]
+            waiting = httpx.get(f"{url}/api/v1/messages/{queued_id}", headers=bearer(token))
+            delivery = Delivery(db, cfg)
+            for job in delivery.claim(10):
+                delivery.attempt(job)
+            delivery.close()
+            report = httpx.get(f"{url}/api/v1/messages/{queued_id}", headers=bearer(token))
+            with db.session() as session:
+                other = create_token(session, cfg, "ann@acme.com").token
+            foreign = httpx.get(f"{url}/api/v1/messages/{queued_id}", headers=bearer(other))
+            anonymous = httpx.get(f"{url}/api/v1/messages/{queued_id}")
+            missing = httpx.get(f"{url}/api/v1/messages/999999", headers=bearer(token))
+    finally:
+        mx.close()
+    assert waiting.status_code == 200 and waiting.json()["state"] == "queued"
+    assert report.status_code == 200, report.text
+    body = report.json()
+    assert body["state"] == "sent" and body["attempts"] == 1
+    by_address = {r["address"]: r for r in body["recipients"]}
+    assert by_address["carol@client.test"]["state"] == "sent"
+    assert by_address["dan@client.test"]["state"] == "bounced"
+    assert "550 5.1.1 no such user" in by_address["dan@client.test"]["last_reply"]
+    assert foreign.status_code == 404 and missing.status_code == 404
+    assert anonymous.status_code == 401
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
