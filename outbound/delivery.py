@@ -1,21 +1,25 @@
 """The `delivery` role: takes queued messages out, by the route their user chose.
 
-    claim (queued/deferred and due -> sending, in one transaction)
+    claim (queued/deferred and due -> sending, claimed_by this process, in one
+        transaction for several)
     -> the copy for recipients (no Bcc), DKIM-signed with the account's key for the
        From domain (verified by dkimpy before it may leave)
-    -> route: relay ([outbound] relay_url, TLS required, AUTH) or direct (the MX hosts
-       of each recipient domain, opportunistic STARTTLS, at most
-       connections_per_domain at once)
-    -> each recipient's reply recorded in one transaction: 2xx sent, 5xx bounced
-       (the remote reply kept), anything else deferred with exponential backoff
-       until [outbound] max_age, then bounced.
+    -> route: relay ([outbound] relay_url, TLS required, AUTH), mailbox (the user's
+       own SMTP server) or direct (the MX hosts of each recipient domain,
+       opportunistic STARTTLS, at most connections_per_domain at once)
+    -> each recipient's reply recorded (group-committed with other messages'): 2xx
+       sent, 5xx bounced (the remote reply kept), anything else deferred with
+       exponential backoff until [outbound] max_age, then bounced.
 
-A crash while sending leaves the message `sending`; at start those go back to
-`deferred` and only their recipients not yet `sent` are tried again (the remote's
-acceptance and our commit are a few milliseconds apart: RFC 1047's window, which
-no SMTP client can close). Events: message.sent, message.bounced. A sent message is
-also handed to the pipeline (a sighting from the outbound source), which attaches it
-to the recipients' contacts.
+Up to [outbound] concurrency messages are in flight in each process, and there may
+be several processes ([outbound] processes) or hosts. A crash while sending leaves
+the message `sending`; the process started in place of the dead one puts those it
+had claimed back to `deferred`, and only their recipients not yet `sent` are tried
+again (the remote's acceptance and our commit are a few milliseconds apart: RFC
+1047's window, which no SMTP client can close). Events: message.sent,
+message.bounced. A sent message is also handed to the pipeline (a sighting from the
+outbound source), which attaches it to the recipients' contacts, and copied once to
+the user's Sent folder when they have a connected mailbox.
 """
 
 from __future__ import annotations
