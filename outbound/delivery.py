@@ -89,6 +89,8 @@ MESSAGE_BOUNCED = "message.bounced"
 ROUTES = ("mailbox", "direct", "relay")
 PENDING = (DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value)
 KEYS_TTL = 10.0  # seconds the delivery role uses the DKIM keys it read
+CLAIM_LEASE = 300.0  # seconds a claim lives unless its process renews it
+RENEW_EVERY = 60.0  # seconds between a process's renewals of its claims
 NO_MAILBOX = "no mailbox"  # the sent_copy outcome of a user without a connected mailbox
 
 
@@ -142,6 +144,37 @@ class Delivery:
         self._domains: dict[str, threading.BoundedSemaphore] = defaultdict(
             lambda: threading.BoundedSemaphore(config.outbound.connections_per_domain)
         )
+
+    def renew(self, ids: set[int]) -> None:
+        """The claims of the messages this process is sending are still alive (their
+        time is moved on: see expire())."""
+        if not ids:
+            return
+        with self.db.session() as session:
+            session.execute(
+                update(OutboundMessage)
+                .where(
+                    OutboundMessage.id.in_(ids),
+                    OutboundMessage.state == DeliveryState.SENDING.value,
+                    OutboundMessage.claimed_by == self.owner,
+                )
+                .values(updated_at=utcnow())
+            )
+
+    def expire(self) -> int:
+        """Messages `sending` whose claim was not renewed for CLAIM_LEASE seconds (their
+        process, or host, died and was not started again) go back to the queue."""
+        stale = utcnow() - timedelta(seconds=CLAIM_LEASE)
+        with self.db.session() as session:
+            result = session.execute(
+                update(OutboundMessage)
+                .where(
+                    OutboundMessage.state == DeliveryState.SENDING.value,
+                    OutboundMessage.updated_at < stale,
+                )
+                .values(state=DeliveryState.DEFERRED.value, next_attempt_at=utcnow())
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
 
     def recover(self, only: set[int] | None = None) -> int:
         """Messages this process's predecessor left `sending` (a crash) go back to the
@@ -652,6 +685,8 @@ class DeliveryRole:
         self.delivery = Delivery(db, config, sent_copy, owner)
         self.config = config
         self.stranded: set[int] = set()  # messages whose outcome could not be recorded
+        self.sending: set[int] = set()  # messages in flight here
+        self._renewed = 0.0  # never: the first look at the queue renews and expires
         self.wake_event = asyncio.Event()
         self.pool = ThreadPoolExecutor(config.outbound.concurrency, "delivery")
 
@@ -687,7 +722,10 @@ class DeliveryRole:
                     except Exception:
                         log.exception("delivery: cannot read the queue; retrying")
                 for job in jobs:
+                    self.sending.add(job.id)
                     flying.add(loop.run_in_executor(self.pool, self._attempt, job))
+                if time.monotonic() - self._renewed >= RENEW_EVERY:
+                    await asyncio.to_thread(self._lease)
                 if jobs and len(jobs) == free:
                     # Every slot taken and more may be waiting: claim again once half
                     # of them are free (a claim is a transaction: one for several).
@@ -726,7 +764,27 @@ class DeliveryRole:
         except Exception:
             log.exception("delivery: copies to Sent failed; trying again later")
 
+    def _lease(self) -> None:
+        """Renew this process's claims; take back those of processes gone for good."""
+        self._renewed = time.monotonic()
+        try:
+            self.delivery.renew(set(self.sending))
+            expired = self.delivery.expire()
+        except Exception:
+            log.warning("delivery: claims not renewed (the database is away)")
+            return
+        if expired:
+            log.warning(
+                "delivery: %s message(s) of a process that is gone go back to the queue", expired
+            )
+
     def _attempt(self, job: Job) -> None:
+        try:
+            self._attempt_once(job)
+        finally:
+            self.sending.discard(job.id)
+
+    def _attempt_once(self, job: Job) -> None:
         try:
             results = self.delivery.attempt(job)
         except Exception:

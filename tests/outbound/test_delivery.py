@@ -269,6 +269,40 @@ def test_after_a_crash_a_process_takes_back_only_its_own_messages(
     assert states(db, first)[0] == states(db, second)[0] == "sent"
 
 
+def test_claims_of_a_host_gone_for_good_expire(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
+) -> None:
+    """A process renews the claims of what it is sending; a claim not renewed for
+    CLAIM_LEASE seconds (its host died and never came back) is taken back by any
+    other process, and the message is sent from there."""
+    from datetime import timedelta
+
+    from gateway.models import utcnow
+    from outbound.delivery import CLAIM_LEASE
+
+    cfg = outbound_config(config, zone_server, direct_port=mx.port)
+    client_test_mx(zone_server)
+    lost = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
+    alive = queue_message(db, cfg, MESSAGE, ["dan@client.test"])
+    gone, here = (
+        Delivery(db, cfg, owner="host-b/delivery"),
+        Delivery(db, cfg, owner="host-a/delivery"),
+    )
+    [job_lost] = gone.claim(1)
+    [job_alive] = here.claim(1)
+    long_ago = utcnow() - timedelta(seconds=CLAIM_LEASE + 1)
+    with db.session() as session:
+        for message_id in (lost, alive):
+            session.get_one(OutboundMessage, message_id).updated_at = long_ago
+    here.renew({job_alive.id})  # host-a is alive and says so; host-b says nothing
+    assert here.expire() == 1
+    assert states(db, lost)[0] == "deferred" and states(db, alive)[0] == "sending"
+    deliver_once(here)
+    here.attempt(job_alive)
+    assert sorted(r.recipients[0] for r in mx.received) == ["carol@client.test", "dan@client.test"]
+    assert job_lost.id == lost
+
+
 def test_a_copy_to_sent_is_made_by_one_process_only(
     db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
 ) -> None:
