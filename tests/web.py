@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 
 from admin.server import WebRole
 from gateway.config import Config, WebConfig
 from gateway.db import Database
+from tests.roles import running
 
 
 @contextlib.contextmanager
@@ -19,32 +18,8 @@ def running_web(db: Database, config: Config, **web: str) -> Iterator[str]:
     """Serve the web role on a free port until the block ends; yields its base URL."""
     config = replace(config, web=replace(WebConfig(listen="127.0.0.1:0"), **web))
     role = WebRole(db, config)
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    started = threading.Event()
-    failed: list[BaseException] = []
-
-    async def main() -> None:
-        try:
-            await role.start()
-        except BaseException as exc:
-            failed.append(exc)
-            raise
-        finally:
-            started.set()
-        await role.run(stop)
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    started.wait(10)
-    if failed:
-        raise failed[0]
-    try:
+    with running({"web": role}):
         yield f"http://127.0.0.1:{role.port}"
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(15)
-        loop.close()
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import smtplib
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +17,7 @@ from gateway.tls import ensure_self_signed
 from inbound.dropbox import DropboxServer
 from tests.peers.dkim import DkimKey, make_dkim_key
 from tests.peers.dns import ZoneServer
+from tests.roles import running
 
 
 @pytest.fixture(scope="session")
@@ -91,20 +90,6 @@ def dropbox(
     with db.session() as session:
         account = session.get_one(Account, account_id)
         add_user(session, cfg, account, "dave@dkim.test", "Dave")
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
     server = DropboxServer(db, cfg, wake=lambda: None)
-    started = threading.Event()
-
-    async def main() -> None:
-        await server.start()
-        started.set()
-        await server.run(stop)
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    assert started.wait(10), "dropbox did not start"
-    yield Dropbox(server.port, cfg, db)
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(10)
-    loop.close()
+    with running({"dropbox": server}):
+        yield Dropbox(server.port, cfg, db)

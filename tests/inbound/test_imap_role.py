@@ -3,8 +3,6 @@ refused credentials stopping one mailbox while another goes on, a clean stop."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,35 +14,21 @@ from gateway.accounts import add_user, get_account
 from gateway.config import Config
 from gateway.db import Database
 from gateway.models import Mailbox, MailboxFolder
-from gateway.runner import build_roles, run_roles
+from gateway.runner import build_roles
 from gateway.vault import Vault
 from inbound.imap.mailboxes import MailboxRequest, add_mailbox
 from tests.conftest import ImapUser
 from tests.inbound.test_imap_sync import attached_subjects, connect_mailbox, contacts
 from tests.mail import make_message
+from tests.roles import running
 
 
 @contextmanager
 def serving(db: Database, config: Config) -> Iterator[None]:
     """The imap and pipeline roles in a thread of their own, stopped on exit."""
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
     roles, _ = build_roles(["imap", "pipeline"], db, config)
-
-    async def main() -> None:
-        for role in roles.values():
-            await role.start()
-        await run_roles(roles, stop)
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),))
-    thread.start()
-    try:
+    with running(roles):
         yield
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "the imap role did not stop"
-        loop.close()
 
 
 def eventually(check: Callable[[], bool], seconds: float = 20.0) -> None:

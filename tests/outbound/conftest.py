@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import smtplib
 import ssl
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +15,7 @@ from gateway.config import Config, TlsConfig
 from gateway.db import Database
 from gateway.tokens import create_token
 from outbound.submission import SubmissionServer
+from tests.roles import running
 
 
 @dataclass
@@ -88,19 +87,7 @@ def submission(
     client_tls = ssl.create_default_context()
     authority.configure_trust(client_tls)
     server = SubmissionServer(db, cfg)
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    started = threading.Event()
-
-    async def main() -> None:
-        await server.start()
-        started.set()
-        await server.run(stop)
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    assert started.wait(10), "submission did not start"
-    yield Submission(server.port("listen"), server.port("tls_listen"), cfg, db, client_tls, token)
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(10)
-    loop.close()
+    with running({"submission": server}):
+        yield Submission(
+            server.port("listen"), server.port("tls_listen"), cfg, db, client_tls, token
+        )

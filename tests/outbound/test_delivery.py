@@ -442,14 +442,13 @@ def test_submission_to_relay_end_to_end(
 ) -> None:
     """`submission` and `delivery` in one process: a message sent with AUTH reaches the
     relay, woken at once rather than at the next poll."""
-    import asyncio
     import smtplib
-    import threading
     import time
 
     from gateway.config import TlsConfig
-    from gateway.runner import build_roles, run_roles
+    from gateway.runner import build_roles
     from gateway.tokens import create_token
+    from tests.roles import running
 
     leaf = authority.issue_cert("localhost", "127.0.0.1")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -465,20 +464,7 @@ def test_submission_to_relay_end_to_end(
     with db.session() as session:
         token = create_token(session, cfg, "bob@acme.com").token
     roles, _ = build_roles(["submission", "delivery"], db, cfg)
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    started = threading.Event()
-
-    async def main() -> None:
-        for role in roles.values():
-            await role.start()
-        started.set()
-        await run_roles(roles, stop)
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    assert started.wait(10)
-    try:
+    with running(roles):
         port = roles["submission"].port()  # type: ignore[attr-defined]
         client_tls = ssl.create_default_context()
         authority.configure_trust(client_tls)
@@ -491,10 +477,6 @@ def test_submission_to_relay_end_to_end(
             time.sleep(0.01)
         assert sink.received, "not delivered"
         assert time.monotonic() - sent_at < 5  # the poll is 30 s away
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(15)
-        loop.close()
 
 
 def connect_sending_mailbox(
