@@ -67,6 +67,7 @@ from gateway.netguard import check_host
 from gateway.parsing import parse
 from gateway.prepared import prepared
 from gateway.resolver import DnsTempError, Resolver
+from gateway.runner import first_of
 from gateway.store import Arrival, accept_in
 from gateway.vault import Vault
 from outbound.dkim_keys import SigningKey, signing_keys
@@ -237,8 +238,9 @@ class Delivery:
                 connection.execute(_MARK_SENDING, values)
         return jobs
 
-    def attempt(self, job: Job) -> dict[str, Result]:
-        """Send `job` once and record what each recipient's server said."""
+    def attempt(self, job: Job, copy: bool = True) -> dict[str, Result]:
+        """Send `job` once and record what each recipient's server said; then, with
+        `copy`, put its copy in the user's Sent folder (the role does that apart)."""
         try:
             data = self._signed(job)
             results = self._send(job, data)
@@ -248,7 +250,7 @@ class Delivery:
         except InputError as exc:  # a route that cannot be used as configured
             results = dict.fromkeys(job.recipients, Result(451, f"4.3.5 {exc}"))
         state = self.recorder.call(lambda c: self.record_in(c, job, results))
-        if state == DeliveryState.SENT.value and job.copy and self.sent_copy is not None:
+        if copy and state == DeliveryState.SENT.value and job.copy and self.sent_copy:
             self.copy_to_sent(job.id)  # its copy in the user's Sent folder, once
         return results
 
@@ -689,6 +691,11 @@ class DeliveryRole:
         self._renewed = 0.0  # never: the first look at the queue renews and expires
         self.wake_event = asyncio.Event()
         self.pool = ThreadPoolExecutor(config.outbound.concurrency, "delivery")
+        # Copies to Sent are made apart from the sending slots: one may wait
+        # GRACE seconds for a server that saves its own, which must not hold up mail.
+        self.copy_event = asyncio.Event()
+        self.copy_pool = ThreadPoolExecutor(COPY_CONCURRENCY, "sent-copy")
+        self._loop_of: asyncio.AbstractEventLoop | None = None
 
     def wake(self) -> None:
         """A message was queued (called from the event loop's thread)."""
@@ -700,11 +707,16 @@ class DeliveryRole:
             log.info("delivery: %s message(s) cut short by a stop go back to the queue", recovered)
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._loop_of = asyncio.get_running_loop()
         try:
-            await self._loop(stop)
+            if self.delivery.sent_copy is not None:
+                await asyncio.gather(self._loop(stop), self._copy_loop(stop))
+            else:
+                await self._loop(stop)
         finally:
             await asyncio.to_thread(self.delivery.close)
             self.pool.shutdown(wait=False)
+            self.copy_pool.shutdown(wait=False)
 
     async def _loop(self, stop: asyncio.Event) -> None:
         outbound = self.config.outbound
@@ -735,8 +747,6 @@ class DeliveryRole:
                     continue
                 if self.stranded:
                     await asyncio.to_thread(self._give_back)
-                if not flying and self.delivery.sent_copy is not None:
-                    await asyncio.to_thread(self._copies)
                 # The queue is empty for now: a new message, a free slot or the poll.
                 await _first_of(stop, flying, self.wake_event, outbound.poll_interval)
                 flying = {f for f in flying if not f.done()}
@@ -756,13 +766,29 @@ class DeliveryRole:
             "delivery: %s message(s) whose outcome was not recorded go back to the queue", given
         )
 
-    def _copies(self) -> None:
-        """Copies in Sent still missing (a stop right after sending, a mailbox away)."""
+    async def _copy_loop(self, stop: asyncio.Event) -> None:
+        """Copies in Sent still missing: of messages just sent (woken), and those of a
+        stop right after sending or a mailbox that was away (every poll)."""
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            self.copy_event.clear()
+            try:
+                due = await asyncio.to_thread(self.delivery.copies_due, COPY_CONCURRENCY)
+            except Exception:
+                log.exception("delivery: copies to Sent not found; trying again later")
+                due = []
+            if due:
+                await asyncio.gather(
+                    *(loop.run_in_executor(self.copy_pool, self._copy, i) for i in due)
+                )
+                continue
+            await first_of(stop, self.copy_event, self.config.outbound.poll_interval)
+
+    def _copy(self, message_id: int) -> None:
         try:
-            for message_id in self.delivery.copies_due(self.config.outbound.concurrency):
-                self.delivery.copy_to_sent(message_id)
+            self.delivery.copy_to_sent(message_id)
         except Exception:
-            log.exception("delivery: copies to Sent failed; trying again later")
+            log.exception("delivery: copy of message %s to Sent failed", message_id)
 
     def _lease(self) -> None:
         """Renew this process's claims; take back those of processes gone for good."""
@@ -786,7 +812,7 @@ class DeliveryRole:
 
     def _attempt_once(self, job: Job) -> None:
         try:
-            results = self.delivery.attempt(job)
+            results = self.delivery.attempt(job, copy=False)
         except Exception:
             # Its outcome could not be recorded (the database away): it is given back
             # to the queue once the database answers again, not left `sending`.
@@ -795,6 +821,8 @@ class DeliveryRole:
             return
         summary = ", ".join(f"{r}: {res.code}" for r, res in results.items())
         log.info("delivery: message %s via %s: %s", job.id, job.route, summary)
+        if job.copy and self.delivery.sent_copy is not None and self._loop_of is not None:
+            self._loop_of.call_soon_threadsafe(self.copy_event.set)  # its copy to Sent
 
 
 async def _first_of(
@@ -819,6 +847,7 @@ async def _first_of(
 
 
 COPY_TRIES = 8  # tries of a copy to Sent before it is given up
+COPY_CONCURRENCY = 4  # copies to Sent made at once by a delivery process
 COPYING = "copying"  # "copying N": taken by a process, after N failed tries
 COPY_LEASE = 600.0  # seconds after which a copy taken but never finished is due again
 

@@ -507,6 +507,43 @@ def connect_sending_mailbox(
         )
 
 
+def test_copies_to_sent_do_not_hold_up_sending(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, sink: Sink
+) -> None:
+    """A copy to Sent may wait seconds (a server that saves its own copy gets time to
+    do so): the role makes copies apart from its sending slots, so with one slot three
+    messages still leave at once, and each copy is made once afterwards."""
+    import time
+
+    from outbound.delivery import DeliveryRole
+    from tests.roles import running
+
+    cfg = relay_config(config, zone_server, sink, concurrency=1, poll_interval=0.05)
+    connect_sending_mailbox(db, cfg, account_id, sink, "password", "relaypass")
+    for n in range(3):
+        queue_message(db, cfg, MESSAGE.replace(b"Our offer", f"offer {n}".encode()), ["c@x.test"])
+    copies: list[str] = []
+
+    def slow_copy(user_id: int, raw: bytes, message_id: str, via_mailbox: bool) -> str:
+        time.sleep(1.0)
+        copies.append(message_id)
+        return "appended"
+
+    role = DeliveryRole(db, cfg, sent_copy=slow_copy)
+    started = time.monotonic()
+    with running({"delivery": role}):
+        while len(sink.received) < 3 and time.monotonic() - started < 10:
+            time.sleep(0.01)
+        sent_after = time.monotonic() - started
+        while len(copies) < 3 and time.monotonic() - started < 10:
+            time.sleep(0.01)
+    assert len(sink.received) == 3
+    assert sent_after < 1.0  # with the copies in the slot: 2 s at least
+    assert len(copies) == len(set(copies)) == 3
+    with db.read() as session:
+        assert set(session.scalars(select(OutboundMessage.sent_copy))) == {"appended"}
+
+
 @pytest.mark.parametrize("auth", ["password", "oauth2"])
 def test_the_users_own_mailbox_is_the_default_route(
     db: Database, config: Config, account_id: int, zone_server: ZoneServer, sink: Sink, auth: str
