@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from gateway import oauth2
@@ -619,7 +619,7 @@ _MESSAGE_RESULT = prepared(
 
 
 # The claim's statements, built once (building a statement costs more than running it).
-_users, _raws, _mailboxes = table_of(User), table_of(RawMessage), table_of(Mailbox)
+_users, _raws = table_of(User), table_of(RawMessage)
 _DUE = (
     select(
         _om.c.id,
@@ -654,9 +654,12 @@ _MARK_SENDING = (
         claimed_by=bindparam("b_owner"),
     )
 )
-_MAILBOXES = select(_mailboxes.c.user_id, _mailboxes.c.smtp_host, _mailboxes.c.smtp_port).where(
-    _mailboxes.c.user_id.in_(bindparam("b_users", expanding=True)),
-    _mailboxes.c.state == MailboxState.ACTIVE.value,
+# A connected mailbox that can send: an SMTP server to sign in to (one definition,
+# for the claim's batch and for one user's route).
+_CAN_SEND = and_(Mailbox.smtp_host != "", Mailbox.smtp_port > 0)
+_MAILBOXES = select(Mailbox.user_id, _CAN_SEND).where(
+    Mailbox.user_id.in_(bindparam("b_users", expanding=True)),
+    Mailbox.state == MailboxState.ACTIVE.value,
 )
 
 
@@ -665,9 +668,9 @@ def _mailbox_users(connection: Connection, users: set[int]) -> tuple[set[int], s
     connected mailbox, whose Sent folder gets a copy)."""
     sending: set[int] = set()
     copying: set[int] = set()
-    for user_id, host, port in connection.execute(_MAILBOXES, {"b_users": list(users)}):
+    for user_id, can_send in connection.execute(_MAILBOXES, {"b_users": list(users)}):
         copying.add(user_id)
-        if host and port > 0:
+        if can_send:
             sending.add(user_id)
     return sending, copying
 
@@ -886,8 +889,7 @@ def _sending_mailbox(session: Session, user_id: int) -> Mailbox | None:
         select(Mailbox)
         .where(
             Mailbox.user_id == user_id,
-            Mailbox.smtp_host != "",
-            Mailbox.smtp_port > 0,
+            _CAN_SEND,
             Mailbox.state == MailboxState.ACTIVE.value,
         )
         .order_by(Mailbox.id)
