@@ -24,12 +24,12 @@ from gateway import smtp_replies as replies
 from gateway.config import Config
 from gateway.db import Database
 from gateway.errors import MailRejected
+from gateway.mail_queue import enqueue, queue_rows, sent_in_last_hour
 from gateway.models import User, UserAddress
 from gateway.parsing import parse
 from gateway.tokens import user_for_token
 from outbound.compose import Attachment, FieldError, Fields, compose, needs_smtputf8
 from outbound.hygiene import prepare
-from outbound.queue import enqueue, queue_rows, sent_in_last_hour
 
 router = APIRouter(prefix="/api/v1")
 

@@ -19,6 +19,7 @@ from admin.app import create_app
 from gateway.config import Config, host_port
 from gateway.db import Database
 from gateway.errors import ConfigError
+from gateway.role import RoleContext
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +72,8 @@ class WebRole:
             server.should_exit = True
             await serving
             self.sock.close()
+
+
+def build(ctx: RoleContext) -> WebRole:
+    """The `web` role (gateway.registry): mail sent by HTTP wakes delivery."""
+    return WebRole(ctx.db, ctx.config, queued=ctx.queued)

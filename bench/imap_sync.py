@@ -163,8 +163,8 @@ import json, sys, time
 from gateway.config import load_config
 from gateway.db import Database
 from gateway.vault import Vault
-from inbound.imap.mailboxes import open_session
-from inbound.imap.connection import close
+from gateway.imap.session import open_session
+from gateway.imap.connection import close
 from inbound.imap.sync import MailboxSync
 from gateway.pipeline import Pipeline
 config = load_config("{config}")
@@ -364,10 +364,11 @@ IDLE_ROLE = """
 import asyncio, json, resource, sys, time
 from gateway.config import load_config
 from gateway.db import Database
-from gateway.runner import build_roles, run_roles
+from gateway.role import RoleContext, run_roles
+from gateway.registry import build_roles
 config = load_config("{config}")
 db = Database(config.database_url)
-roles, _ = build_roles(["imap"], db, config)
+roles = build_roles(["imap"], RoleContext(db, config))
 role = roles["imap"]
 async def main():
     stop = asyncio.Event()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
+from gateway.registry import ROLE_NAMES
 
 ENV_PREFIX = "GATEWAY_"
 DEFAULT_CONFIG_FILE = "config.toml"
@@ -567,7 +568,7 @@ class Config:
         )
 
 
-KNOWN_ROLES = ("dropbox", "pipeline", "imap", "web", "submission", "delivery")
+KNOWN_ROLES = ROLE_NAMES
 _SECTIONS: dict[str, type] = {
     f.name: typing.get_type_hints(Config)[f.name]
     for f in dataclasses.fields(Config)

@@ -31,11 +31,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gateway import registry
 from gateway.config import Config, host_port
 from gateway.errors import GatewayError
-from gateway.runner import stop_on_signals
+from gateway.role import stop_on_signals
 from gateway.smtp_server import dropbox_limiter
-from gateway.worker import BACKGROUND_ROLES, LISTENING_ROLES, OWN_PROCESS_ROLES, WorkerSpec
+from gateway.worker import WorkerSpec
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 60.0
@@ -177,8 +178,8 @@ class Supervisor:
     def __init__(self, config: Config, roles: Sequence[str]) -> None:
         self.config = config
         self.limiter = dropbox_limiter(config)
-        listening = tuple(r for r in roles if r in LISTENING_ROLES)
-        background = tuple(r for r in roles if r in BACKGROUND_ROLES)
+        listening = registry.placed(roles, registry.LISTENING)
+        background = registry.placed(roles, registry.BACKGROUND)
         self.smtp = [
             Child(self, f"smtp-{n + 1}", listening)
             for n in range(config.serve.workers if listening else 0)
@@ -189,8 +190,7 @@ class Supervisor:
         count = config.outbound.processes
         self.delivery = [
             Child(self, role if count == 1 else f"{role}-{n + 1}", (role,))
-            for role in roles
-            if role in OWN_PROCESS_ROLES
+            for role in registry.placed(roles, registry.OWN_PROCESS)
             for n in range(count)
         ]
         self.children += self.delivery

@@ -16,19 +16,16 @@ import logging
 import pickle
 import socket
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.config import Config
 from gateway.control import WorkerChannel
 from gateway.db import Database
 from gateway.logs import configure_logging
-from gateway.runner import PipelineWorker, build_roles, run_roles, stop_on_signals
+from gateway.registry import build_roles
+from gateway.role import RoleContext, run_roles, stop_on_signals
 
 log = logging.getLogger(__name__)
-LISTENING_ROLES = ("dropbox",)  # run in every SMTP worker, on the shared sockets
-BACKGROUND_ROLES = ("pipeline", "imap", "web", "submission")  # in the background worker
-OWN_PROCESS_ROLES = ("delivery",)  # each in a worker of its own
 
 
 @dataclass(frozen=True)
@@ -44,46 +41,21 @@ async def run_worker(spec: WorkerSpec) -> None:
     config = spec.config
     db = Database(config.database_url)
     stop = asyncio.Event()
-    pipeline: list[PipelineWorker] = []
-
-    delivery: list[Callable[[], None]] = []
-
-    def wake_pipeline() -> None:
-        for worker in pipeline:
-            worker.wake()
-
-    def wake_delivery() -> None:
-        for wake in delivery:
-            wake()
-
+    ctx = RoleContext(db, config, process=spec.name)
     channel = WorkerChannel(
         socket.socket(fileno=spec.control),
-        on_wake=wake_pipeline,
+        on_wake=ctx.stored.heard,
         on_lost=stop.set,
-        on_queued=wake_delivery,
+        on_queued=ctx.queued.heard,
     )
+    # News for a role in another process goes through the supervisor.
+    ctx.stored.remote, ctx.queued.remote = channel.wake, channel.queued
+    ctx.gate = channel
     try:
         with stop_on_signals(stop):
             await channel.open()
-            listeners = {role: socket.socket(fileno=fd) for role, fd in spec.listeners.items()}
-            roles, worker = build_roles(
-                spec.roles,
-                db,
-                config,
-                wake=channel.wake,
-                queued=channel.queued,
-                gate=channel,
-                listeners=listeners,
-                process=spec.name,
-            )
-            if worker is not None:
-                pipeline.append(worker)
-            if "delivery" in roles:
-                from outbound.delivery import DeliveryRole
-
-                role = roles["delivery"]
-                assert isinstance(role, DeliveryRole)
-                delivery.append(role.wake)
+            ctx.listeners = {role: socket.socket(fileno=fd) for role, fd in spec.listeners.items()}
+            roles = build_roles(spec.roles, ctx)
             for role in roles.values():
                 await role.start()
             channel.send("ready")

@@ -35,6 +35,7 @@ from gateway.group_commit import GroupCommitter
 from gateway.models import Keep, Source, UserAddress
 from gateway.parsing import parse
 from gateway.resolver import Resolver
+from gateway.role import RoleContext
 from gateway.smtp_server import (
     Gate,
     GatewayHandler,
@@ -366,3 +367,10 @@ class DropboxServer:
         self.server.close()
         await self.server.wait_closed()
         await asyncio.to_thread(self.handler.committer.close)
+
+
+def build(ctx: RoleContext) -> DropboxServer:
+    """The `dropbox` role (gateway.registry): stored mail wakes the pipeline."""
+    return DropboxServer(
+        ctx.db, ctx.config, ctx.stored, gate=ctx.gate, sock=ctx.listeners.get("dropbox")
+    )

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
 from email.header import decode_header
 from email.utils import format_datetime
 
 from gateway import smtp_replies as replies
 from gateway.addresses import domain_of, parse_address_list
 from gateway.errors import MessageRejected, Reply
+from gateway.mail_queue import Outgoing
 from gateway.models import utcnow
 from gateway.parsing import parse
 
@@ -46,13 +46,6 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")
 _FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 _ENCODED = re.compile(rb"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _BCC = re.compile(rb"bcc[ \t]*:", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    raw: bytes  # CRLF line ends, Message-ID and Date present
-    message_id: str  # without <>
-    senders: tuple[str, ...]  # the From header's addresses, normalized
 
 
 def prepare(raw: bytes, *, smtp_utf8: bool = False, local_part_case: str = "lower") -> Outgoing:

@@ -5,7 +5,7 @@
     [submission] auth_failures per IP or per user refused with 454 4.7.0)
     -> MAIL FROM: one of the signed-in user's addresses (553 5.7.1 else)
     -> RCPT (syntax, at most max_recipients) -> DATA: outbound.hygiene.prepare,
-    header From the user's too -> outbound.queue.enqueue_in, group-committed with
+    header From the user's too -> gateway.mail_queue.enqueue_in, group-committed with
     other sessions' messages [commit] -> 250 Queued as N
 
 On the implicit-TLS listener ([submission] tls_listen) every connection is TLS
@@ -44,12 +44,13 @@ from gateway.errors import (
     SenderRejected,
 )
 from gateway.group_commit import GroupCommitter
+from gateway.mail_queue import Sender, enqueue_in, sent_in_last_hour
 from gateway.models import UserAddress
+from gateway.role import RoleContext
 from gateway.smtp_server import GatewayHandler, GatewaySMTP, reply_for, storage_error
 from gateway.tls import server_context
 from gateway.tokens import user_for_password
 from outbound.hygiene import prepare
-from outbound.queue import Sender, enqueue_in, sent_in_last_hour
 
 log = logging.getLogger(__name__)
 
@@ -365,3 +366,8 @@ class SubmissionServer:
         for server in self.servers.values():
             await server.wait_closed()
         await asyncio.to_thread(self.handler.committer.close)
+
+
+def build(ctx: RoleContext) -> SubmissionServer:
+    """The `submission` role (gateway.registry): queued mail wakes delivery."""
+    return SubmissionServer(ctx.db, ctx.config, queued=ctx.queued)

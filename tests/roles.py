@@ -7,7 +7,7 @@ import contextlib
 import threading
 from collections.abc import Iterator, Mapping
 
-from gateway.runner import Role, run_roles
+from gateway.role import Role, run_roles
 
 
 @contextlib.contextmanager

@@ -1,7 +1,9 @@
 """The `gateway` command: argument tree and the one place errors become exit codes.
 
-Subcommands live in small modules (setup, users, contacts, mail); each is a
-thin layer over the services in `gateway`.
+Its verbs come from the modules gateway.registry.COMMANDS lists: the core's here
+(setup: init, migrate, serve, account; users; contacts; mail: ingest, messages) and
+those that live with their role (inbound.cli, outbound.cli). Each is a thin layer
+over the services it calls.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gateway import __version__
-from gateway.cli import contacts, dkim, mail, mailboxes, quarantine, queue, setup, users
+from gateway import __version__, registry
 from gateway.cli.context import Context
+from gateway.cli.verbs import Verbs
 from gateway.errors import ConfigError, GatewayError
 from gateway.logs import configure_logging
 
@@ -27,15 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="config file (default: $GATEWAY_CONFIG, else ./config.toml if present)",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (setup, users, contacts, mail, mailboxes, quarantine, dkim, queue):
-        module.register(sub)
+    verbs = Verbs(parser)
+    for module in registry.command_modules():
+        module.register(verbs)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.handler is None:  # `gateway`, or a group, without a verb
+        args.help_parser.print_help()
+        return 0
     ctx = Context(args.config)
     try:
         configure_logging(ctx.config)

@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.accounts import get_account
 from gateway.cli.context import Context
+from gateway.cli.verbs import Verbs
 from gateway.contacts import (
     add_contact,
     export_csv,
@@ -20,9 +21,8 @@ from gateway.directory import AccountDirectory
 from gateway.models import Contact
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("contacts", help="manage the account's contacts")
-    csub = p.add_subparsers(dest="contacts_command", required=True)
+def register(sub: Verbs) -> None:
+    csub = sub.group("contacts", help="manage the account's contacts")
     a = csub.add_parser("import", help="import a CSV (columns: email, name, other_emails)")
     a.add_argument("file", type=Path)
     a.set_defaults(handler=cmd_import)

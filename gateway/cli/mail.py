@@ -5,26 +5,25 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from gateway.accounts import get_account, get_user
 from gateway.cli.context import Context
+from gateway.cli.verbs import Verbs
 from gateway.ingest import ingest
 from gateway.messages import list_messages
 from gateway.sources import open_source
 
 
-def register(sub: Any) -> None:
+def register(sub: Verbs) -> None:
     p = sub.add_parser("ingest", help="import an .eml, an mbox or a Maildir for a user")
     p.add_argument("path", type=Path)
     p.add_argument("--user", required=True, metavar="EMAIL", help="whose mail this is")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=cmd_ingest)
 
-    p = sub.add_parser("messages", help="stored messages")
-    msub = p.add_subparsers(dest="messages_command", required=True)
+    msub = sub.group("messages", help="stored messages")
     a = msub.add_parser("list", help="list messages, newest first")
     a.add_argument("--contact", metavar="EMAIL", help="only those attached to this contact")
     a.add_argument("--user", metavar="EMAIL", help="only those seen for this user")

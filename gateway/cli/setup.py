@@ -10,6 +10,7 @@ from typing import Any
 
 from gateway.accounts import add_user, create_account, get_account
 from gateway.cli.context import Context
+from gateway.cli.verbs import Verbs
 from gateway.config import DEFAULT_CONFIG_FILE, render_example
 from gateway.errors import InputError
 from gateway.models import Account, Plan
@@ -18,7 +19,7 @@ from gateway.tls import ensure_self_signed
 from gateway.vault import ensure_key_file
 
 
-def register(sub: Any) -> None:
+def register(sub: Verbs) -> None:
     p = sub.add_parser("init", help="create config, database, secret key, account and admin")
     p.add_argument("--account", default="default", help="name of the first account")
     p.add_argument("--admin-email", default="admin@localhost", help="the admin user's email")
@@ -31,8 +32,7 @@ def register(sub: Any) -> None:
     p.add_argument("--roles", help="comma-separated roles (default: [serve] roles)")
     p.set_defaults(handler=cmd_serve)
 
-    p = sub.add_parser("account", help="show or change account settings")
-    asub = p.add_subparsers(dest="account_command", required=True)
+    asub = sub.group("account", help="show or change account settings")
     s = asub.add_parser("show", help="show the account's settings")
     s.add_argument("--account", help="account name (default: the only one)")
     s.add_argument("--json", action="store_true")

@@ -14,14 +14,14 @@ from gateway.accounts import (
     rotate_dropbox,
 )
 from gateway.cli.context import Context
+from gateway.cli.verbs import Verbs
 from gateway.config import Config
 from gateway.models import User
 from gateway.tokens import create_token, list_tokens, revoke_token
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("user", help="manage the CRM's users")
-    usub = p.add_subparsers(dest="user_command", required=True)
+def register(sub: Verbs) -> None:
+    usub = sub.group("user", help="manage the CRM's users")
     a = usub.add_parser("add", help="add a user and print their dropbox address")
     a.add_argument("email")
     a.add_argument("--name", default="")
@@ -40,12 +40,6 @@ def register(sub: Any) -> None:
     a.add_argument("email")
     a.add_argument("--json", action="store_true")
     a.set_defaults(handler=cmd_show)
-    a = usub.add_parser(
-        "route", help="how the user's outgoing mail leaves: mailbox, direct or relay"
-    )
-    a.add_argument("email")
-    a.add_argument("route", choices=("mailbox", "direct", "relay"))
-    a.set_defaults(handler=cmd_route)
     t = usub.add_parser("token", help="API tokens: the CRM's credentials for sending")
     tsub = t.add_subparsers(dest="token_command", required=True)
     a = tsub.add_parser("create", help="create a token (shown once) for SMTP AUTH and the API")
@@ -160,12 +154,4 @@ def cmd_token_revoke(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.db.session() as session:
         revoke_token(session, args.token_id)
     ctx.console.print(f"revoked token {args.token_id}")
-    return 0
-
-
-def cmd_route(ctx: Context, args: argparse.Namespace) -> int:
-    from outbound.delivery import set_route
-
-    set_route(ctx.db, ctx.config, args.email, args.route)
-    ctx.console.print(f"{args.email} sends {args.route} from now on")
     return 0

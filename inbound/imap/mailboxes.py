@@ -9,7 +9,6 @@ gives new credentials with reconnect(); it then resumes from its checkpoints.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,8 @@ from gateway.addresses import parse_one
 from gateway.config import Config
 from gateway.db import Database
 from gateway.errors import Conflict, InputError, NotFound
+from gateway.imap.connection import ImapSettings, close, connect
+from gateway.imap.session import Connector, settings_of
 from gateway.models import (
     Account,
     Mailbox,
@@ -34,15 +35,12 @@ from gateway.oauth2 import Tokens
 from gateway.providers import PROVIDERS, SECURITIES, Server, discover, preset
 from gateway.resolver import Resolver
 from gateway.vault import Vault
-from inbound.imap.connection import ImapSettings, MailboxError, close, connect
 
 MAILBOX_CONNECTED = "mailbox.connected"
 MAILBOX_RECONNECTED = "mailbox.reconnected"
 MAILBOX_RECONNECT_REQUIRED = "mailbox.reconnect_required"
 MAILBOX_REMOVED = "mailbox.removed"
 ONE_WAY_PLANS = (Plan.PRO.value, Plan.ENTERPRISE.value)
-
-Connector = Callable[[ImapSettings, str, Config], Any]
 
 
 @dataclass(frozen=True)
@@ -62,70 +60,6 @@ class MailboxRequest:
     tls_verify: bool = True
     auth: str = "password"
     user_email: str | None = None  # the CRM user who owns it (default: by address)
-
-
-def settings_of(mailbox: Mailbox) -> ImapSettings:
-    return ImapSettings(
-        host=mailbox.imap_host,
-        port=mailbox.imap_port,
-        security=mailbox.imap_security,
-        username=mailbox.username,
-        provider=mailbox.provider,
-        tls_verify=mailbox.tls_verify,
-        auth=mailbox.auth,
-    )
-
-
-def secret_of(vault: Vault, mailbox: Mailbox) -> str:
-    """The password, or the OAuth2 access token (as stored: maybe expired)."""
-    if mailbox.credentials is None:
-        raise MailboxError("auth", f"mailbox {mailbox.email} has no credentials")
-    plain = vault.decrypt(mailbox.credentials)
-    if mailbox.auth == "oauth2":
-        return Tokens.from_json(plain).access_token
-    return plain
-
-
-def open_session(
-    db: Database, config: Config, vault: Vault, mailbox_id: int, *, connector: Connector = connect
-) -> Any:
-    """A signed-in IMAP session of the mailbox. An OAuth2 access token is refreshed
-    when it has expired, and once more when the server refuses it."""
-    with db.read() as session:
-        mailbox = session.get_one(Mailbox, mailbox_id)
-        settings = settings_of(mailbox)
-        if mailbox.credentials is None:
-            raise MailboxError("auth", f"mailbox {mailbox.email} has no credentials")
-        plain = vault.decrypt(mailbox.credentials)
-    if settings.auth != "oauth2":
-        return connector(settings, plain, config)
-    tokens = Tokens.from_json(plain)
-    if tokens.expired():
-        tokens = _refreshed(db, config, vault, mailbox_id, settings, tokens)
-    try:
-        return connector(settings, tokens.access_token, config)
-    except MailboxError as exc:
-        if exc.kind != "auth" or not tokens.refresh_token:
-            raise
-    tokens = _refreshed(db, config, vault, mailbox_id, settings, tokens)
-    return connector(settings, tokens.access_token, config)
-
-
-def _refreshed(
-    db: Database,
-    config: Config,
-    vault: Vault,
-    mailbox_id: int,
-    settings: ImapSettings,
-    tokens: Tokens,
-) -> Tokens:
-    try:
-        fresh = oauth2.refresh(config, settings.provider, tokens)
-    except oauth2.TokenError as exc:
-        raise MailboxError("auth" if exc.kind == "person" else exc.kind, str(exc)) from exc
-    with db.session() as session:
-        session.get_one(Mailbox, mailbox_id).credentials = vault.encrypt(fresh.to_json())
-    return fresh
 
 
 def _secret_to_store(auth: str, secret: str) -> tuple[str, str]:

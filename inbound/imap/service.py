@@ -34,18 +34,14 @@ from sqlalchemy import select
 
 from gateway.config import Config
 from gateway.db import Database
+from gateway.imap.connection import MailboxError, close, is_throttling
+from gateway.imap.session import open_session, settings_of
 from gateway.models import FolderRole, Mailbox, MailboxFolder, MailboxState, ScannedMessage
 from gateway.pipeline import Pipeline
 from gateway.providers import preset
+from gateway.role import RoleContext
 from gateway.vault import Vault
-from inbound.imap.connection import MailboxError, close, is_throttling
-from inbound.imap.mailboxes import (
-    get_mailbox,
-    needs_reconnect,
-    open_session,
-    record_error,
-    settings_of,
-)
+from inbound.imap.mailboxes import get_mailbox, needs_reconnect, record_error
 from inbound.imap.sync import AuditFolder, MailboxSync, SyncReport
 
 log = logging.getLogger(__name__)
@@ -294,3 +290,8 @@ class ImapRole:
                     select(Mailbox.id).where(Mailbox.state == MailboxState.ACTIVE.value)
                 )
             )
+
+
+def build(ctx: RoleContext) -> ImapRole:
+    """The `imap` role (gateway.registry): stored mail wakes the pipeline."""
+    return ImapRole(ctx.db, ctx.config, ctx.stored)

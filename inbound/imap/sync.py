@@ -34,6 +34,8 @@ from sqlalchemy.orm import Session
 from gateway.config import Config
 from gateway.db import Database, insert_ignore
 from gateway.directory import AccountDirectory
+from gateway.imap.folders import find_folders
+from gateway.imap.rawfetch import Pipeline, fetch_bodies, fetch_headers, search_uids
 from gateway.matching import match_contacts
 from gateway.models import (
     ContactEmail,
@@ -51,8 +53,6 @@ from gateway.models.mailboxes import FolderRole, Mailbox, MailboxFolder
 from gateway.parsing import HeaderScan, parse
 from gateway.store import Arrival, accept_batch_in, accept_in
 from inbound.imap import scanning
-from inbound.imap.folders import find_folders
-from inbound.imap.rawfetch import Pipeline, fetch_bodies, fetch_headers, search_uids
 
 log = logging.getLogger(__name__)
 

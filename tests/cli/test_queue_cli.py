@@ -8,8 +8,8 @@ from pathlib import Path
 from gateway.accounts import get_user
 from gateway.config import load_config
 from gateway.db import Database
+from gateway.mail_queue import enqueue
 from outbound.hygiene import prepare
-from outbound.queue import enqueue
 from tests.cli.conftest import Run
 
 

@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 
 from gateway.config import DnsConfig, SecurityConfig
 from gateway.errors import InputError
+from gateway.imap.connection import MailboxError
 from gateway.netguard import check_host, is_allowed
 from gateway.providers import Server, discover, presets
 from gateway.resolver import Resolver
 from gateway.vault import Vault
-from inbound.imap.connection import MailboxError
 from inbound.imap.mailboxes import MailboxRequest, add_mailbox
 from tests.conftest import ImapUser
 from tests.peers.dns import ZoneServer

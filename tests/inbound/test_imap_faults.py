@@ -247,7 +247,7 @@ def test_certificates_are_verified_unless_the_mailbox_says_otherwise(
 ) -> None:
     import trustme
 
-    from inbound.imap.connection import MailboxError
+    from gateway.imap.connection import MailboxError
     from tests.peers.dovecot import Dovecot, available
 
     if not available():

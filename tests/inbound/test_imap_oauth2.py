@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from gateway.config import Config, OAuth2Config
 from gateway.db import Database
+from gateway.imap.connection import MailboxError
 from gateway.models import Mailbox
 from gateway.oauth2 import Tokens
 from gateway.vault import Vault
-from inbound.imap.connection import MailboxError
 from inbound.imap.mailboxes import MailboxRequest, add_mailbox
 from tests.inbound.test_imap_sync import attached_subjects, contacts, sync
 from tests.mail import make_message

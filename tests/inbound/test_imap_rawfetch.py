@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inbound.imap.rawfetch import uid_ranges
+from gateway.imap.rawfetch import uid_ranges
 from tests.conftest import _uid_set
 
 
@@ -96,7 +96,7 @@ def scripted() -> Iterator[Callable[[bytes], _Scripted]]:
 def test_fetch_reader_takes_each_response_however_the_server_orders_it(
     scripted: Callable[[bytes], _Scripted],
 ) -> None:
-    from inbound.imap.rawfetch import HEADER_KEY, fetch_headers
+    from gateway.imap.rawfetch import HEADER_KEY, fetch_headers
 
     peer = scripted(
         b"* 1 FETCH (UID 10 BODY[HEADER.FIELDS (FROM)] {13}\r\nFrom: a@b.c\r\n)\r\n"
@@ -124,7 +124,7 @@ def test_fetch_reader_takes_each_response_however_the_server_orders_it(
 def test_fetch_reader_raises_on_a_refused_fetch(scripted: Callable[[bytes], _Scripted]) -> None:
     from imapclient.exceptions import IMAPClientError
 
-    from inbound.imap.rawfetch import fetch_headers
+    from gateway.imap.rawfetch import fetch_headers
 
     peer = scripted(b"* 1 FETCH (UID 10 FLAGS ())\r\nTAG NO [SERVERBUG] try later\r\n")
     client = peer.client()
@@ -138,7 +138,7 @@ def test_fetch_reader_stops_at_bye_and_at_a_cut_connection(
 ) -> None:
     import imaplib
 
-    from inbound.imap.rawfetch import fetch_headers
+    from gateway.imap.rawfetch import fetch_headers
 
     for script in (
         b"* 1 FETCH (UID 10 BODY[HEADER] {5}\r\nab\r\n)\r\n* BYE shutting down\r\n",

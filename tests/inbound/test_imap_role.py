@@ -14,7 +14,8 @@ from gateway.accounts import add_user, get_account
 from gateway.config import Config
 from gateway.db import Database
 from gateway.models import Mailbox, MailboxFolder
-from gateway.runner import build_roles
+from gateway.registry import build_roles
+from gateway.role import RoleContext
 from gateway.vault import Vault
 from inbound.imap.mailboxes import MailboxRequest, add_mailbox
 from tests.conftest import ImapUser
@@ -26,7 +27,7 @@ from tests.roles import running
 @contextmanager
 def serving(db: Database, config: Config) -> Iterator[None]:
     """The imap and pipeline roles in a thread of their own, stopped on exit."""
-    roles, _ = build_roles(["imap", "pipeline"], db, config)
+    roles = build_roles(["imap", "pipeline"], RoleContext(db, config))
     with running(roles):
         yield
 

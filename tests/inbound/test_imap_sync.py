@@ -14,6 +14,7 @@ from gateway.config import Config, SecurityConfig
 from gateway.contacts import add_contact
 from gateway.db import Database
 from gateway.directory import AccountDirectory
+from gateway.imap.connection import MailboxError
 from gateway.models import (
     Account,
     Event,
@@ -27,7 +28,6 @@ from gateway.models import (
     Source,
 )
 from gateway.vault import Vault
-from inbound.imap.connection import MailboxError
 from inbound.imap.mailboxes import MailboxRequest, add_mailbox, reconnect, remove
 from inbound.imap.service import sync_now
 from inbound.imap.sync import SyncReport

@@ -13,7 +13,7 @@ from gateway.config import Config
 from gateway.db import Database
 from gateway.models import Mailbox, Message, OutboundMessage, Sighting
 from gateway.vault import Vault
-from inbound.imap.sent_copy import save_to_sent
+from outbound.sent_copy import save_to_sent
 from tests.conftest import ImapUser
 from tests.inbound.test_imap_sync import connect_mailbox, contacts, sync
 from tests.mail import make_message
@@ -86,10 +86,10 @@ def test_sent_mail_is_one_message_with_its_copy_in_sent(
 ) -> None:
     """Sent by the delivery role, copied to Sent, then read back by the two-way sync:
     one Message with two sightings (outbound and IMAP)."""
+    from gateway.mail_queue import enqueue
     from gateway.pipeline import Pipeline
     from outbound.delivery import Delivery
     from outbound.hygiene import prepare
-    from outbound.queue import enqueue
     from tests.outbound.test_delivery import client_test_mx, outbound_config
     from tests.peers.smtp_sink import Sink
 
@@ -132,9 +132,9 @@ def test_a_copy_that_failed_or_never_ran_is_made_later(
 ) -> None:
     """The Sent folder was unreachable when the message went out (or the process
     stopped right after sending): the delivery role makes the copy later, once."""
+    from gateway.mail_queue import enqueue
     from outbound.delivery import Delivery
     from outbound.hygiene import prepare
-    from outbound.queue import enqueue
     from tests.outbound.test_delivery import client_test_mx, outbound_config
     from tests.peers.smtp_sink import Sink
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dkim
 import pytest
@@ -19,12 +20,12 @@ from sqlalchemy import select
 from gateway.accounts import get_account, get_user
 from gateway.config import Config, DnsConfig, OutboundConfig, SecurityConfig
 from gateway.db import Database
+from gateway.mail_queue import enqueue, retry
 from gateway.models import DeliveryState, Event, OutboundMessage, OutboundRecipient
 from gateway.vault import Vault, ensure_key_file
 from outbound.delivery import Delivery
 from outbound.dkim_keys import generate, record
 from outbound.hygiene import prepare
-from outbound.queue import enqueue, retry
 from tests.peers.dns import ZoneServer
 from tests.peers.smtp_sink import Sink
 
@@ -278,7 +279,7 @@ def test_claims_of_a_host_gone_for_good_expire(
     from datetime import timedelta
 
     from gateway.models import utcnow
-    from outbound.delivery import CLAIM_LEASE
+    from outbound.claims import CLAIM_LEASE
 
     cfg = outbound_config(config, zone_server, direct_port=mx.port)
     client_test_mx(zone_server)
@@ -312,7 +313,7 @@ def test_a_copy_to_sent_is_made_by_one_process_only(
     from datetime import timedelta
 
     from gateway.models import utcnow
-    from outbound.delivery import COPY_LEASE
+    from outbound.sent_copy import COPY_LEASE
 
     made: list[tuple[int, str]] = []
 
@@ -342,8 +343,9 @@ def test_a_copy_to_sent_is_made_by_one_process_only(
     with db.read() as session:
         message = session.get_one(OutboundMessage, sent)
         seen = (message.sent_copy, message.updated_at)
-    assert one._take_copy(sent, *seen, tries=0) is True
-    assert other._take_copy(sent, *seen, tries=0) is False
+    assert one.copies is not None and other.copies is not None
+    assert one.copies._take_copy(sent, *seen, tries=0) is True
+    assert other.copies._take_copy(sent, *seen, tries=0) is False
 
     # A process took the copy and died: not due until the lease is over.
     with db.session() as session:
@@ -369,7 +371,7 @@ def test_a_message_whose_outcome_could_not_be_recorded_goes_back_to_the_queue(
 
     from sqlalchemy.exc import OperationalError
 
-    from outbound.delivery import DeliveryRole
+    from outbound.delivery_role import DeliveryRole
 
     cfg = outbound_config(
         config, zone_server, direct_port=mx.port, retry_base=0.01, poll_interval=0.05
@@ -380,12 +382,12 @@ def test_a_message_whose_outcome_could_not_be_recorded_goes_back_to_the_queue(
     real = role.delivery.record_in
     failures = [OperationalError("UPDATE", {}, Exception("database is away"))]
 
-    def record_in(*args: object) -> str:
+    def record_in(connection: Any, job: Any, results: Any) -> str:
         if failures:
             raise failures.pop()
-        return real(*args)  # type: ignore[arg-type]
+        return real(connection, job, results)
 
-    role.delivery.record_in = record_in  # type: ignore[method-assign,assignment]
+    role.delivery.record_in = record_in  # type: ignore[method-assign]
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -405,7 +407,7 @@ def test_a_message_whose_outcome_could_not_be_recorded_goes_back_to_the_queue(
 def test_retry_and_cancel(
     db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
 ) -> None:
-    from outbound.queue import cancel
+    from gateway.mail_queue import cancel
 
     cfg = outbound_config(config, zone_server, direct_port=mx.port)
     client_test_mx(zone_server)
@@ -446,7 +448,8 @@ def test_submission_to_relay_end_to_end(
     import time
 
     from gateway.config import TlsConfig
-    from gateway.runner import build_roles
+    from gateway.registry import build_roles
+    from gateway.role import RoleContext
     from gateway.tokens import create_token
     from tests.roles import running
 
@@ -463,7 +466,7 @@ def test_submission_to_relay_end_to_end(
     )
     with db.session() as session:
         token = create_token(session, cfg, "bob@acme.com").token
-    roles, _ = build_roles(["submission", "delivery"], db, cfg)
+    roles = build_roles(["submission", "delivery"], RoleContext(db, cfg))
     with running(roles):
         port = roles["submission"].port()  # type: ignore[attr-defined]
         client_tls = ssl.create_default_context()
@@ -515,7 +518,7 @@ def test_copies_to_sent_do_not_hold_up_sending(
     messages still leave at once, and each copy is made once afterwards."""
     import time
 
-    from outbound.delivery import DeliveryRole
+    from outbound.delivery_role import DeliveryRole
     from tests.roles import running
 
     cfg = relay_config(config, zone_server, sink, concurrency=1, poll_interval=0.05)

@@ -26,10 +26,10 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from gateway.config import Config
 from gateway.errors import GatewayError, InputError
+from gateway.imap import compress
 from gateway.netguard import check_host
 from gateway.providers import preset
 from gateway.resolver import Resolver
-from inbound.imap import compress
 
 AUTH, TLS, UNREACHABLE, TIMEOUT, REFUSED, PROTOCOL, THROTTLED = (
     "auth",

@@ -1,23 +1,20 @@
-"""`gateway dkim generate|list|rotate|remove|record`: the DKIM keys of sending domains.
-
-The key code lives in outbound.dkim_keys; it is imported by the handlers.
-"""
+"""`gateway dkim generate|list|rotate|remove|record`: the DKIM keys of sending domains."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from gateway.accounts import get_account
 from gateway.cli.context import Context
+from gateway.cli.verbs import Verbs
 from gateway.vault import Vault
+from outbound.dkim_keys import generate, list_keys, normalized, remove, rotate, zone_line
 
 ALGORITHMS = ("rsa", "ed25519")
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("dkim", help="DKIM keys of the domains the CRM sends from")
-    dsub = p.add_subparsers(dest="dkim_command", required=True)
+def register(sub: Verbs) -> None:
+    dsub = sub.group("dkim", help="DKIM keys of the domains the CRM sends from")
     for name, text in (
         ("generate", "a new active key for DOMAIN (RSA 2048 unless --algorithm ed25519)"),
         ("rotate", "a new active key for DOMAIN; the old one is kept, retired, until removed"),
@@ -45,8 +42,6 @@ def _vault(ctx: Context) -> Vault:
 
 
 def cmd_generate(ctx: Context, args: argparse.Namespace) -> int:
-    from outbound.dkim_keys import generate, zone_line
-
     with ctx.db.session() as session:
         account = get_account(session, args.account)
         key = generate(session, _vault(ctx), account, args.domain, args.algorithm, args.selector)
@@ -58,8 +53,6 @@ def cmd_generate(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_rotate(ctx: Context, args: argparse.Namespace) -> int:
-    from outbound.dkim_keys import rotate, zone_line
-
     with ctx.db.session() as session:
         account = get_account(session, args.account)
         key, old = rotate(session, _vault(ctx), account, args.domain, args.algorithm, args.selector)
@@ -77,8 +70,6 @@ def cmd_rotate(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    from outbound.dkim_keys import list_keys
-
     with ctx.db.session() as session:
         rows = [
             {
@@ -104,8 +95,6 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
-    from outbound.dkim_keys import remove
-
     with ctx.db.session() as session:
         key = remove(session, args.domain, args.selector)
         state = key.state
@@ -114,8 +103,6 @@ def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_record(ctx: Context, args: argparse.Namespace) -> int:
-    from outbound.dkim_keys import list_keys, normalized, zone_line
-
     domain = normalized(args.domain)
     with ctx.db.session() as session:
         lines = [zone_line(k) for k in list_keys(session) if k.domain == domain]

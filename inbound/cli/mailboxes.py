@@ -1,25 +1,24 @@
-"""`gateway mailbox add|list|status|sync|reconnect|remove`: connected IMAP mailboxes.
-
-The IMAP code lives in inbound.imap; it is imported by the handlers (the CLI,
-like the runner, wires roles together).
-"""
+"""`gateway mailbox add|list|status|sync|reconnect|remove`: connected IMAP mailboxes."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
 import sys
+from dataclasses import asdict
 from typing import Any
 
 from gateway.cli.context import Context
+from gateway.cli.verbs import Verbs
 from gateway.errors import InputError
 from gateway.providers import PROVIDERS, SECURITIES
 from gateway.vault import Vault
+from inbound.imap.mailboxes import MailboxRequest, add_mailbox, reconnect, remove, status
+from inbound.imap.service import audit_now, sync_now
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("mailbox", help="connect users' mailboxes (IMAP sync)")
-    msub = p.add_subparsers(dest="mailbox_command", required=True)
+def register(sub: Verbs) -> None:
+    msub = sub.group("mailbox", help="connect users' mailboxes (IMAP sync)")
     a = msub.add_parser("add", help="connect a mailbox (signs in before saving)")
     a.add_argument("email", help="the mailbox's address")
     a.add_argument("--provider", choices=PROVIDERS, default="other")
@@ -82,8 +81,6 @@ def _vault(ctx: Context) -> Vault:
 
 
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
-    from inbound.imap.mailboxes import MailboxRequest, add_mailbox
-
     request = MailboxRequest(
         email=args.email,
         provider=args.provider,
@@ -110,8 +107,6 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_reconnect(ctx: Context, args: argparse.Namespace) -> int:
-    from inbound.imap.mailboxes import reconnect
-
     secret = _secret(args, f"new password for {args.email}: ")
     mailbox = reconnect(ctx.db, ctx.config, _vault(ctx), args.email, secret)
     ctx.console.print(f"reconnected {mailbox.email}: syncing resumes from its checkpoint")
@@ -119,16 +114,12 @@ def cmd_reconnect(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
-    from inbound.imap.mailboxes import remove
-
     remove(ctx.db, ctx.config, args.email)
     ctx.console.print(f"removed {args.email}: sync stopped, credentials deleted; its mail stays")
     return 0
 
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
-    from inbound.imap.mailboxes import status
-
     with ctx.db.read() as session:
         rows = status(session)
     if args.json:
@@ -155,10 +146,6 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    from inbound.imap.service import audit_now
-
     found = audit_now(ctx.db, ctx.config, _vault(ctx), args.email, repair=not args.no_repair)
     if args.json:
         ctx.print_json([asdict(f) for f in found])
@@ -188,8 +175,6 @@ def _progress(folder: dict[str, Any]) -> str:
 
 
 def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
-    from inbound.imap.service import sync_now
-
     report = sync_now(ctx.db, ctx.config, _vault(ctx), args.email)
     for folder in report.folders:
         ctx.console.print(

@@ -1,20 +1,18 @@
-"""`gateway queue list|show|retry|cancel`: the outbound delivery queue.
-
-The queue code lives in outbound.queue; it is imported by the handlers.
-"""
+"""`gateway queue list|show|retry|cancel`: the outbound delivery queue."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from gateway.cli.context import Context
+from gateway.cli.verbs import Verbs
+from gateway.errors import NotFound
+from gateway.mail_queue import cancel, queue_rows, retry
 from gateway.models import DeliveryState
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("queue", help="the outbound delivery queue")
-    qsub = p.add_subparsers(dest="queue_command", required=True)
+def register(sub: Verbs) -> None:
+    qsub = sub.group("queue", help="the outbound delivery queue")
     a = qsub.add_parser("list", help="every message in the queue, with its recipients' states")
     a.add_argument("--state", choices=[s.value for s in DeliveryState])
     a.add_argument("--json", action="store_true")
@@ -32,8 +30,6 @@ def register(sub: Any) -> None:
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    from outbound.queue import queue_rows
-
     rows = queue_rows(ctx.db, args.state)
     if args.json:
         ctx.print_json(rows)
@@ -57,9 +53,6 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
-    from gateway.errors import NotFound
-    from outbound.queue import queue_rows
-
     rows = queue_rows(ctx.db, message_id=args.id)
     if not rows:
         raise NotFound(f"no queued message {args.id}")
@@ -80,16 +73,12 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
-    from outbound.queue import retry
-
     count = retry(ctx.db, args.id)
     ctx.console.print(f"message {args.id}: {count} recipient(s) queued again")
     return 0
 
 
 def cmd_cancel(ctx: Context, args: argparse.Namespace) -> int:
-    from outbound.queue import cancel
-
     count = cancel(ctx.db, args.id)
     ctx.console.print(f"message {args.id}: {count} recipient(s) cancelled")
     return 0

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from gateway import quarantine
 from gateway.accounts import get_account
 from gateway.cli.context import Context
+from gateway.cli.verbs import Verbs
 from gateway.models import RawMessage
 from gateway.parsing import parse
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("quarantine", help="dropbox mail held for approval")
-    qsub = p.add_subparsers(dest="quarantine_command", required=True)
+def register(sub: Verbs) -> None:
+    qsub = sub.group("quarantine", help="dropbox mail held for approval")
     a = qsub.add_parser("list", help="list held messages")
     a.add_argument("--json", action="store_true")
     a.set_defaults(handler=cmd_list)

@@ -1,5 +1,8 @@
 """The durable delivery queue: a message the CRM sends is committed here before the
-gateway says yes to it (SMTP 250, HTTP 202), one row per recipient."""
+gateway says yes to it (SMTP 250, HTTP 202), one row per recipient.
+
+The queue's API for those who fill and read it (the submission role, the HTTP API,
+`gateway queue`); the delivery role (outbound.delivery) empties it."""
 
 from __future__ import annotations
 
@@ -24,7 +27,15 @@ from gateway.models import (
 )
 from gateway.prepared import prepared
 from gateway.store import store_raw
-from outbound.hygiene import Outgoing
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message ready to queue (outbound.hygiene.prepare makes it)."""
+
+    raw: bytes  # CRLF line ends, Message-ID and Date present
+    message_id: str  # without <>
+    senders: tuple[str, ...]  # the From header's addresses, normalized
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,12 @@
+"""The outbound role's verbs: `gateway dkim`, `gateway queue` and `gateway user route`."""
+
+from __future__ import annotations
+
+from gateway.cli.verbs import Verbs
+from outbound.cli import dkim, queue, route
+
+
+def register(verbs: Verbs) -> None:
+    dkim.register(verbs)
+    queue.register(verbs)
+    route.register(verbs)

@@ -1,0 +1,160 @@
+"""Recording what each recipient's server said, in the caller's transaction (the
+delivery role group-commits these for several messages):
+
+    2xx -> sent; 5xx -> bounced (the remote reply kept; event message.bounced);
+    anything else -> deferred with exponential backoff (jittered) until
+    [outbound] max_age, then bounced ("gave up after N days").
+
+A message is sent once every recipient is final and one was sent (event
+message.sent); it then joins the user's mail as an outbound sighting, which the
+pipeline attaches to the recipients' contacts.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select, update
+
+from gateway.config import Config
+from gateway.events import emit
+from gateway.models import (
+    DeliveryState,
+    Keep,
+    OutboundMessage,
+    OutboundRecipient,
+    Source,
+    table_of,
+    utcnow,
+)
+from gateway.prepared import prepared
+from gateway.store import Arrival, accept_in
+from outbound.claims import PENDING, Job
+from outbound.smtp_client import Result
+
+MESSAGE_SENT = "message.sent"
+MESSAGE_BOUNCED = "message.bounced"
+NO_MAILBOX = "no mailbox"  # the sent_copy outcome of a user without a connected mailbox
+
+
+def record_in(config: Config, connection: Connection, job: Job, results: dict[str, Result]) -> str:
+    """What each recipient's server said, in the caller's transaction (the delivery
+    role group-commits these); returns the message's new state."""
+    outbound = config.outbound
+    now = utcnow()
+    expired = job.age > outbound.max_age
+    bounced: list[tuple[str, str]] = []  # (address, reply) of this attempt
+    changes: list[dict[str, Any]] = []
+    final: list[tuple[str, str]] = []  # (address, state) of every recipient
+    for recipient_id, address, state, attempts in _RECIPIENTS(connection).execute(
+        connection, {"b_message": job.id}
+    ):
+        result = results.get(address)
+        if result is None or state not in PENDING:
+            final.append((address, state))
+            continue
+        reply = str(result)[:2000]
+        if 200 <= result.code < 300:
+            state = DeliveryState.SENT.value
+        elif result.permanent or expired:
+            state = DeliveryState.BOUNCED.value
+            if expired and not result.permanent:
+                reply = f"gave up after {job.age / 86400:.1f} days; last reply: {result}"[:2000]
+            bounced.append((address, reply))
+        else:
+            state = DeliveryState.DEFERRED.value
+        final.append((address, state))
+        changes.append(
+            {
+                "b_id": recipient_id,
+                "state": state,
+                "attempts": attempts + 1,
+                "last_reply": reply,
+                "updated_at": now,
+            }
+        )
+    if changes:
+        _RECIPIENT_RESULT(connection).execute_many(connection, changes)
+    for address, reply in bounced:
+        emit(
+            connection,
+            job.account_id,
+            MESSAGE_BOUNCED,
+            id=job.id,
+            message_id=job.message_id,
+            recipient=address,
+            reply=reply,
+        )
+    states = [state for _, state in final]
+    attempts = job.attempts + 1
+    next_attempt, sent_copy = now, None
+    if DeliveryState.DEFERRED.value in states or DeliveryState.QUEUED.value in states:
+        message_state = DeliveryState.DEFERRED.value
+        wait = min(outbound.retry_max, outbound.retry_base * 2 ** (attempts - 1))
+        next_attempt = now + timedelta(seconds=wait * random.uniform(0.9, 1.1))
+    elif DeliveryState.SENT.value in states:
+        message_state = DeliveryState.SENT.value
+        sent_copy = None if job.copy else NO_MAILBOX
+        # The sent message joins the user's mail like any other: the pipeline
+        # attaches it to the recipients' contacts (and auto-creates new To,
+        # Cc and Bcc recipients where the account allows), and the copy the
+        # IMAP sync later finds in Sent is the same message, another sighting.
+        accept_in(
+            connection,
+            job.raw,
+            Arrival(
+                job.user_id,
+                Source.OUTBOUND,
+                Keep.ALWAYS,
+                source_key=f"outbound:{job.id}",
+                account_id=job.account_id,
+            ),
+        )
+        emit(
+            connection,
+            job.account_id,
+            MESSAGE_SENT,
+            id=job.id,
+            message_id=job.message_id,
+            sent=[a for a, state in final if state == DeliveryState.SENT.value],
+            bounced=[a for a, state in final if state == DeliveryState.BOUNCED.value],
+        )
+    elif DeliveryState.CANCELLED.value in states and DeliveryState.BOUNCED.value not in states:
+        message_state = DeliveryState.CANCELLED.value
+    else:
+        message_state = DeliveryState.BOUNCED.value
+    _MESSAGE_RESULT(connection).execute(
+        connection,
+        {
+            "b_id": job.id,
+            "state": message_state,
+            "attempts": attempts,
+            "next_attempt_at": next_attempt,
+            "sent_copy": sent_copy,
+            "updated_at": now,
+        },
+    )
+    return message_state
+
+
+_om, _rc = table_of(OutboundMessage), table_of(OutboundRecipient)
+_RECIPIENTS = prepared(
+    "outbound_recipients_of",
+    lambda: (
+        select(_rc.c.id, _rc.c.address, _rc.c.state, _rc.c.attempts)
+        .where(_rc.c.message_id == bindparam("b_message"))
+        .order_by(_rc.c.id)
+    ),
+)
+_RECIPIENT_RESULT = prepared(
+    "outbound_recipient_result",
+    lambda: update(_rc).where(_rc.c.id == bindparam("b_id")),
+    ("state", "attempts", "last_reply", "updated_at"),
+)
+_MESSAGE_RESULT = prepared(
+    "outbound_message_result",
+    lambda: update(_om).where(_om.c.id == bindparam("b_id")),
+    ("state", "attempts", "next_attempt_at", "sent_copy", "updated_at"),
+)
