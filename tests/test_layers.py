@@ -9,6 +9,7 @@ import inspect
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,7 +121,7 @@ def test_a_signal_without_a_listener_here_goes_to_the_supervisor(db, config: Con
 
 def test_every_command_module_adds_its_verbs() -> None:
     parser = build_parser()
-    verbs = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    verbs: Any = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     for verb in ("init", "serve", "user", "contacts", "messages", "mailbox", "quarantine"):
         assert verb in verbs
     for verb in ("dkim", "queue"):
