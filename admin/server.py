@@ -18,8 +18,7 @@ import uvicorn
 from admin.app import create_app
 from gateway.config import Config, host_port
 from gateway.db import Database
-from gateway.errors import ConfigError
-from gateway.role import RoleContext
+from gateway.role import RoleContext, cannot_listen
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +45,8 @@ class WebRole:
         try:
             self.sock = socket.create_server((host, port), family=family, backlog=128)
         except OSError as exc:
-            raise ConfigError(
-                "web.listen", self.config.source, f"cannot listen on {host}:{port}: {exc}"
+            raise cannot_listen(
+                self.config, "web", "web.listen", self.config.web.listen, exc
             ) from exc
         self.port = self.sock.getsockname()[1]
         log.info("web: listening on http://%s:%s", host, self.port)

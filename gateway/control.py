@@ -2,7 +2,7 @@
 
 One line per message over a socketpair:
 
-    worker -> supervisor:  ready | wake | queued | admit <ip> | release <ip>
+    worker -> supervisor:  ready | failed <why> | wake | queued | admit <ip> | release <ip>
     supervisor -> worker:  yes | no (answers to admit, in order) | wake | queued
 
 `wake`: a worker stored a message; the supervisor passes it on to the

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +21,7 @@ from typing import Protocol
 
 from gateway.config import Config
 from gateway.db import Database
+from gateway.errors import ConfigError
 from gateway.smtp_server import Gate
 
 
@@ -68,6 +70,13 @@ class RoleContext:
     def owner(self) -> str:
         """ "host/process": unique among the processes sharing the database."""
         return f"{socket.gethostname()}/{self.process}"
+
+
+def cannot_listen(config: Config, role: str, key: str, where: str, exc: OSError) -> ConfigError:
+    """The one-line error of a role whose listening address is taken (or not ours):
+    it names the role, the address and the key to change."""
+    reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    return config.error(key, f"the {role} role cannot listen on {where}: {reason}")
 
 
 async def first_of(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:

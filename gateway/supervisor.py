@@ -34,7 +34,7 @@ from typing import Any
 from gateway import registry
 from gateway.config import Config, host_port
 from gateway.errors import GatewayError
-from gateway.role import stop_on_signals
+from gateway.role import cannot_listen, stop_on_signals
 from gateway.smtp_server import dropbox_limiter
 from gateway.worker import WorkerSpec
 
@@ -71,6 +71,10 @@ def bind_group(listen: str, count: int) -> list[socket.socket]:
     return sockets
 
 
+class StartFailed(GatewayError):
+    """A worker could not start its roles (the reason is its own error's text)."""
+
+
 class Child:
     """One worker process, started again whenever it dies until the supervisor stops."""
 
@@ -83,6 +87,7 @@ class Child:
         self.proc: asyncio.subprocess.Process | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._held: collections.Counter[str] = collections.Counter()
+        self.failure = ""  # why it failed to start, in its own words
 
     def send(self, line: str) -> None:
         if self._writer is not None and not self._writer.is_closing():
@@ -96,7 +101,9 @@ class Child:
             if stop.is_set():
                 return
             if not self.ready.is_set():
-                raise GatewayError(f"worker {self.name} failed to start (exit status {code})")
+                raise StartFailed(
+                    self.failure or f"worker {self.name} failed to start (exit status {code})"
+                )
             if time.monotonic() - started > STABLE_SECONDS:
                 deaths = 0
             delay = RESTART_DELAYS[min(deaths, len(RESTART_DELAYS) - 1)]
@@ -141,7 +148,7 @@ class Child:
     async def _serve(self, reader: asyncio.StreamReader) -> None:
         try:
             while line := await reader.readline():
-                word, _, arg = line.strip().decode("ascii", "replace").partition(" ")
+                word, _, arg = line.strip().decode("utf-8", "replace").partition(" ")
                 if word == "wake":
                     self.supervisor.wake_background()
                 elif word == "queued":
@@ -156,6 +163,8 @@ class Child:
                     self.supervisor.limiter.release(arg)
                 elif word == "ready":
                     self.ready.set()
+                elif word == "failed":
+                    self.failure = arg
         except ConnectionError:
             pass
 
@@ -205,7 +214,11 @@ class Supervisor:
 
     async def serve(self, ready: Callable[[], None]) -> None:
         if self.smtp and "dropbox" in self.smtp[0].roles:
-            sockets = bind_group(self.config.dropbox.listen, len(self.smtp))
+            where = self.config.dropbox.listen
+            try:
+                sockets = bind_group(where, len(self.smtp))
+            except OSError as exc:
+                raise cannot_listen(self.config, "dropbox", "dropbox.listen", where, exc) from exc
             for child, sock in zip(self.smtp, sockets, strict=True):
                 child.listeners["dropbox"] = sock
             host, port = sockets[0].getsockname()[:2]
@@ -257,5 +270,9 @@ class Supervisor:
                 raise GatewayError(f"workers not ready after {READY_TIMEOUT:.0f} s")
         finally:
             stopped.cancel()
+            # A cancelled gather ends with CancelledError as its exception: read it,
+            # or asyncio logs it as never retrieved.
+            all_ready.add_done_callback(lambda f: f.cancelled() or f.exception())
+            all_ready.cancel()
             for wait in waits:
                 wait.cancel()

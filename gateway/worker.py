@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from gateway.config import Config
 from gateway.control import WorkerChannel
 from gateway.db import Database
+from gateway.errors import GatewayError
 from gateway.logs import configure_logging
 from gateway.registry import build_roles
 from gateway.role import RoleContext, run_roles, stop_on_signals
@@ -55,9 +56,14 @@ async def run_worker(spec: WorkerSpec) -> None:
         with stop_on_signals(stop):
             await channel.open()
             ctx.listeners = {role: socket.socket(fileno=fd) for role, fd in spec.listeners.items()}
-            roles = build_roles(spec.roles, ctx)
-            for role in roles.values():
-                await role.start()
+            try:
+                roles = build_roles(spec.roles, ctx)
+                for role in roles.values():
+                    await role.start()
+            except GatewayError as exc:
+                # Said once, by the supervisor (`gateway serve` ends with it).
+                channel.send("failed " + " ".join(str(exc).split()))
+                raise
             channel.send("ready")
             await run_roles(roles, stop)
     finally:
@@ -68,7 +74,10 @@ async def run_worker(spec: WorkerSpec) -> None:
 def main() -> int:
     spec: WorkerSpec = pickle.load(sys.stdin.buffer)
     configure_logging(spec.config, spec.name)
-    asyncio.run(run_worker(spec))
+    try:
+        asyncio.run(run_worker(spec))
+    except GatewayError:
+        return 2  # the supervisor reports it
     return 0
 
 

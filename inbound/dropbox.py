@@ -35,7 +35,7 @@ from gateway.group_commit import GroupCommitter
 from gateway.models import Keep, Source, UserAddress
 from gateway.parsing import parse
 from gateway.resolver import Resolver
-from gateway.role import RoleContext
+from gateway.role import RoleContext, cannot_listen
 from gateway.smtp_server import (
     Gate,
     GatewayHandler,
@@ -351,8 +351,12 @@ class DropboxServer:
         if self.sock is not None:
             self.server = await loop.create_server(self.protocol, sock=self.sock)
         else:
-            host, port = host_port(self.config.dropbox.listen)
-            self.server = await loop.create_server(self.protocol, host, port)
+            where = self.config.dropbox.listen
+            host, port = host_port(where)
+            try:
+                self.server = await loop.create_server(self.protocol, host, port)
+            except OSError as exc:
+                raise cannot_listen(self.config, "dropbox", "dropbox.listen", where, exc) from exc
         bound = self.server.sockets[0].getsockname()
         log.info("dropbox: listening on %s:%s", bound[0], bound[1])
 

@@ -37,7 +37,6 @@ from gateway.addresses import parse_one
 from gateway.config import Config, host_port
 from gateway.db import Database
 from gateway.errors import (
-    ConfigError,
     MailRejected,
     MessageRejected,
     RecipientRejected,
@@ -46,7 +45,7 @@ from gateway.errors import (
 from gateway.group_commit import GroupCommitter
 from gateway.mail_queue import Sender, enqueue_in, sent_in_last_hour
 from gateway.models import UserAddress
-from gateway.role import RoleContext
+from gateway.role import RoleContext, cannot_listen
 from gateway.smtp_server import GatewayHandler, GatewaySMTP, reply_for, storage_error
 from gateway.tls import server_context
 from gateway.tokens import user_for_password
@@ -349,8 +348,8 @@ class SubmissionServer:
                     ssl=self.tls if implicit else None,
                 )
             except OSError as exc:
-                raise ConfigError(
-                    f"submission.{key}", self.config.source, f"cannot listen on {where}: {exc}"
+                raise cannot_listen(
+                    self.config, "submission", f"submission.{key}", where, exc
                 ) from exc
             bound = self.servers[key].sockets[0].getsockname()
             kind = "implicit TLS" if implicit else "STARTTLS"

@@ -93,27 +93,6 @@ def test_the_web_role_serves_metrics(initialized: Run, config_file: Path, worker
     assert proc.wait(timeout=40) == 0
 
 
-def test_a_web_port_in_use_stops_start_up_with_the_key_named(
-    initialized: Run, config_file: Path
-) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        port = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "gateway", "--config", str(config_file), "serve"],
-            env={**os.environ, "GATEWAY_WEB__LISTEN": f"127.0.0.1:{port}"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert result.returncode != 0
-    assert "web.listen" in result.stderr and f"127.0.0.1:{port}" in result.stderr
-
-
-def test_unknown_role_is_refused(initialized: Run) -> None:
-    result = initialized("serve", "--roles", "pipeline,teleport")
-    assert result.code == 2 and "unknown role 'teleport'" in result.err
-
-
 def stored_pending(
     initialized: Run, config_file: Path, total: int, body: str = "x\r\n"
 ) -> Database:

@@ -86,3 +86,31 @@ def test_bad_environment_values_name_the_variable(tmp_path):
 def test_missing_explicit_file(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "absent.toml", environ={})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "key"),
+    [
+        ("GATEWAY_DROPBOX__POLICY", "nonsense", "dropbox.policy"),  # a choice
+        ("GATEWAY_WEB__LISTEN", "no-port", "web.listen"),  # an address
+        ("GATEWAY_IMAP__BATCH_SIZE", "0", "imap.batch_size"),  # a range
+        ("GATEWAY_DROPBOX__TRUSTED_NETWORKS", "10.0.0.0/33", "dropbox.trusted_networks"),
+    ],
+)
+def test_a_bad_value_from_the_environment_names_the_variable(
+    tmp_path: Path, variable: str, value: str, key: str
+) -> None:
+    file = tmp_path / "config.toml"
+    file.write_text('[dropbox]\npolicy = "verify"\n[web]\nlisten = "127.0.0.1:8080"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(file, environ={variable: value})
+    assert str(caught.value).startswith(f"config error in environment variable {variable}: {key}:")
+    # The same value from the file names the file.
+    table, name = key.split(".")
+    listed = f'["{value}"]' if name == "trusted_networks" else repr(value)
+    if name == "batch_size":
+        listed = value
+    file.write_text(f"[{table}]\n{name} = {listed}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(file, environ={})
+    assert str(caught.value).startswith(f"config error in {file}: {key}:")

@@ -1,0 +1,181 @@
+"""The sections every part of the gateway reads: paths, database, addresses,
+contacts, TLS, DNS, security, web, serve and log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.config.doc import doc
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Where the gateway keeps its files."""
+
+    var_dir: str = field(
+        default="var",
+        metadata=doc(
+            "Directory for the SQLite database, the secret key file and TLS material. "
+            "Relative paths are taken from the directory of the config file."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """The one database that holds all state."""
+
+    url: str = field(
+        default="",
+        metadata=doc(
+            "SQLAlchemy URL. Empty: SQLite at <var_dir>/gateway.db (WAL, synchronous=FULL). "
+            'PostgreSQL: "postgresql+psycopg://user@host:5432/dbname".'
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class AddressesConfig:
+    """How addresses are compared."""
+
+    local_part_case: str = field(
+        default="lower",
+        metadata=doc(
+            'How local parts compare: "lower" ignores case (what mail providers do), '
+            '"exact" keeps them case-sensitive as RFC 5321 allows. Domains always ignore case.',
+            ("lower", "exact"),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class ContactsConfig:
+    """Automatic creation of contacts from mail (switched on per account)."""
+
+    auto_create_max_per_message: int = field(
+        default=20,
+        metadata=doc("At most this many contacts are auto-created from one message."),
+    )
+    blocked_domains: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            "Domains never auto-created as contacts, for every account (accounts add their own)."
+        ),
+    )
+    excluded_local_parts: tuple[str, ...] = field(
+        default=(
+            "noreply*",
+            "no-reply*",
+            "no_reply*",
+            "donotreply*",
+            "do-not-reply*",
+            "do_not_reply*",
+            "mailer-daemon",
+            "postmaster",
+            "bounce",
+            "bounces",
+            "bounce-*",
+            "bounces-*",
+            "bounces+*",
+            "abuse",
+        ),
+        metadata=doc(
+            "Glob patterns of local parts (automated senders) never auto-created as contacts."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """The certificate the SMTP listeners offer with STARTTLS."""
+
+    cert_file: str = field(
+        default="",
+        metadata=doc(
+            "PEM certificate chain. Empty: <var_dir>/tls/cert.pem, a self-signed pair "
+            "that `gateway init` makes for development."
+        ),
+    )
+    key_file: str = field(
+        default="",
+        metadata=doc("PEM private key. Empty: <var_dir>/tls/key.pem."),
+    )
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    """The resolver used for SPF, DKIM and DMARC (and later MX and SRV) look-ups."""
+
+    nameservers: tuple[str, ...] = field(
+        default=(),
+        metadata=doc('Nameservers as "host" or "host:port". Empty: the system resolver.'),
+    )
+    timeout: float = field(
+        default=5.0,
+        metadata=doc("Seconds before a DNS look-up counts as a temporary error."),
+    )
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """Where hosts that users type in (IMAP/SMTP servers, later webhook URLs) may point."""
+
+    allowed_private_networks: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            "Networks that user-typed hosts may resolve to besides the public internet "
+            '(e.g. "127.0.0.0/8" for a local test server). Empty: loopback, private, '
+            "link-local, metadata and other special addresses are refused."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The web role: the HTTP server of the admin pages, the REST API and /metrics."""
+
+    listen: str = field(
+        default="127.0.0.1:8080",
+        metadata=doc('Address and port of the HTTP server (behind a TLS proxy: "0.0.0.0:8080").'),
+    )
+    metrics_token: str = field(
+        default="",
+        metadata=doc(
+            "Bearer token that GET /metrics requires (Prometheus: authorization.credentials). "
+            "Empty: /metrics is open to whoever reaches the listen address."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What `gateway serve` runs."""
+
+    roles: tuple[str, ...] = field(
+        default=("dropbox", "pipeline", "imap", "web"),
+        metadata=doc(
+            'Roles started by `gateway serve`: "dropbox" (the BCC dropbox SMTP server), '
+            '"pipeline" (finishes every stored message, including those interrupted by a '
+            'crash), "imap" (syncs every active connected mailbox), "web" (the HTTP '
+            'server: /metrics) and "submission" (SMTP AUTH for the CRM: queues mail; its '
+            "delivery comes with a later release, so it is not started by default)."
+        ),
+    )
+    workers: int = field(
+        default=1,
+        metadata=doc(
+            "SMTP worker processes sharing the listening sockets; the pipeline then runs in "
+            "a background process of its own, and a supervisor restarts any that dies. "
+            "0 runs every role in the one process of `gateway serve`."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Logging."""
+
+    level: str = field(
+        default="info",
+        metadata=doc("Log level.", ("debug", "info", "warning", "error")),
+    )
