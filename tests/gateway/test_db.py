@@ -69,10 +69,10 @@ def _plan(db: Database, statement: Any) -> str:
 def test_known_message_lookup_searches_two_indexes_never_scans(db: Database) -> None:
     """Every new message looks for an earlier one with its identity or Message-ID:
     a scan of the account's messages would make each arrival slower than the last."""
-    from gateway.pipeline import _SEEN
+    from gateway.pipeline.statements import SEEN
 
     with db.engine.connect() as connection:
-        statement: Any = _SEEN(connection).statement
+        statement: Any = SEEN(connection).statement
     plan = _plan(db, statement.params(account_id=1, identity="abc", message_id="<m@x>"))
     if db.dialect == "sqlite":
         assert "(account_id=? AND identity=?)" in plan, plan

@@ -407,8 +407,9 @@ def test_resume_after_crash_between_store_and_attach(db, config, account_id) -> 
 def test_crash_in_the_middle_of_processing_leaves_nothing_half_done(
     db, config, account_id, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gateway import pipeline as pipeline_module
     from gateway.accounts import get_user
+    from gateway.pipeline import Pipeline
+    from gateway.pipeline import creation as pipeline_module
     from gateway.store import Arrival, MessageStore
 
     contact(db, config, account_id, "carol@client.com")
@@ -424,11 +425,11 @@ def test_crash_in_the_middle_of_processing_leaves_nothing_half_done(
         raise OSError("power cut")
 
     monkeypatch.setattr(pipeline_module, "record_references", crash)
-    [failed] = pipeline_module.Pipeline(db, config).run_pending()
+    [failed] = Pipeline(db, config).run_pending()
     assert failed.error is not None and "power cut" in failed.error
     assert count(db, Message) == 0 and count(db, MessageAddress) == 0
     monkeypatch.undo()
-    [done] = pipeline_module.Pipeline(db, config).run_pending()
+    [done] = Pipeline(db, config).run_pending()
     assert done.sighting_id == sighting and done.created
     assert count(db, Message) == 1
     with db.session() as session:
@@ -436,7 +437,8 @@ def test_crash_in_the_middle_of_processing_leaves_nothing_half_done(
 
 
 def test_a_message_that_keeps_failing_is_parked(db, config, account_id, monkeypatch) -> None:
-    from gateway import pipeline as pipeline_module
+    from gateway.pipeline import MAX_ATTEMPTS, Pipeline
+    from gateway.pipeline import creation as pipeline_module
 
     monkeypatch.setattr(pipeline_module, "record_references", lambda *a, **k: 1 / 0)
     from gateway.accounts import get_user
@@ -445,8 +447,8 @@ def test_a_message_that_keeps_failing_is_parked(db, config, account_id, monkeypa
     with db.session() as session:
         bob = get_user(session, config, "bob@acme.com").id
     MessageStore(db).accept(make_message(), Arrival(bob, Source.DROPBOX, Keep.ALWAYS))
-    pipeline = pipeline_module.Pipeline(db, config)
-    for _ in range(pipeline_module.MAX_ATTEMPTS):
+    pipeline = Pipeline(db, config)
+    for _ in range(MAX_ATTEMPTS):
         pipeline.run_pending()
     assert pipeline.run_pending() == []
     with db.session() as session:
