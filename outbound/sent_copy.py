@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 
 from gateway.config import Config
 from gateway.db import Database
+from gateway.imap.client import ImapClient
 from gateway.imap.connection import close
 from gateway.imap.folders import find_folders
 from gateway.imap.rawfetch import search_uids
@@ -87,7 +88,7 @@ def save_to_sent(
         close(client)
 
 
-def _present(client: object, message_id: str) -> bool:
+def _present(client: ImapClient, message_id: str) -> bool:
     quoted = '"' + message_id.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return bool(search_uids(client, "HEADER", "Message-ID", quoted))
 

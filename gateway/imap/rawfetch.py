@@ -22,6 +22,8 @@ from typing import Any
 
 from imapclient.exceptions import IMAPClientError, InvalidCriteriaError
 
+from gateway.imap.client import ImapClient
+
 HEADER_KEY = b"BODY[HEADER]"
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
@@ -48,7 +50,7 @@ def uid_ranges(uids: Iterable[int]) -> str:
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def search_uids(client: Any, *criteria: str | date) -> list[int]:
+def search_uids(client: ImapClient, *criteria: str | date) -> list[int]:
     """UID SEARCH, its answer read as numbers (imapclient's parser costs 0.3 s for the
     20,000 UIDs of a big folder). Dates go out in IMAP's own form, 5-Jan-2026."""
     words = [_imap_date(c) if isinstance(c, date) else c for c in criteria]
@@ -64,7 +66,7 @@ def search_uids(client: Any, *criteria: str | date) -> list[int]:
 
 
 def fetch_bodies(
-    client: Any, uids: Sequence[int], pipeline: Pipeline | None = None
+    client: ImapClient, uids: Sequence[int], pipeline: Pipeline | None = None
 ) -> dict[int, bytes]:
     """UID FETCH BODY.PEEK[] of `uids` (never sets \\Seen): {uid: the message's bytes}."""
     found = fetch_headers(client, uids, ["BODY.PEEK[]"], pipeline)
@@ -76,7 +78,7 @@ def _imap_date(day: date) -> str:
 
 
 def fetch_headers(
-    client: Any,
+    client: ImapClient,
     uids: Sequence[int],
     items: Sequence[str],
     pipeline: Pipeline | None = None,
@@ -113,7 +115,7 @@ class Pipeline:
     Reads stay bounded as imaplib's are: lines by its _MAXLINE, literals by the
     connection's limit (SafeIMAPClient's read)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: ImapClient) -> None:
         self.imap: imaplib.IMAP4 = client._imap
         self.waiting: deque[Fetch] = deque()
 

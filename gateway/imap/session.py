@@ -5,17 +5,17 @@ has expired or the server refuses it."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from gateway import oauth2
 from gateway.config import Config
 from gateway.db import Database
+from gateway.imap.client import ImapClient
 from gateway.imap.connection import ImapSettings, MailboxError, connect
 from gateway.models import Mailbox
 from gateway.oauth2 import Tokens
 from gateway.vault import Vault
 
-Connector = Callable[[ImapSettings, str, Config], Any]
+Connector = Callable[[ImapSettings, str, Config], ImapClient]
 
 
 def settings_of(mailbox: Mailbox) -> ImapSettings:
@@ -42,7 +42,7 @@ def secret_of(vault: Vault, mailbox: Mailbox) -> str:
 
 def open_session(
     db: Database, config: Config, vault: Vault, mailbox_id: int, *, connector: Connector = connect
-) -> Any:
+) -> ImapClient:
     """A signed-in IMAP session of the mailbox. An OAuth2 access token is refreshed
     when it has expired, and once more when the server refuses it."""
     with db.read() as session:

@@ -34,6 +34,7 @@ from sqlalchemy import select
 
 from gateway.config import Config
 from gateway.db import Database
+from gateway.imap.client import ImapClient
 from gateway.imap.connection import MailboxError, close, is_throttling
 from gateway.imap.session import open_session, settings_of
 from gateway.models import FolderRole, Mailbox, MailboxFolder, MailboxState, ScannedMessage
@@ -181,7 +182,7 @@ class MailboxRunner:
         self.audited = time.monotonic()
         return True
 
-    def _wait_for_mail(self, client: Any, idle: bool) -> None:
+    def _wait_for_mail(self, client: ImapClient, idle: bool) -> None:
         limit = min(self.config.imap.idle_refresh, self.config.imap.poll_interval)
         started = time.monotonic()
         if not idle:

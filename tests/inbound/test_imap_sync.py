@@ -453,21 +453,21 @@ def test_a_contact_created_while_a_batch_is_in_flight_is_not_missed(
 ) -> None:
     """The contact appears after the batch's headers were matched and before its rows
     are written (while bodies download): its message must still be fetched."""
-    from inbound.imap.sync import MailboxSync
+    from inbound.imap import batches, scan
 
     fill(imap_user, "INBOX", 3, {1}, "race")
     connect_mailbox(db, imap_config, imap_user)
-    real = MailboxSync._bodies
+    real = scan.bodies
     created: list[bool] = []
 
-    def bodies_then_contact(self, client, uids, headers, pipeline=None):
-        out = real(self, client, uids, headers, pipeline)
+    def bodies_then_contact(client, uids, headers, pipeline=None):
+        out = real(client, uids, headers, pipeline)
         if not created:
             contacts(db, imap_config, account_id, "carol@client.com")
             created.append(True)
         return out
 
-    monkeypatch.setattr(MailboxSync, "_bodies", bodies_then_contact)
+    monkeypatch.setattr(batches, "bodies", bodies_then_contact)
     report = sync(db, imap_config)
     # Matched before carol existed, marked wanted when its rows were written, and
     # fetched by the same pass's look at wanted messages.
