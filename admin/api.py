@@ -19,16 +19,24 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
-from admin.problems import Problem, from_reply, unauthorized
 from gateway import smtp_replies as replies
 from gateway.config import Config
 from gateway.db import Database
-from gateway.errors import MailRejected
+from gateway.errors import (
+    Forbidden,
+    InputError,
+    InvalidFields,
+    MessageRejected,
+    NotFound,
+    NotSignedIn,
+    TryLater,
+    UnsupportedMedia,
+)
 from gateway.mail_queue import enqueue, queue_rows, sent_in_last_hour
 from gateway.models import User, UserAddress
 from gateway.parsing import parse
 from gateway.tokens import user_for_token
-from outbound.compose import Attachment, FieldError, Fields, compose, needs_smtputf8
+from outbound.compose import Attachment, Fields, compose, needs_smtputf8
 from outbound.hygiene import prepare
 
 router = APIRouter(prefix="/api/v1")
@@ -106,29 +114,24 @@ async def send_message(request: Request) -> JSONResponse:
     user, addresses = await asyncio.to_thread(_bearer_user, db, request)
     body = await _body(request, config.submission.max_message_size)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    try:
-        if kind == "message/rfc822":
-            raw, recipients, utf8 = body, _header_recipients(body), not body.isascii()
-        elif kind in ("application/json", ""):
-            fields = _fields(body)
-            raw, recipients, utf8 = compose(fields), fields.recipients, needs_smtputf8(fields)
-        else:
-            raise Problem(415, "send application/json fields or a message/rfc822 message")
-        outgoing = prepare(raw, smtp_utf8=utf8, local_part_case=config.addresses.local_part_case)
-        if any(s not in addresses for s in outgoing.senders):
-            raise Problem(403, "from: not one of the addresses of the token's user")
-        if not recipients:
-            raise Problem(422, "the message names no recipient (To, Cc or Bcc)")
-        limit = config.submission.max_messages_per_hour
-        if limit and await asyncio.to_thread(sent_in_last_hour, db, user.id) >= limit:
-            raise from_reply(replies.RATE_LIMITED)
-        queued = await asyncio.to_thread(
-            enqueue, db, user, outgoing.senders[0], recipients, outgoing, "api"
-        )
-    except FieldError as exc:
-        raise Problem(422, str(exc), errors=[{"field": exc.name, "message": exc.reason}]) from exc
-    except MailRejected as exc:
-        raise from_reply(exc.reply) from exc
+    if kind == "message/rfc822":
+        raw, recipients, utf8 = body, _header_recipients(body), not body.isascii()
+    elif kind in ("application/json", ""):
+        fields = _fields(body)
+        raw, recipients, utf8 = compose(fields), fields.recipients, needs_smtputf8(fields)
+    else:
+        raise UnsupportedMedia("send application/json fields or a message/rfc822 message")
+    outgoing = prepare(raw, smtp_utf8=utf8, local_part_case=config.addresses.local_part_case)
+    if any(s not in addresses for s in outgoing.senders):
+        raise Forbidden("from: not one of the addresses of the token's user")
+    if not recipients:
+        raise InputError("to", "the message names no recipient (To, Cc or Bcc)")
+    limit = config.submission.max_messages_per_hour
+    if limit and await asyncio.to_thread(sent_in_last_hour, db, user.id) >= limit:
+        raise TryLater(replies.RATE_LIMITED)
+    queued = await asyncio.to_thread(
+        enqueue, db, user, outgoing.senders[0], recipients, outgoing, "api"
+    )
     request.app.state.queued()
     result = Queued(id=queued.id, message_id=queued.message_id, recipients=recipients)
     return JSONResponse(result.model_dump(), status_code=202)
@@ -144,18 +147,18 @@ async def message_report(message_id: int, request: Request) -> DeliveryReport:
     user, _ = await asyncio.to_thread(_bearer_user, db, request)
     rows = await asyncio.to_thread(queue_rows, db, message_id=message_id, user_id=user.id)
     if not rows:
-        raise Problem(404, f"no message {message_id} of this token's user")
+        raise NotFound(f"no message {message_id} of this token's user")
     return DeliveryReport.model_validate(rows[0])
 
 
 def _bearer_user(db: Database, request: Request) -> tuple[User, frozenset[str]]:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise unauthorized("send a token: Authorization: Bearer gwt_...")
+        raise NotSignedIn("send a token: Authorization: Bearer gwt_...")
     with db.session() as session:
         user = user_for_token(session, token.strip())
         if user is None:
-            raise unauthorized("the token is unknown or was revoked")
+            raise NotSignedIn("the token is unknown or was revoked")
         addresses = session.scalars(
             select(UserAddress.address).where(UserAddress.user_id == user.id)
         ).all()
@@ -166,12 +169,12 @@ def _bearer_user(db: Database, request: Request) -> tuple[User, frozenset[str]]:
 async def _body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise from_reply(replies.TOO_BIG)
+        raise MessageRejected(replies.TOO_BIG)
     data = bytearray()
     async for chunk in request.stream():
         data += chunk
         if len(data) > limit:
-            raise from_reply(replies.TOO_BIG)
+            raise MessageRejected(replies.TOO_BIG)
     return bytes(data)
 
 
@@ -183,8 +186,7 @@ def _fields(body: bytes) -> Fields:
             {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
             for e in exc.errors()
         ]
-        named = ", ".join(e["field"] for e in errors)
-        raise Problem(422, f"invalid request: {named}", errors=errors) from exc
+        raise InvalidFields(errors) from exc
     return Fields(
         sender=given.sender,
         to=given.to,

@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from admin import api, metrics, problems
-from admin.problems import Problem
 from gateway import __version__
 from gateway.config import Config
 from gateway.db import Database
+from gateway.errors import Unavailable
 
 
 def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda: None) -> FastAPI:
@@ -44,7 +44,7 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
             with request.app.state.db.read() as session:
                 session.execute(text("SELECT 1"))
         except Exception as exc:
-            raise Problem(503, f"the database does not answer: {type(exc).__name__}") from exc
+            raise Unavailable(f"the database does not answer: {type(exc).__name__}") from exc
         return JSONResponse({"status": "ok"})
 
     return app

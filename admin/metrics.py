@@ -19,9 +19,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from admin.problems import unauthorized
 from gateway.config import Config
 from gateway.db import Database
+from gateway.errors import NotSignedIn
 from gateway.models import Mailbox, MailboxFolder, MailboxState, Sighting, SightingState
 
 router = APIRouter()
@@ -165,6 +165,6 @@ def metrics(request: Request) -> Response:
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             value.strip().encode(), token.encode()
         ):
-            raise unauthorized("GET /metrics needs the bearer token of [web] metrics_token")
+            raise NotSignedIn("GET /metrics needs the bearer token of [web] metrics_token")
     body = generate_latest(request.app.state.metrics)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,12 +1,20 @@
 """HTTP problems (RFC 9457): the one place where errors become HTTP responses.
 
-Handlers raise `Problem`; the app answers every error, its own or the
-framework's (404, 405, a request body that does not validate), as
-application/problem+json with a status, a title and a detail a person can act on.
+Handlers raise the gateway's own errors (gateway.errors); `problem_for()` chooses
+the status for each class, and the app answers every error, its own or the
+framework's (404, 405, a request body that does not validate) or one nobody
+expected (500, logged), as application/problem+json with a status, a title and a
+detail a person can act on.
+
+    NotSignedIn 401 | Forbidden 403 | NotFound 404 | Conflict 409
+    UnsupportedMedia 415 | InputError 422 (with the field at fault named)
+    MailRejected: by its SMTP status (from_reply) | Unavailable, database away 503
+    ConfigError and anything else 500
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -14,14 +22,38 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.errors import Reply
+from gateway.errors import (
+    Conflict,
+    Forbidden,
+    GatewayError,
+    InputError,
+    InvalidFields,
+    MailRejected,
+    NotFound,
+    NotSignedIn,
+    Reply,
+    Unavailable,
+    UnsupportedMedia,
+)
 
+log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
+_STATUS: tuple[tuple[type[GatewayError], int], ...] = (
+    (NotSignedIn, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (UnsupportedMedia, 415),
+    (Unavailable, 503),
+)
 
 
 class Problem(Exception):
+    """An HTTP problem as it is answered (built here, never by a handler)."""
+
     def __init__(
         self,
         status: int,
@@ -39,8 +71,26 @@ class Problem(Exception):
         self.extra = extra
 
 
-def unauthorized(detail: str) -> Problem:
-    return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer realm="gateway"'})
+def problem_for(exc: BaseException) -> Problem:
+    """The problem that answers `exc`."""
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, MailRejected):
+        return from_reply(exc.reply)
+    if isinstance(exc, NotSignedIn):
+        return Problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="gateway"'})
+    if isinstance(exc, InvalidFields):
+        return Problem(422, str(exc), errors=exc.errors)
+    if isinstance(exc, InputError) and not isinstance(exc, UnsupportedMedia):
+        # The field (or file, or header) at fault, named as the caller wrote it.
+        return Problem(422, str(exc), errors=[{"field": exc.where, "message": exc.reason}])
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return Problem(status, str(exc))
+    if isinstance(exc, OperationalError):
+        return Problem(503, "the database does not answer; try again shortly")
+    log.error("unexpected error answering a request", exc_info=exc)
+    return Problem(500, "an unexpected error; it was logged for the operator")
 
 
 def from_reply(reply: Reply) -> Problem:
@@ -71,9 +121,8 @@ def response(problem: Problem) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    async def on_problem(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, Problem)
-        return response(exc)
+    async def on_error(_: Request, exc: Exception) -> JSONResponse:
+        return response(problem_for(exc))
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -86,9 +135,12 @@ def install(app: FastAPI) -> None:
             {"field": ".".join(str(p) for p in e.get("loc", ())[1:]), "message": e.get("msg", "")}
             for e in exc.errors()
         ]
-        named = ", ".join(e["field"] or "(body)" for e in errors)
-        return response(Problem(422, f"invalid request: {named}", errors=errors))
+        return response(problem_for(InvalidFields(errors)))
 
-    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(Problem, on_error)
+    app.add_exception_handler(GatewayError, on_error)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_invalid)
+    # Anything else: Starlette's outermost middleware calls this one, answers with it,
+    # then raises the exception again for the server to log.
+    app.add_exception_handler(Exception, on_error)

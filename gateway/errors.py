@@ -1,18 +1,32 @@
-"""The gateway's exception tree. Each type says what the caller does next.
+"""The gateway's exception tree. Each type says what the caller does next; the SMTP
+reply of a MailRejected comes from gateway.smtp_server.reply_for(), the HTTP
+problem of any of them from admin.problems, the CLI's exit code from gateway.cli.
 
     GatewayError
-    ├── ConfigError(key, source, reason)   -> CLI message, exit 2
-    ├── InputError(where, reason)          -> CLI message naming the file/line, exit 1
-    │   └── CsvImportError(path, rows)     -> every bad row listed, nothing imported
-    ├── NotFound(what)                     -> CLI message, exit 1
-    ├── Conflict(what)                     -> CLI message, exit 1
-    └── MailRejected(reply)                -> gateway.smtp_server.reply_for(): the SMTP reply
-        ├── RecipientRejected              550 5.1.1 | 550 5.7.1 | 452 4.5.3
-        ├── SenderRejected                 550 5.7.1 | 501 5.1.7 | 553 5.6.7
-        ├── MessageRejected                552 5.3.4 | 550 5.6.0 | 550 5.6.7
-        └── TryLater                       451 4.3.0 | 452 4.3.1 | 421 4.7.0
+    ├── ConfigError(key, source, reason)   CLI exit 2; HTTP 500
+    ├── InputError(where, reason)          CLI exit 1 naming the file/line; HTTP 422
+    │   ├── CsvImportError(path, rows)     every bad row listed, nothing imported
+    │   ├── FieldError(name, reason)       a field of an API request (outbound.compose)
+    │   ├── InvalidFields(errors)          a request's fields that do not validate
+    │   └── UnsupportedMedia               HTTP 415
+    ├── NotFound(what)                     HTTP 404
+    ├── Conflict(what)                     HTTP 409
+    ├── NotSignedIn(what)                  HTTP 401 with WWW-Authenticate
+    ├── Forbidden(what)                    HTTP 403
+    ├── Unavailable(what)                  HTTP 503: a dependency is away, try again
+    ├── MailRejected(reply)                the SMTP reply; HTTP per its status (from_reply)
+    │   ├── RecipientRejected              550 5.1.1 | 550 5.7.1 | 501 5.1.3   (5xx only)
+    │   ├── SenderRejected                 550 5.7.1 | 501 5.1.7 | 553 5.6.7 ...
+    │   ├── MessageRejected                552 5.3.4 | 550 5.6.0 | 554 5.6.0 ...
+    │   └── TryLater                       451 4.3.0 | 452 4.3.1 | 452 4.5.3 | 451 4.7.1 (4xx only)
+    ├── DnsTempError                       DNS timed out or SERVFAIL (gateway.resolver)
+    ├── TokenError(kind)                   an OAuth2 token endpoint said no (gateway.oauth2)
+    ├── MailboxError(kind)                 an IMAP mailbox cannot be used (gateway.imap.connection)
+    ├── SigningError                       a DKIM signature failed (outbound.dkim_sign)
+    └── StartFailed                        a worker could not start (gateway.supervisor)
 
-Later roles add PeerError (remote servers).
+A MailRejected's class and its reply agree: a 4xx reply is raised as TryLater
+(the client tries again), a 5xx as one of the others (it gives up).
 """
 
 from __future__ import annotations
@@ -44,6 +58,25 @@ class CsvImportError(InputError):
         super().__init__(path, f"{len(self.rows)} bad row(s), nothing imported:\n{lines}")
 
 
+class InvalidFields(InputError):
+    """A request whose fields do not validate: each one at fault, with why."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        self.errors = errors
+        named = ", ".join(e["field"] or "(body)" for e in errors)
+        super().__init__("request", f"invalid request: {named}")
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class UnsupportedMedia(InputError):
+    """A request body of a kind this endpoint does not take."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("Content-Type", reason)
+
+
 class NotFound(GatewayError):
     pass
 
@@ -52,19 +85,43 @@ class Conflict(GatewayError):
     pass
 
 
+class NotSignedIn(GatewayError):
+    """No credentials, or credentials that are unknown or revoked."""
+
+
+class Forbidden(GatewayError):
+    """Signed in, but not allowed to do this."""
+
+
+class Unavailable(GatewayError):
+    """Something the answer needs (the database) does not answer: try again shortly."""
+
+
 class Reply(NamedTuple):
-    """An SMTP reply: code, enhanced status (RFC 3463) and text."""
+    """An SMTP reply: code, enhanced status (RFC 3463; none for 220, 235, 334 and 354)
+    and text."""
 
     code: int
     status: str
     text: str
 
     def __str__(self) -> str:
+        if not self.status:
+            return f"{self.code} {self.text}"
         return f"{self.code} {self.status} {self.text}"
+
+    def plus(self, detail: str) -> Reply:
+        """The same reply with `detail` after its text ("Queued" -> "Queued as 7")."""
+        return self._replace(text=f"{self.text} {detail}")
 
 
 class MailRejected(GatewayError):
+    temporary = False  # a 5xx: the client gives up
+
     def __init__(self, reply: Reply) -> None:
+        if (reply.code // 100 == 4) != self.temporary or reply.code // 100 not in (4, 5):
+            kind = "4xx" if self.temporary else "5xx"
+            raise TypeError(f"{type(self).__name__} takes a {kind} reply, not {reply}")
         self.reply = reply
         super().__init__(str(reply))
 
@@ -82,4 +139,4 @@ class MessageRejected(MailRejected):
 
 
 class TryLater(MailRejected):
-    pass
+    temporary = True  # a 4xx: the client tries again later

@@ -12,9 +12,10 @@ import dns.nameserver
 import dns.resolver
 
 from gateway.config import DnsConfig, host_port
+from gateway.errors import GatewayError
 
 
-class DnsTempError(Exception):
+class DnsTempError(GatewayError):
     """The DNS did not answer in time, or answered SERVFAIL."""
 
 

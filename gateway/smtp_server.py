@@ -65,6 +65,11 @@ _PLAIN_PATH = re.compile(
 )
 
 
+# Temporary replies that count as errors all the same: 454 (AUTH refused after too
+# many failures, TLS not available) would otherwise let a client go on guessing
+# on one connection for ever.
+_COUNTED_4XX = frozenset({"454"})
+
 _UNSAFE_REPLY = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 MAX_REPLY = 500  # RFC 5321 4.5.3.1.5: reply lines stay short
 
@@ -107,6 +112,14 @@ def with_status(line: str) -> str:
     if status is None:
         return line  # 220 greeting, 334, 354: no status codes
     return f"{line[:4]}{status} {line[4:]}"
+
+
+def without_status(line: str) -> str:
+    """A reply line without its enhanced status code (for a client that said HELO)."""
+    found = _HAS_STATUS.match(line)
+    if found is None:
+        return line
+    return line[:4] + line[found.end() :]
 
 
 @dataclass
@@ -271,10 +284,13 @@ class GatewaySMTP(SMTP):
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else str(status)
         # RFC 2034: enhanced codes once the client has said EHLO (HELO clients get none).
         session = self.session
-        if not self._in_ehlo and session is not None and session.extended_smtp:
-            text = with_status(text)
+        if session is not None and session.extended_smtp:
+            if not self._in_ehlo:
+                text = with_status(text)
+        elif session is not None and session.host_name:
+            text = without_status(text)
         await super().push(text)
-        if text[:1] == "5" and not self._closing:
+        if (text[:1] == "5" or text[:3] in _COUNTED_4XX) and not self._closing:
             self._errors += 1
             if self._errors >= self.max_errors:
                 self._closing = True
@@ -308,12 +324,12 @@ class GatewaySMTP(SMTP):
             return
         assert self.envelope is not None
         if not self.envelope.rcpt_tos:
-            await self.push("503 Error: need RCPT command")
+            await self.push(str(replies.NEED_RECIPIENT))
             return
         if arg:
-            await self.push("501 Syntax: DATA")
+            await self.push(str(replies.DATA_SYNTAX))
             return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        await self.push(str(replies.START_DATA))
         try:
             content, problem = await read_data(
                 self._reader, self.data_size_limit, self.line_length_limit
@@ -323,9 +339,9 @@ class GatewaySMTP(SMTP):
             self._writer.close()
             raise
         if problem == TOO_LONG:
-            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
+            await self.push(str(replies.LINE_TOO_LONG))
         elif problem == TOO_MUCH:
-            await self.push("552 Error: Too much mail data")
+            await self.push(str(replies.DATA_TOO_MUCH))
         if problem:
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             return
@@ -333,7 +349,7 @@ class GatewaySMTP(SMTP):
         self.envelope.original_content = content
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
-        await self.push("250 OK" if status is MISSING else status)
+        await self.push(str(replies.OK) if status is MISSING else status)
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         rest = arg or ""

@@ -20,19 +20,19 @@ from email.message import EmailMessage
 from email.utils import formataddr
 
 from gateway.addresses import parse_one
+from gateway.errors import InputError
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 _ENCODED = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _MSGID = re.compile(r"<?([^<>\s\x00-\x1f\x7f]+@[^<>\s\x00-\x1f\x7f]+)>?")
 
 
-class FieldError(ValueError):
+class FieldError(InputError):
     """A field that cannot be sent, named as the API caller wrote it."""
 
     def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"{name}: {reason}")
+        super().__init__(name, reason)
         self.name = name
-        self.reason = reason
 
 
 @dataclass(frozen=True)

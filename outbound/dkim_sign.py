@@ -27,6 +27,7 @@ import dkim
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 
+from gateway.errors import GatewayError
 from outbound.dkim_keys import SigningKey, txt_value
 
 SIGNED_HEADERS = (
@@ -46,7 +47,7 @@ _POLICY = dkim.CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 _NAME = b"DKIM-Signature"
 
 
-class SigningError(Exception):
+class SigningError(GatewayError):
     """A signature that dkimpy does not verify: the message must not leave."""
 
 

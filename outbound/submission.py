@@ -40,7 +40,9 @@ from gateway.errors import (
     MailRejected,
     MessageRejected,
     RecipientRejected,
+    Reply,
     SenderRejected,
+    TryLater,
 )
 from gateway.group_commit import GroupCommitter
 from gateway.mail_queue import Sender, enqueue_in, sent_in_last_hour
@@ -120,16 +122,16 @@ class SubmissionSMTP(GatewaySMTP):
         else:
             decoded = _b64(args[1])
             if decoded is None:
-                return _refused("501 5.5.2 Cannot decode base64")
+                return _refused(replies.BAD_BASE64)
             blob = decoded
         parts = blob.split(b"\x00")
         if len(parts) != 3:
-            return _refused("501 5.5.2 Cannot split the PLAIN response")
+            return _refused(replies.BAD_PLAIN)
         authzid, login, password = parts
         if authzid and authzid.lower() != login.lower():
             # RFC 4616: acting as someone else. Not offered: refuse, and count it.
             self._count_failure(login)
-            return _refused(str(replies.AUTHZID_REFUSED))
+            return _refused(replies.AUTHZID_REFUSED)
         return await self._sign_in(login, password)
 
     async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
@@ -141,7 +143,7 @@ class SubmissionSMTP(GatewaySMTP):
         else:
             decoded = _b64(args[1])
             if decoded is None:
-                return _refused("501 5.5.2 Cannot decode base64")
+                return _refused(replies.BAD_BASE64)
             login = decoded
         password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
         if password is MISSING:
@@ -153,7 +155,7 @@ class SubmissionSMTP(GatewaySMTP):
         user = login.decode("utf-8", "replace").strip().lower()
         if handler.failures.blocked(ip, user):
             log.warning("submission: AUTH refused for %r from %s: too many failures", user, ip)
-            return _refused(str(replies.AUTH_TOO_MANY_FAILURES))
+            return _refused(replies.AUTH_TOO_MANY_FAILURES)
         identity = await asyncio.to_thread(
             handler.authenticate, user, password.decode("utf-8", "replace")
         )
@@ -161,7 +163,7 @@ class SubmissionSMTP(GatewaySMTP):
             self._count_failure(login)
             log.info("submission: AUTH failed for %r from %s", user, ip)
             await asyncio.sleep(handler.config.submission.auth_failure_delay)
-            return _refused(str(replies.AUTH_INVALID))
+            return _refused(replies.AUTH_INVALID)
         log.info("submission: %s signed in from %s", identity.email, ip)
         return AuthResult(success=True, auth_data=identity, message=str(replies.AUTH_OK))
 
@@ -181,9 +183,9 @@ def _b64(text: str) -> bytes | None:
         return None
 
 
-def _refused(reply: str) -> AuthResult:
+def _refused(reply: Reply) -> AuthResult:
     # handled=False with a message: aiosmtpd sends it (handled=True would send nothing).
-    return AuthResult(success=False, handled=False, message=reply)
+    return AuthResult(success=False, handled=False, message=str(reply))
 
 
 def _cancelled() -> AuthResult:
@@ -238,7 +240,7 @@ class SubmissionHandler(GatewayHandler):
                 limit
                 and await asyncio.to_thread(sent_in_last_hour, self.db, identity.user_id) >= limit
             ):
-                raise SenderRejected(replies.RATE_LIMITED)
+                raise TryLater(replies.RATE_LIMITED)
         except MailRejected as exc:
             return reply_for(exc)
         envelope.mail_from = address
@@ -257,7 +259,7 @@ class SubmissionHandler(GatewayHandler):
             if parse_one(address, self.config.addresses.local_part_case) is None:
                 raise RecipientRejected(replies.BAD_RECIPIENT)
             if len(envelope.rcpt_tos) >= self.config.submission.max_recipients:
-                raise RecipientRejected(replies.TOO_MANY_RECIPIENTS)
+                raise TryLater(replies.TOO_MANY_RECIPIENTS)
         except MailRejected as exc:
             return reply_for(exc)
         envelope.rcpt_tos.append(address)
@@ -294,7 +296,7 @@ class SubmissionHandler(GatewayHandler):
             identity.email,
             len(envelope.rcpt_tos),
         )
-        return f"250 2.0.0 Queued as {queued.id} <{queued.message_id}>"
+        return str(replies.QUEUED.plus(f"as {queued.id} <{queued.message_id}>"))
 
 
 def _identity(session: Session) -> Identity:

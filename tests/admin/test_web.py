@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from gateway.accounts import get_user
 from gateway.config import Config
@@ -120,3 +121,52 @@ def test_metrics_per_mailbox_folder(db: Database, config: Config, account_id: in
     assert (
         sample(text, "gateway_mailbox_last_sync_timestamp_seconds", mailbox="bob@acme.com") or 0
     ) > 1.7e9
+
+
+def test_an_unexpected_error_is_a_500_problem_and_is_logged(
+    db: Database, config: Config, account_id: int, monkeypatch, caplog
+) -> None:
+    from admin import api
+    from gateway.tokens import create_token
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug, with a secret detail")
+
+    with db.session() as session:
+        token = create_token(session, config, "bob@acme.com").token
+    monkeypatch.setattr(api, "queue_rows", broken)
+    with running_web(db, config) as url:
+        answer = httpx.get(f"{url}/api/v1/messages/1", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    assert problem["status"] == 500 and problem["title"] == "Internal Server Error"
+    assert "secret" not in answer.text  # the detail stays in the log
+    assert any("a bug, with a secret detail" in str(r.exc_info) for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        ("NotSignedIn", 401),
+        ("Forbidden", 403),
+        ("NotFound", 404),
+        ("Conflict", 409),
+        ("UnsupportedMedia", 415),
+        ("InputError", 422),
+        ("Unavailable", 503),
+        ("ConfigError", 500),
+    ],
+)
+def test_each_error_class_has_its_status(error: str, status: int) -> None:
+    from admin.problems import problem_for
+    from gateway import errors
+
+    kind = getattr(errors, error)
+    if error == "InputError":
+        raised = kind("to", "no recipient")
+    elif error == "ConfigError":
+        raised = kind("web.listen", "config.toml", "bad")
+    else:
+        raised = kind("why")
+    assert problem_for(raised).status == status

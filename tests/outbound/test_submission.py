@@ -96,6 +96,25 @@ def test_wrong_credentials_are_answered_and_then_refused_for_a_while(
         assert code == 454
 
 
+def test_refusals_after_the_auth_lockout_count_as_errors_and_end_the_connection(
+    submission: Submission,
+) -> None:
+    limit = submission.config.submission.max_errors
+    failures = submission.config.submission.auth_failures
+    client = submission.client()
+    for _ in range(failures):
+        assert client.docmd("AUTH", "PLAIN " + _plain("", "bob@acme.com", "guess"))[0] == 535
+    # Locked out: each further try is answered 454, and counts as an error too.
+    for _ in range(limit - failures):
+        code, _ = client.docmd("AUTH", "PLAIN " + _plain("", "bob@acme.com", submission.token))
+        assert code == 454
+    code, reply = client.getreply()  # no more tries on this connection
+    assert (code, reply[:5]) == (421, b"4.7.0")
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        client.noop()
+    client.close()
+
+
 def test_an_unknown_user_and_a_revoked_token_are_refused(submission: Submission) -> None:
     from gateway.tokens import revoke_token
 
