@@ -55,7 +55,7 @@ def _resolve(host: str, port: int, what: str, resolver: Resolver | None) -> list
         pass
     if resolver is not None:
         try:
-            found = [str(r) for kind in ("A", "AAAA") for r in resolver.lookup(host, kind)]
+            found = [*resolver.addresses(host, "A"), *resolver.addresses(host, "AAAA")]
         except DnsTempError as exc:
             raise InputError(what, f"{host}: cannot resolve ({exc})") from exc
         if not found:

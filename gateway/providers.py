@@ -109,19 +109,13 @@ def discover(email: str, resolver: Resolver) -> Discovered | None:
 
 def _srv(resolver: Resolver, domain: str, names: tuple[tuple[str, str], ...]) -> Server | None:
     for prefix, security in names:
-        records = sorted(
-            resolver.lookup(f"{prefix}.{domain}", "SRV"),
-            key=lambda r: (r.priority, -r.weight),  # type: ignore[attr-defined]
-        )
-        for record in records:
-            target = str(record.target).rstrip(".")  # type: ignore[attr-defined]
+        for record in resolver.srv(f"{prefix}.{domain}"):
+            target, port = record.target, record.port
             if target:  # "." means: no such service here (RFC 2782)
-                port = int(record.port)  # type: ignore[attr-defined]
                 # Port 465 is implicit TLS even where published as _submission.
                 return Server(target, port, "tls" if port in (465, 993) else security)
     return None
 
 
 def _mx_hosts(resolver: Resolver, domain: str) -> list[str]:
-    records = sorted(resolver.lookup(domain, "MX"), key=lambda r: r.preference)  # type: ignore[attr-defined]
-    return [str(r.exchange).rstrip(".").lower() for r in records]  # type: ignore[attr-defined]
+    return [record.exchange.lower() for record in resolver.mx(domain)]

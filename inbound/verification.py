@@ -44,21 +44,19 @@ def aligned(a: str, b: str) -> bool:
 def _spf_lookup(name: str, qtype: str, *args: Any, **kwargs: Any) -> list[Any]:
     """pyspf's DNSLookup hook, answered by the verifier's Resolver."""
     resolver = _CURRENT.get()
+    key = (name, qtype)
     try:
-        records = resolver.lookup(name, qtype)
+        if qtype in ("A", "AAAA"):
+            return [(key, address) for address in resolver.addresses(name, qtype)]
+        if qtype == "MX":
+            return [(key, (r.preference, r.exchange)) for r in resolver.mx(name)]
+        if qtype == "PTR":
+            return [(key, target) for target in resolver.ptr(name)]
+        if qtype in ("TXT", "SPF"):
+            return [(key, strings) for strings in resolver.txt_strings(name, qtype)]
     except DnsTempError as exc:
         raise spf.TempError(f"DNS {exc}") from exc
-    out: list[Any] = []
-    for r in records:
-        if qtype in ("A", "AAAA"):
-            out.append(((name, qtype), r.address))  # type: ignore[attr-defined]
-        elif qtype == "MX":
-            out.append(((name, qtype), (r.preference, r.exchange)))  # type: ignore[attr-defined]
-        elif qtype == "PTR":
-            out.append(((name, qtype), r.target.to_text(True)))  # type: ignore[attr-defined]
-        elif qtype in ("TXT", "SPF"):
-            out.append(((name, qtype), r.strings))  # type: ignore[attr-defined]
-    return out
+    return []
 
 
 spf.DNSLookup = _spf_lookup  # the one place pyspf's resolver is set

@@ -127,11 +127,10 @@ class Routes:
         return results
 
     def _mx_hosts(self, domain: str) -> list[str] | None:
-        records = self.resolver.lookup(domain, "MX")
+        records = self.resolver.mx(domain)
         if not records:
             return [domain]  # RFC 5321 5.1: the implicit MX
-        ordered = sorted(records, key=lambda r: r.preference)  # type: ignore[attr-defined]
-        names = [str(r.exchange).rstrip(".") for r in ordered]  # type: ignore[attr-defined]
+        names = [r.exchange for r in records]
         if names == [""]:
             return None
         return [n for n in names if n]

@@ -1,6 +1,6 @@
 """ZoneServer: an authoritative DNS server (twisted.names) on loopback, fed from a dict.
 
-Records are {(name, type): [value, ...]} with type "TXT", "A", "MX", "SRV" or
+Records are {(name, type): [value, ...]} with type "TXT", "A", "AAAA", "MX", "SRV", "PTR" or
 "SERVFAIL" (answer SERVFAIL for that name: a temperror). The reactor runs in
 a thread for the whole test session; tests change records between messages.
 """
@@ -15,7 +15,14 @@ from twisted.names.common import ResolverBase
 
 from tests.peers.reactor import call, reactor
 
-_TYPES = {"TXT": dns.TXT, "A": dns.A, "MX": dns.MX, "AAAA": dns.AAAA, "SRV": dns.SRV}
+_TYPES = {
+    "TXT": dns.TXT,
+    "A": dns.A,
+    "MX": dns.MX,
+    "AAAA": dns.AAAA,
+    "SRV": dns.SRV,
+    "PTR": dns.PTR,
+}
 
 
 class _Zone(ResolverBase):
@@ -43,6 +50,8 @@ class _Zone(ResolverBase):
             elif kind == "SRV":
                 priority, weight, port, target = value
                 payload = dns.Record_SRV(priority, weight, port, target.encode(), ttl=60)
+            elif kind == "PTR":
+                payload = dns.Record_PTR(value.encode(), ttl=60)
             else:
                 continue
             answers.append(dns.RRHeader(name=name, type=_TYPES[kind], payload=payload, ttl=60))
