@@ -6,11 +6,13 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import trustme
 from hypothesis import settings
 from sqlalchemy import text
 
@@ -19,11 +21,11 @@ from gateway.config import Config, DatabaseConfig, PathsConfig, SecurityConfig
 from gateway.db import Database
 from gateway.models import Base
 from gateway.vault import ensure_key_file
+from tests.helpers.database import PG_URL
 from tests.peers.dns import ZoneServer
-from tests.peers.dovecot import Dovecot
+from tests.peers.dovecot import Dovecot, ImapUser
 from tests.peers.dovecot import available as dovecot_available
-
-PG_URL = os.environ.get("GATEWAY_TEST_DATABASE_URL", "")
+from tests.peers.smtp_sink import Sink
 
 # CI explores a fixed set of examples (reproducible runs); elsewhere Hypothesis
 # keeps looking for new counterexamples on every run.
@@ -131,39 +133,6 @@ def dovecot_server() -> Iterator[Dovecot]:
 _imap_users = itertools.count(1)
 
 
-@dataclass
-class ImapUser:
-    server: Dovecot
-    name: str
-    password: str
-
-    def append(self, folder: str, *messages: bytes, flags: tuple[str, ...] = ()) -> None:
-        self.server.append(self.name, folder, messages, flags)
-
-    def body_fetches(self) -> list[int]:
-        """UIDs of every full-message FETCH clients sent for this user so far."""
-        uids: list[int] = []
-        for line in self.server.fetch_commands(self.name):
-            if "BODY.PEEK[]" in line.upper():
-                uids += _uid_set(line.split()[3])
-        return uids
-
-    def header_fetches(self) -> list[int]:
-        uids: list[int] = []
-        for line in self.server.fetch_commands(self.name):
-            if "HEADER.FIELDS" in line.upper():
-                uids += _uid_set(line.split()[3])
-        return uids
-
-
-def _uid_set(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        low, _, high = part.partition(":")
-        out += list(range(int(low), int(high) + 1)) if high else [int(low)]
-    return out
-
-
 @pytest.fixture
 def imap_user(dovecot_server: Dovecot) -> ImapUser:
     name = f"user{next(_imap_users)}"
@@ -180,3 +149,25 @@ def imap_config(config: Config) -> Config:
         security=SecurityConfig(allowed_private_networks=("127.0.0.0/8",)),
         imap=replace(config.imap, batch_size=7, timeout=10.0, backoff_max=2.0),
     )
+
+
+@pytest.fixture(scope="session")
+def authority() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def sink(authority: trustme.CA) -> Iterator[Sink]:
+    """A relay with STARTTLS (a trustme certificate) and AUTH."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("relay.test", "127.0.0.1").configure_cert(context)
+    made = Sink(tls=context, login=("relayuser", "relaypass"))
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def mx() -> Iterator[Sink]:
+    made = Sink()
+    yield made
+    made.close()

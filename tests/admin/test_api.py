@@ -17,9 +17,9 @@ from gateway.models import OutboundMessage, RawMessage
 from gateway.parsing import parse
 from gateway.tokens import create_token
 from outbound.delivery import Delivery
+from tests.helpers.web import running_web
 from tests.peers.dns import ZoneServer
 from tests.peers.smtp_sink import Sink
-from tests.web import running_web
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_the_delivery_report_of_a_message(
 ) -> None:
     """GET /api/v1/messages/{id}: the CRM reads what became of each recipient, the
     remote's reply to a bounce included; only the token's user's own messages."""
-    from tests.outbound.test_delivery import client_test_mx, outbound_config
+    from tests.helpers.outbound import client_test_mx, outbound_config
 
     mx = Sink(rcpt_replies={"dan@client.test": "550 5.1.1 no such user"})
     try:

@@ -10,8 +10,8 @@ from gateway.config import Config
 from gateway.db import Database
 from gateway.models import Keep, Mailbox, MailboxFolder, Source, utcnow
 from gateway.store import Arrival, MessageStore
-from tests.mail import make_message
-from tests.web import running_web, sample
+from tests.helpers.mail import make_message
+from tests.helpers.web import running_web, sample
 
 
 def test_metrics_on_an_empty_gateway(db: Database, config: Config, account_id: int) -> None:

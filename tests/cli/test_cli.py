@@ -12,8 +12,8 @@ from gateway.cli import main
 from gateway.config import render_example
 from gateway.db import Database
 from gateway.models import User
-from tests.cli.conftest import Run
-from tests.mail import make_message
+from tests.helpers.cli import Run
+from tests.helpers.mail import make_message
 
 
 def test_init_from_nothing(tmp_path: Path, monkeypatch, capsys) -> None:

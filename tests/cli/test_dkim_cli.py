@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.cli.conftest import Run
+from tests.helpers.cli import Run
 
 
 def test_the_dkim_commands(initialized: Run) -> None:

@@ -17,9 +17,9 @@ from gateway.accounts import dropbox_address, get_user
 from gateway.config import load_config
 from gateway.db import Database
 from gateway.models import Message, MessageContact, Sighting
-from tests.cli.conftest import Run
-from tests.cli.test_serve import dropbox_port, start
-from tests.mail import make_message
+from tests.helpers.cli import Run
+from tests.helpers.mail import make_message
+from tests.helpers.serve import dropbox_port, start
 
 CLIENTS = 16
 PER_CLIENT = 40

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Run
-from tests.conftest import ImapUser
-from tests.mail import make_message
+from tests.helpers.cli import Run
+from tests.helpers.mail import make_message
+from tests.peers.dovecot import ImapUser
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ def test_gateway_serve_syncs_a_mailbox_and_stops_cleanly(
     from gateway.config import load_config
     from gateway.db import Database
     from gateway.models import Message, MessageContact
-    from tests.cli.test_serve import start
+    from tests.helpers.serve import start
 
     assert add(imap_cli, imap_user, imap_user.password, monkeypatch).code == 0
     imap_user.append("INBOX", make_message(from_="carol@client.com", subject="first"))

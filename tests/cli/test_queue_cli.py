@@ -10,7 +10,7 @@ from gateway.config import load_config
 from gateway.db import Database
 from gateway.mail_queue import enqueue
 from outbound.hygiene import prepare
-from tests.cli.conftest import Run
+from tests.helpers.cli import Run
 
 
 def queue_one(config_file: Path, recipients: list[str]) -> int:

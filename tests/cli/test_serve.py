@@ -10,13 +10,13 @@ import smtplib
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 from sqlalchemy import func, select
 
 from gateway.accounts import dropbox_address, get_user
@@ -24,45 +24,9 @@ from gateway.config import load_config
 from gateway.db import Database
 from gateway.models import Event, Keep, Message, MessageContact, Sighting, Source
 from gateway.store import Arrival, MessageStore
-from tests.cli.conftest import Run
-from tests.mail import make_message
-
-READY_TIMEOUT = 30.0
-
-
-def start(
-    config_file: Path, *extra: str, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    """Start `gateway serve` in a process group of its own (os.killpg kills it and all
-    its workers); its log goes to a file (a full pipe would block it)."""
-    log = config_file.with_name(f"serve-{time.monotonic_ns()}.log")
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "--config", str(config_file), "serve", *extra],
-            stderr=sink,
-            stdout=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if b"gateway: ready" in log.read_bytes():
-            return proc
-        if proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    proc.kill()
-    proc.wait()
-    raise AssertionError(f"gateway serve did not start: {log.read_text(errors='replace')}")
-
-
-def dropbox_port(log_dir: Path, proc_log_before: set[Path]) -> int:
-    newest = max(
-        set(log_dir.glob("serve-*.log")) - proc_log_before, key=lambda p: p.stat().st_mtime
-    )
-    found = re.search(rb"dropbox: listening on [\d.]+:(\d+)", newest.read_bytes())
-    assert found, newest.read_text()
-    return int(found.group(1))
+from tests.helpers.cli import Run
+from tests.helpers.mail import make_message
+from tests.helpers.serve import dropbox_port, start
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
@@ -369,20 +333,18 @@ def test_messages_arriving_together_are_finished_together(
 
 @pytest.mark.parametrize("processes", [1, 2])
 def test_mail_queued_by_the_background_worker_is_sent_by_the_delivery_workers(
-    initialized: Run, config_file: Path, processes: int
+    initialized: Run, config_file: Path, processes: int, authority: trustme.CA
 ) -> None:
     """With workers, delivery runs in processes of its own ([outbound] processes); the
     submission port's `queued` reaches them through the supervisor (with an hour
     between polls, only that explains a prompt delivery), and each message leaves
     once, whichever process claimed it."""
-    import trustme
-
     from tests.peers.smtp_sink import Sink
 
     token = re.search(r"gwt_\S+", initialized("user", "token", "create", "bob@acme.com").out)
     assert token is not None
     relay_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    trustme.CA().issue_cert("127.0.0.1").configure_cert(relay_tls)
+    authority.issue_cert("127.0.0.1").configure_cert(relay_tls)
     relay = Sink(tls=relay_tls)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

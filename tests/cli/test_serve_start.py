@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Run
+from tests.helpers.cli import Run
 
 
 def serve(config_file: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:

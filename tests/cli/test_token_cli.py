@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from gateway.config import load_config
 from gateway.db import Database
 from gateway.models import OutboundMessage
-from tests.cli.conftest import Run
-from tests.cli.test_serve import start
+from tests.helpers.cli import Run
+from tests.helpers.serve import start
 
 
 def test_tokens_are_shown_once_listed_by_id_and_revoked(initialized: Run) -> None:

@@ -11,8 +11,8 @@ from gateway.contacts import add_contact, export_csv, import_csv, list_contacts
 from gateway.directory import AccountDirectory
 from gateway.errors import Conflict, CsvImportError, InputError
 from gateway.models import Account, Contact, ContactEmail, Event
-from tests.mail import make_message
-from tests.pipeline_helpers import count, push
+from tests.helpers.mail import make_message
+from tests.helpers.pipeline import count, push
 
 
 def do_import(db, config, account_id, path: Path):
@@ -38,7 +38,7 @@ def test_import_creates_contacts_and_attaches_their_mail(db, config, account_id,
     result = do_import(db, config, account_id, path)
     assert (result.created, result.updated, result.ignored_columns) == (2, 0, ["phone"])
     assert count(db, ContactEmail) == 4
-    from tests.gateway.test_pipeline import attached
+    from tests.helpers.pipeline import attached
 
     assert len(attached(db, message.message_id or 0)) == 1
 

@@ -27,9 +27,25 @@ def test_sqlite_is_wal_with_full_sync(tmp_path) -> None:
     db.dispose()
 
 
-def test_migrate_twice_is_harmless(db: Database) -> None:
+def test_migrate_twice_is_harmless(db: Database, account_id: int) -> None:
+    """Migrating again changes nothing: the schema is still the models' (tables,
+    columns, indexes and constraints), at the newest revision, and rows stay."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from gateway.db import alembic_config
+    from gateway.models import Account, Base
+
     db.migrate()
     db.migrate()
+    with db.engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        assert compare_metadata(context, Base.metadata) == []
+        head = ScriptDirectory.from_config(alembic_config(db.url)).get_current_head()
+        assert context.get_current_revision() == head
+    with db.read() as session:
+        assert session.get_one(Account, account_id).name
 
 
 def test_contact_lookup_uses_the_index_never_a_scan(db: Database) -> None:

@@ -7,8 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from gateway.models import Message, MessageContact, RawMessage
-from tests.gateway.test_pipeline import contact
-from tests.pipeline_helpers import push
+from tests.helpers.pipeline import contact, push
 
 CRLF = "\r\n"
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.parsing import parse, thread_subject
-from tests.mail import make_message
+from tests.helpers.mail import make_message
 
 
 def test_basic_fields() -> None:

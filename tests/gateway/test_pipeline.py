@@ -5,10 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from gateway.config import Config
-from gateway.contacts import add_contact
 from gateway.db import Database
-from gateway.directory import AccountDirectory
 from gateway.models import (
     Account,
     Contact,
@@ -22,28 +19,8 @@ from gateway.models import (
     Sighting,
     Source,
 )
-from tests.mail import make_message
-from tests.pipeline_helpers import count, push
-
-
-def contact(db: Database, config: Config, account_id: int, *emails: str, name: str = "") -> int:
-    with db.session() as session:
-        account = session.get_one(Account, account_id)
-        directory = AccountDirectory.load(session, account, config)
-        return add_contact(session, directory, list(emails), name, "lower").id
-
-
-def attached(db: Database, message_id: int) -> dict[int, set[str]]:
-    with db.session() as session:
-        rows = session.execute(
-            select(MessageContact.contact_id, MessageContact.role).where(
-                MessageContact.message_id == message_id
-            )
-        )
-        out: dict[int, set[str]] = {}
-        for contact_id, role in rows:
-            out.setdefault(contact_id, set()).add(role)
-        return out
+from tests.helpers.mail import make_message
+from tests.helpers.pipeline import attached, contact, count, push
 
 
 def set_account(db: Database, account_id: int, **values: object) -> None:

@@ -13,7 +13,7 @@ from gateway.config import Config
 from gateway.db import Database
 from gateway.models import Keep, RawMessage, Sighting, Source
 from gateway.store import Arrival, MessageStore, accept_in
-from tests.mail import make_message
+from tests.helpers.mail import make_message
 
 
 def test_an_arrival_reads_back_as_stored(db: Database, config: Config, account_id: int) -> None:

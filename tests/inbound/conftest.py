@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import smtplib
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from gateway.accounts import add_user, dropbox_address, get_user
+from gateway.accounts import add_user
 from gateway.config import Config, DnsConfig, TlsConfig
 from gateway.db import Database
 from gateway.models import Account
 from gateway.tls import ensure_self_signed
 from inbound.dropbox import DropboxServer
+from tests.helpers.dropbox import Dropbox
+from tests.helpers.roles import running
 from tests.peers.dkim import DkimKey, make_dkim_key
 from tests.peers.dns import ZoneServer
-from tests.roles import running
 
 
 @pytest.fixture(scope="session")
@@ -40,22 +40,6 @@ def zone(zone_server: ZoneServer, dkim_key: DkimKey) -> ZoneServer:
     zone_server.set("none.test", "A", "192.0.2.1")
     zone_server.set("broken.test", "SERVFAIL")
     return zone_server
-
-
-@dataclass
-class Dropbox:
-    port: int
-    config: Config
-    db: Database
-
-    def address(self, email: str) -> str:
-        with self.db.session() as session:
-            return dropbox_address(self.config, get_user(session, self.config, email))
-
-    def client(self) -> smtplib.SMTP:
-        client = smtplib.SMTP("127.0.0.1", self.port, timeout=30)
-        client.ehlo("client.test")
-        return client
 
 
 def dropbox_config(config: Config, zone: ZoneServer, tmp_path: Path, **dropbox: object) -> Config:

@@ -13,10 +13,10 @@ from gateway import smtp_replies as replies
 from gateway.errors import Reply
 from gateway.models import RawMessage, Sighting
 from gateway.pipeline import Pipeline
-from tests.inbound.conftest import Dropbox
-from tests.mail import make_message
+from tests.helpers.dropbox import Dropbox
+from tests.helpers.mail import make_message
+from tests.helpers.pipeline import count
 from tests.peers.dkim import DkimKey
-from tests.pipeline_helpers import count
 
 
 def expect(result: tuple[int, bytes], reply: Reply) -> None:
@@ -64,7 +64,7 @@ def test_ehlo_advertises_the_extensions(dropbox) -> None:
 
 
 def test_verified_mail_is_stored_then_attached(dropbox, db, config) -> None:
-    from tests.gateway.test_pipeline import attached, contact
+    from tests.helpers.pipeline import attached, contact
 
     carol = contact(db, config, 1, "carol@client.com")
     assert send(dropbox, from_bob(), "bob@acme.com", dropbox.address("bob@acme.com")) == {}

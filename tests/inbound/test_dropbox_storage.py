@@ -10,10 +10,10 @@ from sqlalchemy import event
 
 from gateway import smtp_replies as replies
 from gateway.models import RawMessage
-from tests.conftest import PG_URL
-from tests.inbound.conftest import Dropbox
-from tests.mail import make_message
-from tests.pipeline_helpers import count
+from tests.helpers.database import PG_URL
+from tests.helpers.dropbox import Dropbox
+from tests.helpers.mail import make_message
+from tests.helpers.pipeline import count
 
 
 @pytest.mark.skipif(bool(PG_URL), reason="a full disk is simulated with SQLite's max_page_count")

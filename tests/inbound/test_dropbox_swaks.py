@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from gateway.models import RawMessage, Sighting
-from tests.inbound.conftest import Dropbox
-from tests.pipeline_helpers import count
+from tests.helpers.dropbox import Dropbox
+from tests.helpers.pipeline import count
 
 SWAKS = shutil.which("swaks")
 # CI installs swaks (.ci/run) and must run these; elsewhere they need `apt-get install swaks`.

@@ -8,8 +8,8 @@ import ssl
 import pytest
 
 from gateway.models import RawMessage, Sighting
-from tests.inbound.conftest import Dropbox
-from tests.pipeline_helpers import count
+from tests.helpers.dropbox import Dropbox
+from tests.helpers.pipeline import count
 
 
 class Wire:

@@ -12,9 +12,9 @@ from sqlalchemy import select
 from gateway.models import Message
 from gateway.pipeline import Pipeline
 from inbound.forwarded import find_forwarded, parse_loose_date
-from tests.gateway.test_pipeline import attached, contact
-from tests.inbound.conftest import Dropbox
-from tests.mail import make_message
+from tests.helpers.dropbox import Dropbox
+from tests.helpers.mail import make_message
+from tests.helpers.pipeline import attached, contact
 
 GMAIL = (
     "FYI, see below.\r\n\r\n"

@@ -9,18 +9,26 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import trustme
 from sqlalchemy import func, select
 
 from gateway.config import Config
 from gateway.db import Database
 from gateway.models import RawMessage
 from inbound.imap.sync import SyncReport
-from tests.conftest import ImapUser
-from tests.inbound.test_imap_role import eventually, initial_sync_done, serving
-from tests.inbound.test_imap_sync import attached_subjects, connect_mailbox, contacts, fill, sync
-from tests.mail import make_message
+from tests.helpers.imap import (
+    attached_subjects,
+    connect_mailbox,
+    contacts,
+    fill,
+    initial_sync_done,
+    serving,
+    sync,
+)
+from tests.helpers.mail import make_message
+from tests.helpers.wait import eventually
 from tests.peers.counting_proxy import CountingProxy
-from tests.peers.dovecot import Dovecot
+from tests.peers.dovecot import Dovecot, ImapUser
 
 _users = itertools.count(1)
 TEXT = "All work and no play makes a dull message.\r\n" * 400  # 18 KB of text
@@ -109,13 +117,16 @@ def test_idle_wakes_up_on_a_compressed_session(
 
 
 def test_compression_inside_tls(
-    db: Database, imap_config: Config, account_id: int, dovecot_server: Dovecot, tmp_path: Path
+    db: Database,
+    imap_config: Config,
+    account_id: int,
+    dovecot_server: Dovecot,
+    tmp_path: Path,
+    authority: trustme.CA,
 ) -> None:
     """Deflate runs inside TLS: bytes the TLS reader already took off the socket after
     the OK must reach the inflater, and a non-blocking TLS socket says "want read"."""
-    import trustme
-
-    leaf = trustme.CA().issue_cert("127.0.0.1")
+    leaf = authority.issue_cert("127.0.0.1")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     leaf.cert_chain_pems[0].write_to_path(str(cert))
     leaf.private_key_pem.write_to_path(str(key))

@@ -17,8 +17,8 @@ from gateway.providers import Server, discover, presets
 from gateway.resolver import Resolver
 from gateway.vault import Vault
 from inbound.imap.mailboxes import MailboxRequest, add_mailbox
-from tests.conftest import ImapUser
 from tests.peers.dns import ZoneServer
+from tests.peers.dovecot import ImapUser
 
 
 @pytest.fixture

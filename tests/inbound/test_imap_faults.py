@@ -19,11 +19,11 @@ from gateway.models import Mailbox, Message, MessageContact, Sighting
 from gateway.vault import Vault
 from inbound.imap.mailboxes import MailboxRequest, add_mailbox, reconnect
 from inbound.imap.service import sync_now
-from tests.inbound.test_imap_role import eventually, serving
-from tests.inbound.test_imap_sync import attached_subjects, contacts, sync
-from tests.mail import make_message
+from tests.helpers.imap import attached_subjects, contacts, serving, sync
+from tests.helpers.mail import make_message
+from tests.helpers.pipeline import count
+from tests.helpers.wait import eventually
 from tests.peers.imap_faults import FaultyImap
-from tests.pipeline_helpers import count
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from gateway.models import Mailbox
 from gateway.oauth2 import Tokens
 from gateway.vault import Vault
 from inbound.imap.mailboxes import MailboxRequest, add_mailbox
-from tests.inbound.test_imap_sync import attached_subjects, contacts, sync
-from tests.mail import make_message
+from tests.helpers.imap import attached_subjects, contacts, sync
+from tests.helpers.mail import make_message
 from tests.peers.imap_faults import FaultyImap
 from tests.peers.token_endpoint import TokenEndpoint
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.imap.rawfetch import uid_ranges
-from tests.conftest import _uid_set
+from tests.peers.dovecot import _uid_set
 
 
 @given(st.sets(st.integers(min_value=1, max_value=5000), min_size=1, max_size=600))

@@ -3,46 +3,25 @@ refused credentials stopping one mailbox while another goes on, a clean stop."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 
 from sqlalchemy import select
 
 from gateway.accounts import add_user, get_account
-from gateway.config import Config
 from gateway.db import Database
 from gateway.models import Mailbox, MailboxFolder
-from gateway.registry import build_roles
-from gateway.role import RoleContext
 from gateway.vault import Vault
 from inbound.imap.mailboxes import MailboxRequest, add_mailbox
-from tests.conftest import ImapUser
-from tests.inbound.test_imap_sync import attached_subjects, connect_mailbox, contacts
-from tests.mail import make_message
-from tests.roles import running
-
-
-@contextmanager
-def serving(db: Database, config: Config) -> Iterator[None]:
-    """The imap and pipeline roles in a thread of their own, stopped on exit."""
-    roles = build_roles(["imap", "pipeline"], RoleContext(db, config))
-    with running(roles):
-        yield
-
-
-def eventually(check: Callable[[], bool], seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def initial_sync_done(db: Database) -> bool:
-    with db.session() as session:
-        folders = session.scalars(select(MailboxFolder)).all()
-        return len(folders) == 2 and all(f.initial_done for f in folders)
+from tests.helpers.imap import (
+    attached_subjects,
+    connect_mailbox,
+    contacts,
+    initial_sync_done,
+    serving,
+)
+from tests.helpers.mail import make_message
+from tests.helpers.wait import eventually
+from tests.peers.dovecot import ImapUser
 
 
 def test_new_mail_is_picked_up_by_idle(db, imap_config, account_id, imap_user) -> None:

@@ -10,10 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from gateway.config import Config, SecurityConfig
-from gateway.contacts import add_contact
-from gateway.db import Database
-from gateway.directory import AccountDirectory
+from gateway.config import SecurityConfig
 from gateway.imap.connection import MailboxError
 from gateway.models import (
     Account,
@@ -21,7 +18,6 @@ from gateway.models import (
     Mailbox,
     MailboxFolder,
     Message,
-    MessageContact,
     Plan,
     ScannedMessage,
     Sighting,
@@ -29,48 +25,11 @@ from gateway.models import (
 )
 from gateway.vault import Vault
 from inbound.imap.mailboxes import MailboxRequest, add_mailbox, reconnect, remove
-from inbound.imap.service import sync_now
-from inbound.imap.sync import SyncReport
-from tests.conftest import ImapUser
-from tests.mail import make_message
-from tests.pipeline_helpers import count, push
-from tests.web import running_web, sample
-
-
-def contacts(db: Database, config: Config, account_id: int, *addresses: str) -> None:
-    with db.session() as session:
-        directory = AccountDirectory.load(session, session.get_one(Account, account_id), config)
-        for address in addresses:
-            add_contact(session, directory, [address], address.split("@")[0], "lower")
-
-
-def connect_mailbox(
-    db: Database, config: Config, user: ImapUser, password: str | None = None, **extra: object
-) -> Mailbox:
-    fields: dict[str, object] = {
-        "email": "bob@acme.com",
-        "provider": "other",
-        "imap_host": "127.0.0.1",
-        "imap_port": user.server.port,
-        "imap_security": "none",
-        "username": user.name,
-    }
-    request = MailboxRequest(**{**fields, **extra})  # type: ignore[arg-type]
-    vault = Vault.load(config.secret_key_file)
-    return add_mailbox(db, config, vault, request, password or user.password)
-
-
-def sync(db: Database, config: Config) -> SyncReport:
-    return sync_now(db, config, Vault.load(config.secret_key_file), "bob@acme.com")
-
-
-def attached_subjects(db: Database) -> list[str]:
-    with db.session() as session:
-        rows = session.scalars(
-            select(Message.subject).join(MessageContact).distinct().order_by(Message.subject)
-        )
-        return list(rows)
-
+from tests.helpers.imap import attached_subjects, connect_mailbox, contacts, fill, sync
+from tests.helpers.mail import make_message
+from tests.helpers.pipeline import count, push
+from tests.helpers.web import running_web, sample
+from tests.peers.dovecot import ImapUser
 
 # -- connecting -------------------------------------------------------------------------
 
@@ -149,16 +108,6 @@ def test_one_way_sync_needs_a_pro_or_enterprise_plan(
 
 
 # -- syncing ----------------------------------------------------------------------------
-
-
-def fill(user: ImapUser, folder: str, total: int, matched: set[int], tag: str) -> None:
-    messages = []
-    for i in range(total):
-        sender = "carol@client.com" if i in matched else f"stranger{i}@nowhere.example"
-        messages.append(
-            make_message(from_=sender, subject=f"{tag} {i}", message_id=f"<{tag}{i}@x.example>")
-        )
-    user.append(folder, *messages)
 
 
 def test_initial_sync_fetches_only_the_messages_of_contacts(

@@ -14,9 +14,9 @@ from gateway.db import Database
 from gateway.models import Mailbox, Message, OutboundMessage, Sighting
 from gateway.vault import Vault
 from outbound.sent_copy import save_to_sent
-from tests.conftest import ImapUser
-from tests.inbound.test_imap_sync import connect_mailbox, contacts, sync
-from tests.mail import make_message
+from tests.helpers.imap import connect_mailbox, contacts, sync
+from tests.helpers.mail import make_message
+from tests.peers.dovecot import ImapUser
 
 
 def sent_folder(user: ImapUser) -> list[tuple[bytes, tuple[bytes, ...]]]:
@@ -90,7 +90,7 @@ def test_sent_mail_is_one_message_with_its_copy_in_sent(
     from gateway.pipeline import Pipeline
     from outbound.delivery import Delivery
     from outbound.hygiene import prepare
-    from tests.outbound.test_delivery import client_test_mx, outbound_config
+    from tests.helpers.outbound import client_test_mx, outbound_config
     from tests.peers.smtp_sink import Sink
 
     mx = Sink()
@@ -135,7 +135,7 @@ def test_a_copy_that_failed_or_never_ran_is_made_later(
     from gateway.mail_queue import enqueue
     from outbound.delivery import Delivery
     from outbound.hygiene import prepare
-    from tests.outbound.test_delivery import client_test_mx, outbound_config
+    from tests.helpers.outbound import client_test_mx, outbound_config
     from tests.peers.smtp_sink import Sink
 
     mx = Sink()

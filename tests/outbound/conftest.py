@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import smtplib
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,40 +14,8 @@ from gateway.config import Config, TlsConfig
 from gateway.db import Database
 from gateway.tokens import create_token
 from outbound.submission import SubmissionServer
-from tests.roles import running
-
-
-@dataclass
-class Submission:
-    port: int
-    tls_port: int
-    config: Config
-    db: Database
-    client_tls: ssl.SSLContext
-    token: str  # bob@acme.com's
-
-    def client(self, starttls: bool = True) -> smtplib.SMTP:
-        client = smtplib.SMTP("127.0.0.1", self.port, timeout=30)
-        client.ehlo("crm.test")
-        if starttls:
-            client.starttls(context=self.client_tls)
-            client.ehlo("crm.test")
-        return client
-
-    def signed_in(self, user: str = "bob@acme.com", secret: str | None = None) -> smtplib.SMTP:
-        client = self.client()
-        client.login(user, secret or self.token)
-        return client
-
-    def implicit(self) -> smtplib.SMTP_SSL:
-        client = smtplib.SMTP_SSL("127.0.0.1", self.tls_port, timeout=30, context=self.client_tls)
-        client.ehlo("crm.test")
-        return client
-
-
-@pytest.fixture(scope="session")
-def authority() -> trustme.CA:
-    return trustme.CA()
+from tests.helpers.outbound import Submission
+from tests.helpers.roles import running
 
 
 @pytest.fixture

@@ -17,15 +17,24 @@ import pytest
 import trustme
 from sqlalchemy import select
 
-from gateway.accounts import get_account, get_user
-from gateway.config import Config, DnsConfig, OutboundConfig, SecurityConfig
+from gateway.accounts import get_account
+from gateway.config import Config
 from gateway.db import Database
-from gateway.mail_queue import enqueue, retry
+from gateway.mail_queue import retry
 from gateway.models import DeliveryState, Event, OutboundMessage, OutboundRecipient
-from gateway.vault import Vault, ensure_key_file
+from gateway.vault import Vault
 from outbound.delivery import Delivery
 from outbound.dkim_keys import generate, record
-from outbound.hygiene import prepare
+from tests.helpers.outbound import (
+    client_test_mx,
+    connect_sending_mailbox,
+    deliver_once,
+    outbound_config,
+    queue_message,
+    relay_config,
+    states,
+)
+from tests.helpers.wait import eventually
 from tests.peers.dns import ZoneServer
 from tests.peers.smtp_sink import Sink
 
@@ -33,16 +42,6 @@ MESSAGE = (
     b"From: Bob <bob@acme.com>\r\nTo: carol@client.test\r\nBcc: boss@acme.com\r\n"
     b"Subject: Our offer\r\n\r\nHello Carol,\r\n"
 )
-
-
-@pytest.fixture
-def sink(authority: trustme.CA) -> Iterator[Sink]:
-    """A relay with STARTTLS (a trustme certificate) and AUTH."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("relay.test", "127.0.0.1").configure_cert(context)
-    made = Sink(tls=context, login=("relayuser", "relaypass"))
-    yield made
-    made.close()
 
 
 @pytest.fixture(autouse=True)
@@ -59,60 +58,6 @@ def close_sessions(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     for delivery in made:
         delivery.close()
-
-
-@pytest.fixture
-def mx() -> Iterator[Sink]:
-    made = Sink()
-    yield made
-    made.close()
-
-
-def outbound_config(config: Config, zone: ZoneServer, **outbound: object) -> Config:
-    ensure_key_file(config.secret_key_file)
-    return replace(
-        config,
-        dns=DnsConfig(nameservers=(zone.address,), timeout=2.0),
-        security=SecurityConfig(allowed_private_networks=("127.0.0.0/8",)),
-        outbound=replace(OutboundConfig(), **{"timeout": 3.0, **outbound}),  # type: ignore[arg-type]
-    )
-
-
-def relay_config(config: Config, zone: ZoneServer, sink: Sink, **outbound: object) -> Config:
-    """The relay route to `sink` (STARTTLS with a test certificate, AUTH)."""
-    return outbound_config(
-        config,
-        zone,
-        default_route="relay",
-        relay_url=f"smtp://relayuser:relaypass@127.0.0.1:{sink.port}",
-        relay_tls_verify=False,
-        **outbound,
-    )
-
-
-def client_test_mx(zone: ZoneServer) -> None:
-    """client.test's mail goes to mx.client.test, which is 127.0.0.1."""
-    zone.clear()
-    zone.set("client.test", "MX", (10, "mx.client.test"))
-    zone.set("mx.client.test", "A", "127.0.0.1")
-
-
-def queue_message(db: Database, config: Config, raw: bytes, recipients: list[str]) -> int:
-    with db.read() as session:
-        user = get_user(session, config, "bob@acme.com")
-        session.expunge(user)
-    return enqueue(db, user, "bob@acme.com", recipients, prepare(raw), "smtp").id
-
-
-def states(db: Database, message_id: int) -> tuple[str, dict[str, tuple[str, str | None]]]:
-    with db.read() as session:
-        message = session.get_one(OutboundMessage, message_id)
-        return message.state, {r.address: (r.state, r.last_reply) for r in message.recipients}
-
-
-def deliver_once(delivery: Delivery) -> None:
-    for job in delivery.claim(10):
-        delivery.attempt(job)
 
 
 def test_the_relay_route_signs_drops_bcc_and_sends(
@@ -445,20 +390,19 @@ def test_submission_to_relay_end_to_end(
     """`submission` and `delivery` in one process: a message sent with AUTH reaches the
     relay, woken at once rather than at the next poll."""
     import smtplib
-    import time
 
     from gateway.config import TlsConfig
     from gateway.registry import build_roles
     from gateway.role import RoleContext
     from gateway.tokens import create_token
-    from tests.roles import running
+    from tests.helpers.roles import running
 
     leaf = authority.issue_cert("localhost", "127.0.0.1")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     leaf.cert_chain_pems[0].write_to_path(str(cert))
     leaf.private_key_pem.write_to_path(str(key))
-    # Polling is 30 s away: only the wake-up can make it quick.
-    cfg = relay_config(config, zone_server, sink, poll_interval=30.0)
+    # Polling is an hour away: only the wake-up can deliver it within the wait below.
+    cfg = relay_config(config, zone_server, sink, poll_interval=3600.0)
     cfg = replace(
         cfg,
         tls=TlsConfig(cert_file=str(cert), key_file=str(key)),
@@ -474,40 +418,8 @@ def test_submission_to_relay_end_to_end(
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
             client.starttls(context=client_tls)
             client.login("bob@acme.com", token)
-            sent_at = time.monotonic()
             client.sendmail("bob@acme.com", ["carol@client.test"], MESSAGE)
-        while not sink.received and time.monotonic() - sent_at < 10:
-            time.sleep(0.01)
-        assert sink.received, "not delivered"
-        assert time.monotonic() - sent_at < 5  # the poll is 30 s away
-
-
-def connect_sending_mailbox(
-    db: Database, cfg: Config, account_id: int, sink: Sink, auth: str, secret: str
-) -> None:
-    from gateway.models import Mailbox
-
-    vault = Vault.load(cfg.secret_key_file)
-    with db.session() as session:
-        bob = get_user(session, cfg, "bob@acme.com")
-        session.add(
-            Mailbox(
-                account_id=account_id,
-                user_id=bob.id,
-                email="bob@acme.com",
-                provider="gmail" if auth == "oauth2" else "other",
-                imap_host="127.0.0.1",
-                imap_port=1,
-                imap_security="none",
-                smtp_host="127.0.0.1",
-                smtp_port=sink.port,
-                smtp_security="starttls",
-                username="relayuser",
-                auth=auth,
-                credentials=vault.encrypt(secret),
-                tls_verify=False,
-            )
-        )
+        eventually(lambda: bool(sink.received), seconds=30)  # not woken: an hour
 
 
 def test_copies_to_sent_do_not_hold_up_sending(
@@ -515,33 +427,33 @@ def test_copies_to_sent_do_not_hold_up_sending(
 ) -> None:
     """A copy to Sent may wait seconds (a server that saves its own copy gets time to
     do so): the role makes copies apart from its sending slots, so with one slot three
-    messages still leave at once, and each copy is made once afterwards."""
-    import time
+    messages still leave while the first copy is held, and each copy is made once."""
+    import threading
 
     from outbound.delivery_role import DeliveryRole
-    from tests.roles import running
+    from tests.helpers.roles import running
 
     cfg = relay_config(config, zone_server, sink, concurrency=1, poll_interval=0.05)
     connect_sending_mailbox(db, cfg, account_id, sink, "password", "relaypass")
     for n in range(3):
         queue_message(db, cfg, MESSAGE.replace(b"Our offer", f"offer {n}".encode()), ["c@x.test"])
     copies: list[str] = []
+    held = threading.Event()  # copies wait until all three messages were sent
 
-    def slow_copy(user_id: int, raw: bytes, message_id: str, via_mailbox: bool) -> str:
-        time.sleep(1.0)
+    def held_copy(user_id: int, raw: bytes, message_id: str, via_mailbox: bool) -> str:
+        held.wait(30)
         copies.append(message_id)
         return "appended"
 
-    role = DeliveryRole(db, cfg, sent_copy=slow_copy)
-    started = time.monotonic()
+    role = DeliveryRole(db, cfg, sent_copy=held_copy)
     with running({"delivery": role}):
-        while len(sink.received) < 3 and time.monotonic() - started < 10:
-            time.sleep(0.01)
-        sent_after = time.monotonic() - started
-        while len(copies) < 3 and time.monotonic() - started < 10:
-            time.sleep(0.01)
-    assert len(sink.received) == 3
-    assert sent_after < 1.0  # with the copies in the slot: 2 s at least
+        try:
+            # With the copy made in the sending slot, the first message's copy would
+            # hold the only slot: the second message could not leave.
+            eventually(lambda: len(sink.received) == 3, seconds=20)
+        finally:
+            held.set()
+        eventually(lambda: len(copies) == 3, seconds=20)
     assert len(copies) == len(set(copies)) == 3
     with db.read() as session:
         assert set(session.scalars(select(OutboundMessage.sent_copy))) == {"appended"}

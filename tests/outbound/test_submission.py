@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from gateway.models import Event, OutboundMessage, OutboundRecipient, RawMessage
-from tests.outbound.conftest import Submission
+from tests.helpers.outbound import Submission
 
 MESSAGE = (
     b"From: Bob <bob@acme.com>\r\nTo: Carol <carol@client.com>\r\n"

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.models import OutboundMessage
-from tests.outbound.conftest import Submission
+from tests.helpers.outbound import Submission
 
 SWAKS = shutil.which("swaks")
 # CI installs swaks (.ci/run) and must run these; elsewhere they need `apt-get install swaks`.

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from imapclient import IMAPClient
@@ -306,3 +307,36 @@ class Dovecot:
             for line in self.rawlog(user).splitlines()
             if re.search(r"\bUID FETCH\b", line, re.I)
         ]
+
+
+@dataclass
+class ImapUser:
+    server: Dovecot
+    name: str
+    password: str
+
+    def append(self, folder: str, *messages: bytes, flags: tuple[str, ...] = ()) -> None:
+        self.server.append(self.name, folder, messages, flags)
+
+    def body_fetches(self) -> list[int]:
+        """UIDs of every full-message FETCH clients sent for this user so far."""
+        uids: list[int] = []
+        for line in self.server.fetch_commands(self.name):
+            if "BODY.PEEK[]" in line.upper():
+                uids += _uid_set(line.split()[3])
+        return uids
+
+    def header_fetches(self) -> list[int]:
+        uids: list[int] = []
+        for line in self.server.fetch_commands(self.name):
+            if "HEADER.FIELDS" in line.upper():
+                uids += _uid_set(line.split()[3])
+        return uids
+
+
+def _uid_set(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition(":")
+        out += list(range(int(low), int(high) + 1)) if high else [int(low)]
+    return out

@@ -6,8 +6,16 @@ from sqlalchemy import func, select
 
 from gateway.accounts import get_user
 from gateway.config import Config
+from gateway.contacts import add_contact
 from gateway.db import Database
-from gateway.models import Keep, Sighting, Source
+from gateway.directory import AccountDirectory
+from gateway.models import (
+    Account,
+    Keep,
+    MessageContact,
+    Sighting,
+    Source,
+)
 from gateway.pipeline import Outcome, Pipeline
 from gateway.store import Arrival, MessageStore
 
@@ -37,3 +45,23 @@ def push(
 def count(db: Database, model: type) -> int:
     with db.session() as session:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def contact(db: Database, config: Config, account_id: int, *emails: str, name: str = "") -> int:
+    with db.session() as session:
+        account = session.get_one(Account, account_id)
+        directory = AccountDirectory.load(session, account, config)
+        return add_contact(session, directory, list(emails), name, "lower").id
+
+
+def attached(db: Database, message_id: int) -> dict[int, set[str]]:
+    with db.session() as session:
+        rows = session.execute(
+            select(MessageContact.contact_id, MessageContact.role).where(
+                MessageContact.message_id == message_id
+            )
+        )
+        out: dict[int, set[str]] = {}
+        for contact_id, role in rows:
+            out.setdefault(contact_id, set()).add(role)
+        return out

@@ -10,7 +10,7 @@ from dataclasses import replace
 from admin.server import WebRole
 from gateway.config import Config, WebConfig
 from gateway.db import Database
-from tests.roles import running
+from tests.helpers.roles import running
 
 
 @contextlib.contextmanager
