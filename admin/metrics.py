@@ -10,8 +10,9 @@ take. Set [web] metrics_token to require a bearer token.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -35,6 +36,7 @@ class GatewayCollector(Collector):
         self.db = db
 
     def collect(self) -> Iterator[Metric]:
+        """Read at each scrape: one read transaction for every family."""
         with self.db.read() as session:
             mailboxes = session.execute(
                 select(Mailbox.id, Mailbox.email, Mailbox.state, Mailbox.last_sync_at)
@@ -59,90 +61,89 @@ class GatewayCollector(Collector):
                     .group_by(Sighting.state)
                 ).all()
             )
+        yield from _mailbox_families(mailboxes)
+        yield from _folder_families(folders, {m.id: m.email for m in mailboxes})
+        yield _waiting_family(sightings)
 
-        states = GaugeMetricFamily(
-            "gateway_mailboxes", "Connected mailboxes by state.", labels=["state"]
-        )
-        for state in MailboxState:
-            states.add_metric([state.value], sum(1 for m in mailboxes if m.state == state.value))
-        yield states
 
-        emails = {m.id: m.email for m in mailboxes}
-        info = GaugeMetricFamily(
-            "gateway_mailbox_state",
-            "1 for the state each mailbox is in (reconnect_required: a person must act).",
-            labels=["mailbox", "state"],
-        )
-        last_sync = GaugeMetricFamily(
-            "gateway_mailbox_last_sync_timestamp_seconds",
-            "When each mailbox's last sync pass ended (Unix time).",
-            labels=["mailbox"],
-        )
-        for m in mailboxes:
-            info.add_metric([m.email, m.state], 1)
-            if m.last_sync_at is not None:
-                last_sync.add_metric([m.email], _unix(m.last_sync_at))
-        yield info
-        yield last_sync
+def _mailbox_families(mailboxes: Sequence[Any]) -> Iterator[Metric]:
+    """Mailboxes by state; each mailbox's state and last sync."""
+    states = GaugeMetricFamily(
+        "gateway_mailboxes", "Connected mailboxes by state.", labels=["state"]
+    )
+    for state in MailboxState:
+        states.add_metric([state.value], sum(1 for m in mailboxes if m.state == state.value))
+    info = GaugeMetricFamily(
+        "gateway_mailbox_state",
+        "1 for the state each mailbox is in (reconnect_required: a person must act).",
+        labels=["mailbox", "state"],
+    )
+    last_sync = GaugeMetricFamily(
+        "gateway_mailbox_last_sync_timestamp_seconds",
+        "When each mailbox's last sync pass ended (Unix time).",
+        labels=["mailbox"],
+    )
+    for m in mailboxes:
+        info.add_metric([m.email, m.state], 1)
+        if m.last_sync_at is not None:
+            last_sync.add_metric([m.email], _unix(m.last_sync_at))
+    yield from (states, info, last_sync)
 
-        per_folder = {
-            "missing": GaugeMetricFamily(
-                "gateway_mailbox_missing_messages",
-                "Messages the last completeness audit found on the server, within the "
-                "window and involving a contact, that the gateway had not stored.",
-                labels=["mailbox", "folder"],
-            ),
-            "total": GaugeMetricFamily(
-                "gateway_mailbox_window_messages",
-                "Messages within the sync window when the initial sync began.",
-                labels=["mailbox", "folder"],
-            ),
-            "scanned": GaugeMetricFamily(
-                "gateway_mailbox_scanned_messages",
-                "Messages whose headers the sync has read.",
-                labels=["mailbox", "folder"],
-            ),
-            "matched": GaugeMetricFamily(
-                "gateway_mailbox_matched_messages",
-                "Scanned messages that named a contact.",
-                labels=["mailbox", "folder"],
-            ),
-            "fetched": GaugeMetricFamily(
-                "gateway_mailbox_fetched_messages",
-                "Messages downloaded in full.",
-                labels=["mailbox", "folder"],
-            ),
-        }
-        initial = GaugeMetricFamily(
-            "gateway_mailbox_initial_sync_done",
-            "1 once the folder's initial sync has finished.",
-            labels=["mailbox", "folder"],
-        )
-        audited = GaugeMetricFamily(
-            "gateway_mailbox_audit_timestamp_seconds",
-            "When the folder was last audited (Unix time).",
-            labels=["mailbox", "folder"],
-        )
-        for f in folders:
-            labels = [emails.get(f.mailbox_id, str(f.mailbox_id)), f.role]
-            for key, family in per_folder.items():
-                family.add_metric(labels, getattr(f, key))
-            initial.add_metric(labels, 1 if f.initial_done else 0)
-            if f.audited_at is not None:
-                audited.add_metric(labels, _unix(f.audited_at))
-        yield from per_folder.values()
-        yield initial
-        yield audited
 
-        open_sightings = GaugeMetricFamily(
-            "gateway_messages_waiting",
-            "Arrivals not finished: pending (the pipeline has yet to attach them), failed "
-            "(after retries) and quarantined (sender not verified, awaiting approval).",
-            labels=["state"],
-        )
-        for waiting in OPEN_STATES:
-            open_sightings.add_metric([waiting.value], sightings.get(waiting.value, 0))
-        yield open_sightings
+_PER_FOLDER = {  # column -> (metric name, help)
+    "missing": (
+        "gateway_mailbox_missing_messages",
+        "Messages the last completeness audit found on the server, within the "
+        "window and involving a contact, that the gateway had not stored.",
+    ),
+    "total": (
+        "gateway_mailbox_window_messages",
+        "Messages within the sync window when the initial sync began.",
+    ),
+    "scanned": ("gateway_mailbox_scanned_messages", "Messages whose headers the sync has read."),
+    "matched": ("gateway_mailbox_matched_messages", "Scanned messages that named a contact."),
+    "fetched": ("gateway_mailbox_fetched_messages", "Messages downloaded in full."),
+}
+
+
+def _folder_families(folders: Sequence[Any], emails: dict[int, str]) -> Iterator[Metric]:
+    """Per mailbox and folder: the sync's progress, the audit's missing count and time."""
+    labels = ["mailbox", "folder"]
+    per_folder = {
+        key: GaugeMetricFamily(name, text, labels=labels)
+        for key, (name, text) in _PER_FOLDER.items()
+    }
+    initial = GaugeMetricFamily(
+        "gateway_mailbox_initial_sync_done",
+        "1 once the folder's initial sync has finished.",
+        labels=labels,
+    )
+    audited = GaugeMetricFamily(
+        "gateway_mailbox_audit_timestamp_seconds",
+        "When the folder was last audited (Unix time).",
+        labels=labels,
+    )
+    for f in folders:
+        which = [emails.get(f.mailbox_id, str(f.mailbox_id)), f.role]
+        for key, family in per_folder.items():
+            family.add_metric(which, getattr(f, key))
+        initial.add_metric(which, 1 if f.initial_done else 0)
+        if f.audited_at is not None:
+            audited.add_metric(which, _unix(f.audited_at))
+    yield from per_folder.values()
+    yield from (initial, audited)
+
+
+def _waiting_family(sightings: dict[str, int]) -> Metric:
+    waiting = GaugeMetricFamily(
+        "gateway_messages_waiting",
+        "Arrivals not finished: pending (the pipeline has yet to attach them), failed "
+        "(after retries) and quarantined (sender not verified, awaiting approval).",
+        labels=["state"],
+    )
+    for state in OPEN_STATES:
+        waiting.add_metric([state.value], sightings.get(state.value, 0))
+    return waiting
 
 
 def _unix(moment: datetime) -> float:

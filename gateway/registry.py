@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
+    from gateway.config import Config
     from gateway.role import Role, RoleContext
 
 # Where a role runs when [serve] workers > 0 (gateway.supervisor):
@@ -35,10 +36,17 @@ class RoleEntry:
     factory: str  # "module:function", function(RoleContext) -> Role
     placement: str
     summary: str
+    listens: tuple[str, ...] = ()  # its listening addresses' config keys ("table.key")
 
 
 ROLES: tuple[RoleEntry, ...] = (
-    RoleEntry("dropbox", "inbound.dropbox:build", LISTENING, "the BCC dropbox SMTP server"),
+    RoleEntry(
+        "dropbox",
+        "inbound.dropbox:build",
+        LISTENING,
+        "the BCC dropbox (SMTP)",
+        ("dropbox.listen",),
+    ),
     RoleEntry(
         "pipeline",
         "gateway.pipeline_role:build",
@@ -46,12 +54,19 @@ ROLES: tuple[RoleEntry, ...] = (
         "finishes every stored message, including those a crash interrupted",
     ),
     RoleEntry("imap", "inbound.imap.service:build", BACKGROUND, "syncs every connected mailbox"),
-    RoleEntry("web", "admin.server:build", BACKGROUND, "the HTTP server: /api/v1, /metrics"),
+    RoleEntry(
+        "web",
+        "admin.server:build",
+        BACKGROUND,
+        "the HTTP server: /api/v1, /metrics, /healthz",
+        ("web.listen",),
+    ),
     RoleEntry(
         "submission",
         "outbound.submission:build",
         BACKGROUND,
         "SMTP AUTH for the CRM: queues its mail",
+        ("submission.listen", "submission.tls_listen"),
     ),
     RoleEntry(
         "delivery",
@@ -102,6 +117,23 @@ def check_roles(names: Sequence[str]) -> None:
         if name not in ROLE_NAMES:
             known = ", ".join(ROLE_NAMES)
             raise ConfigError("serve.roles", "--roles", f"unknown role {name!r} (known: {known})")
+
+
+def summary(names: Sequence[str], config: Config) -> list[str]:
+    """A line for each role of `names`: what it does, and where it listens."""
+    lines = []
+    for role in ROLES:
+        if role.name not in names:
+            continue
+        where = []
+        for key in role.listens:
+            table, name = key.split(".")
+            value = getattr(getattr(config, table), name)
+            if value:
+                where.append(f"{value} ({key})")
+        line = f"{role.name}: {role.summary}"
+        lines.append(f"{line}, on {' and '.join(where)}" if where else line)
+    return lines
 
 
 def command_modules() -> list[Any]:

@@ -2,7 +2,7 @@
 
 `reply_for(exc)` is the only place an exception becomes an SMTP reply.
 `GatewaySMTP` closes the gaps of stock aiosmtpd that are policy for us
-(TRAPS.md): a second STARTTLS inside TLS, no cap on errors per connection,
+(its known traps): a second STARTTLS inside TLS, no cap on errors per connection,
 replies without enhanced status codes although ENHANCEDSTATUSCODES is
 advertised, source routes, and no per-IP connection limits.
 """

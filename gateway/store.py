@@ -13,6 +13,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, exists, insert, select, update
@@ -267,20 +268,7 @@ def accept_batch_in(
     found = _sightings_of(connection, keys)
     now = utcnow()
     todo = [i for i, key in enumerate(keys) if found.get(key, (0, None))[1] is None]
-    raws = {
-        shas[i]: {
-            "sha256": shas[i],
-            "size": len(items[i][0]),
-            "data": items[i][0],
-            "created_at": now,
-        }
-        for i in todo
-    }
-    if raws:
-        _INSERT_RAW_MANY[connection.dialect.name](connection).execute_many(
-            connection, list(raws.values())
-        )
-    raw_ids = _raw_ids(connection, list(raws))
+    raw_ids = _store_raws(connection, {shas[i]: items[i][0] for i in todo}, now)
     out: list[Accepted | None] = [None] * len(items)
     rows: list[dict[str, Any]] = []
     accounts: dict[int, int] = {}
@@ -300,33 +288,8 @@ def accept_batch_in(
             )
             out[i] = Accepted(existing[0], raw_id, shas[i], new=True)
             continue
-        account_id = arrival.account_id or accounts.get(arrival.user_id)
-        if account_id is None:
-            account_id = _one(
-                _ACCOUNT_OF(connection).execute(connection, {"b_user": arrival.user_id})
-            )
-            if account_id is None:
-                raise LookupError(f"no user with id {arrival.user_id}")
-            accounts[arrival.user_id] = account_id
-        state = SightingState.QUARANTINED if arrival.quarantined else SightingState.PENDING
-        rows.append(
-            {
-                "account_id": account_id,
-                "user_id": arrival.user_id,
-                "raw_message_id": raw_id,
-                "source": key[1],
-                "source_key": key[2],
-                "folder": arrival.folder,
-                "uidvalidity": arrival.uidvalidity,
-                "uid": arrival.uid,
-                "keep": arrival.keep.value,
-                "state": state.value,
-                "attempts": 0,
-                "auth_results": arrival.auth_results,
-                "origin": arrival.origin,
-                "received_at": now,
-            }
-        )
+        account_id = _account_of(connection, arrival, accounts)
+        rows.append(_sighting_row(arrival, account_id, raw_id, key, now))
     if rows:
         _INSERT_SIGHTING_MANY(connection).execute_many(connection, rows)
         created = _sightings_of(
@@ -338,6 +301,52 @@ def accept_batch_in(
                 assert stored is not None
                 out[i] = Accepted(sighting_id, stored, shas[i], new=True)
     return [accepted for accepted in out if accepted is not None]
+
+
+def _store_raws(connection: Connection, raws: dict[str, bytes], now: datetime) -> dict[str, int]:
+    """Insert the bytes not stored yet (one executemany); every one's id by SHA-256."""
+    if raws:
+        _INSERT_RAW_MANY[connection.dialect.name](connection).execute_many(
+            connection,
+            [
+                {"sha256": sha, "size": len(raw), "data": raw, "created_at": now}
+                for sha, raw in raws.items()
+            ],
+        )
+    return _raw_ids(connection, list(raws))
+
+
+def _account_of(connection: Connection, arrival: Arrival, known: dict[int, int]) -> int:
+    """The account of the arrival's user (given, remembered in `known`, or read)."""
+    account_id = arrival.account_id or known.get(arrival.user_id)
+    if account_id is None:
+        account_id = _one(_ACCOUNT_OF(connection).execute(connection, {"b_user": arrival.user_id}))
+        if account_id is None:
+            raise LookupError(f"no user with id {arrival.user_id}")
+        known[arrival.user_id] = account_id
+    return int(account_id)
+
+
+def _sighting_row(
+    arrival: Arrival, account_id: int, raw_id: int, key: tuple[int, str, str], now: datetime
+) -> dict[str, Any]:
+    state = SightingState.QUARANTINED if arrival.quarantined else SightingState.PENDING
+    return {
+        "account_id": account_id,
+        "user_id": arrival.user_id,
+        "raw_message_id": raw_id,
+        "source": key[1],
+        "source_key": key[2],
+        "folder": arrival.folder,
+        "uidvalidity": arrival.uidvalidity,
+        "uid": arrival.uid,
+        "keep": arrival.keep.value,
+        "state": state.value,
+        "attempts": 0,
+        "auth_results": arrival.auth_results,
+        "origin": arrival.origin,
+        "received_at": now,
+    }
 
 
 def _sightings_of(

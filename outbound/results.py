@@ -13,7 +13,7 @@ pipeline attaches to the recipients' contacts.
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
@@ -42,85 +42,20 @@ NO_MAILBOX = "no mailbox"  # the sent_copy outcome of a user without a connected
 def record_in(config: Config, connection: Connection, job: Job, results: dict[str, Result]) -> str:
     """What each recipient's server said, in the caller's transaction (the delivery
     role group-commits these); returns the message's new state."""
-    outbound = config.outbound
     now = utcnow()
-    expired = job.age > outbound.max_age
-    bounced: list[tuple[str, str]] = []  # (address, reply) of this attempt
-    changes: list[dict[str, Any]] = []
-    final: list[tuple[str, str]] = []  # (address, state) of every recipient
-    for recipient_id, address, state, attempts in _RECIPIENTS(connection).execute(
-        connection, {"b_message": job.id}
-    ):
-        result = results.get(address)
-        if result is None or state not in PENDING:
-            final.append((address, state))
-            continue
-        reply = str(result)[:2000]
-        if 200 <= result.code < 300:
-            state = DeliveryState.SENT.value
-        elif result.permanent or expired:
-            state = DeliveryState.BOUNCED.value
-            if expired and not result.permanent:
-                reply = f"gave up after {job.age / 86400:.1f} days; last reply: {result}"[:2000]
-            bounced.append((address, reply))
-        else:
-            state = DeliveryState.DEFERRED.value
-        final.append((address, state))
-        changes.append(
-            {
-                "b_id": recipient_id,
-                "state": state,
-                "attempts": attempts + 1,
-                "last_reply": reply,
-                "updated_at": now,
-            }
-        )
-    if changes:
-        _RECIPIENT_RESULT(connection).execute_many(connection, changes)
-    for address, reply in bounced:
-        emit(
-            connection,
-            job.account_id,
-            MESSAGE_BOUNCED,
-            id=job.id,
-            message_id=job.message_id,
-            recipient=address,
-            reply=reply,
-        )
-    states = [state for _, state in final]
+    final = _record_recipients(config, connection, job, results, now)
+    states = {state for _, state in final}
     attempts = job.attempts + 1
     next_attempt, sent_copy = now, None
     if DeliveryState.DEFERRED.value in states or DeliveryState.QUEUED.value in states:
         message_state = DeliveryState.DEFERRED.value
+        outbound = config.outbound
         wait = min(outbound.retry_max, outbound.retry_base * 2 ** (attempts - 1))
         next_attempt = now + timedelta(seconds=wait * random.uniform(0.9, 1.1))
     elif DeliveryState.SENT.value in states:
         message_state = DeliveryState.SENT.value
         sent_copy = None if job.copy else NO_MAILBOX
-        # The sent message joins the user's mail like any other: the pipeline
-        # attaches it to the recipients' contacts (and auto-creates new To,
-        # Cc and Bcc recipients where the account allows), and the copy the
-        # IMAP sync later finds in Sent is the same message, another sighting.
-        accept_in(
-            connection,
-            job.raw,
-            Arrival(
-                job.user_id,
-                Source.OUTBOUND,
-                Keep.ALWAYS,
-                source_key=f"outbound:{job.id}",
-                account_id=job.account_id,
-            ),
-        )
-        emit(
-            connection,
-            job.account_id,
-            MESSAGE_SENT,
-            id=job.id,
-            message_id=job.message_id,
-            sent=[a for a, state in final if state == DeliveryState.SENT.value],
-            bounced=[a for a, state in final if state == DeliveryState.BOUNCED.value],
-        )
+        _sent(connection, job, final)
     elif DeliveryState.CANCELLED.value in states and DeliveryState.BOUNCED.value not in states:
         message_state = DeliveryState.CANCELLED.value
     else:
@@ -137,6 +72,92 @@ def record_in(config: Config, connection: Connection, job: Job, results: dict[st
         },
     )
     return message_state
+
+
+def _record_recipients(
+    config: Config,
+    connection: Connection,
+    job: Job,
+    results: dict[str, Result],
+    now: datetime,
+) -> list[tuple[str, str]]:
+    """Each tried recipient's new state and the remote's reply (message.bounced for
+    each bounce); returns (address, state) of every recipient of the message."""
+    expired = job.age > config.outbound.max_age
+    changes: list[dict[str, Any]] = []
+    final: list[tuple[str, str]] = []
+    for recipient_id, address, state, attempts in _RECIPIENTS(connection).execute(
+        connection, {"b_message": job.id}
+    ):
+        result = results.get(address)
+        if result is None or state not in PENDING:
+            final.append((address, state))
+            continue
+        state, reply = _outcome(result, expired, job.age)
+        if state == DeliveryState.BOUNCED.value:
+            emit(
+                connection,
+                job.account_id,
+                MESSAGE_BOUNCED,
+                id=job.id,
+                message_id=job.message_id,
+                recipient=address,
+                reply=reply,
+            )
+        final.append((address, state))
+        changes.append(
+            {
+                "b_id": recipient_id,
+                "state": state,
+                "attempts": attempts + 1,
+                "last_reply": reply,
+                "updated_at": now,
+            }
+        )
+    if changes:
+        _RECIPIENT_RESULT(connection).execute_many(connection, changes)
+    return final
+
+
+def _outcome(result: Result, expired: bool, age: float) -> tuple[str, str]:
+    """A recipient's new state and the reply kept for it."""
+    reply = str(result)[:2000]
+    if 200 <= result.code < 300:
+        return DeliveryState.SENT.value, reply
+    if result.permanent:
+        return DeliveryState.BOUNCED.value, reply
+    if expired:
+        return DeliveryState.BOUNCED.value, (
+            f"gave up after {age / 86400:.1f} days; last reply: {result}"[:2000]
+        )
+    return DeliveryState.DEFERRED.value, reply
+
+
+def _sent(connection: Connection, job: Job, final: list[tuple[str, str]]) -> None:
+    """The sent message joins the user's mail like any other: the pipeline attaches it
+    to the recipients' contacts (and auto-creates new To, Cc and Bcc recipients where
+    the account allows), and the copy the IMAP sync later finds in Sent is the same
+    message, another sighting. Event message.sent."""
+    accept_in(
+        connection,
+        job.raw,
+        Arrival(
+            job.user_id,
+            Source.OUTBOUND,
+            Keep.ALWAYS,
+            source_key=f"outbound:{job.id}",
+            account_id=job.account_id,
+        ),
+    )
+    emit(
+        connection,
+        job.account_id,
+        MESSAGE_SENT,
+        id=job.id,
+        message_id=job.message_id,
+        sent=[a for a, state in final if state == DeliveryState.SENT.value],
+        bounced=[a for a, state in final if state == DeliveryState.BOUNCED.value],
+    )
 
 
 _om, _rc = table_of(OutboundMessage), table_of(OutboundRecipient)

@@ -2,6 +2,8 @@
 
     relay    [outbound] relay_url: TLS required (STARTTLS, or smtps://), AUTH
     mailbox  the user's own SMTP server, signed in as them (password or XOAUTH2)
+    hold     the default: nothing leaves (deferred, and so bounced after max_age)
+             until an operator sets default_route, relay_url or the user's route
     direct   the MX hosts of each recipient domain in order (the implicit MX, RFC
              7505 null MX), opportunistic STARTTLS, at most connections_per_domain
              at once, private hosts refused unless [security] allows them
@@ -42,7 +44,12 @@ from outbound.smtp_client import (
     transmit,
 )
 
-ROUTES = ("mailbox", "direct", "relay")
+ROUTES = ("mailbox", "direct", "relay")  # what a user may choose
+HOLD = "hold"  # [outbound] default_route: nothing leaves until a route is set
+HELD = (
+    "4.3.5 held: no route is set for this user ([outbound] default_route is hold); "
+    "set relay_url and default_route, or `gateway user route EMAIL ...`"
+)
 
 
 class Routes:
@@ -63,6 +70,8 @@ class Routes:
         self.sessions.close()
 
     def send(self, job: Job, data: bytes) -> dict[str, Result]:
+        if job.route == HOLD:
+            return dict.fromkeys(job.recipients, Result(451, HELD))
         timeout = self.config.outbound.timeout
         helo = self.config.outbound.helo_name
         if job.route == "relay":

@@ -1,4 +1,4 @@
-"""The layering of ARCHITECTURE.md: the core imports no role, roles do not import
+"""The layering: the core imports no role, roles do not import
 each other, and one registry names every role and every command."""
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from gateway.accounts import get_account, get_user
 from gateway.cli.context import Context
 from gateway.cli.verbs import Verbs
+from gateway.errors import InputError
 from gateway.ingest import ingest
 from gateway.messages import list_messages
 from gateway.sources import open_source
@@ -28,7 +29,7 @@ def register(sub: Verbs) -> None:
     a.add_argument("--contact", metavar="EMAIL", help="only those attached to this contact")
     a.add_argument("--user", metavar="EMAIL", help="only those seen for this user")
     a.add_argument("--unattached", action="store_true", help="only those on no contact")
-    a.add_argument("--limit", type=int, default=50)
+    a.add_argument("--limit", type=int, default=50, help="show at most this many (default 50)")
     a.add_argument("--account", help="account name (default: the only one)")
     a.add_argument("--json", action="store_true")
     a.set_defaults(handler=cmd_list)
@@ -71,6 +72,8 @@ def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise InputError("--limit", "must be 1 or more")
     with ctx.db.session() as session:
         account = get_account(session, args.account)
         user_id = get_user(session, ctx.config, args.user).id if args.user else None
@@ -80,8 +83,15 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
             contact_email=args.contact,
             user_id=user_id,
             unattached=args.unattached,
-            limit=args.limit,
+            limit=args.limit + 1,  # one more: to know whether the list was cut
             case=ctx.config.addresses.local_part_case,
+        )
+    if len(views) > args.limit:
+        views = views[: args.limit]
+        ctx.err.print(
+            f"gateway: showing the newest {args.limit} messages; more match "
+            f"(--limit {args.limit * 4} shows more)",
+            markup=False,
         )
     if args.json:
         ctx.print_json([v.as_dict() for v in views])

@@ -14,6 +14,7 @@ from gateway.cli.verbs import Verbs
 from gateway.config import DEFAULT_CONFIG_FILE, render_example
 from gateway.errors import InputError
 from gateway.models import Account, Plan
+from gateway.registry import check_roles, summary
 from gateway.runner import Service
 from gateway.tls import ensure_self_signed
 from gateway.vault import ensure_key_file
@@ -87,9 +88,22 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
         if args.roles is not None
         else list(config.serve.roles)
     )
+    check_roles(roles)
     ctx.db.migrate()
-    service = Service(config, ctx.db)
-    asyncio.run(service.serve(roles, ready=lambda: ctx.err.print("gateway: ready")))
+
+    def ready() -> None:
+        # Said once every role started: what listens where, and what to set.
+        for line in summary(roles, config):
+            ctx.err.print(f"gateway: {line}", markup=False)
+        if "delivery" in roles and config.outbound.default_route == "hold":
+            ctx.err.print(
+                "gateway: outbound mail is held: nothing leaves this machine until a route "
+                "is set ([outbound] default_route and relay_url, or `gateway user route`)",
+                markup=False,
+            )
+        ctx.err.print("gateway: ready")
+
+    asyncio.run(Service(config, ctx.db).serve(roles, ready=ready))
     return 0
 
 

@@ -152,13 +152,14 @@ class ServeConfig:
     """What `gateway serve` runs."""
 
     roles: tuple[str, ...] = field(
-        default=("dropbox", "pipeline", "imap", "web"),
+        default=("dropbox", "pipeline", "imap", "web", "submission", "delivery"),
         metadata=doc(
             'Roles started by `gateway serve`: "dropbox" (the BCC dropbox SMTP server), '
             '"pipeline" (finishes every stored message, including those interrupted by a '
             'crash), "imap" (syncs every active connected mailbox), "web" (the HTTP '
-            'server: /metrics) and "submission" (SMTP AUTH for the CRM: queues mail; its '
-            "delivery comes with a later release, so it is not started by default)."
+            'server: /api/v1, /metrics), "submission" (SMTP AUTH for the CRM: queues its '
+            'mail) and "delivery" (sends queued mail by each user\'s route; with [outbound] '
+            'default_route = "hold" nothing leaves until a route is set).'
         ),
     )
     workers: int = field(

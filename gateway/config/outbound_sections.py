@@ -63,12 +63,13 @@ class OutboundConfig:
     """The delivery role: how queued mail leaves."""
 
     default_route: str = field(
-        default="direct",
+        default="hold",
         metadata=doc(
             "Route of users who chose none and have no connected mailbox to send with: "
-            "direct (the recipients' MX hosts) or relay (relay_url). Per user: "
-            "`gateway user route EMAIL mailbox|direct|relay`.",
-            ("direct", "relay"),
+            "hold (nothing leaves this machine: their mail waits in the queue, deferred, "
+            "until a route is set), direct (the recipients' MX hosts) or relay (relay_url). "
+            "Per user: `gateway user route EMAIL mailbox|direct|relay`.",
+            ("hold", "direct", "relay"),
         ),
     )
     relay_url: str = field(

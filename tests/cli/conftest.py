@@ -16,7 +16,8 @@ def config_file(tmp_path: Path, database_url: str) -> Path:
     # [dropbox] last: tests append more of its keys
     path.write_text(
         f'[paths]\nvar_dir = "var"\n[database]\nurl = "{database_url}"\n'
-        '[web]\nlisten = "127.0.0.1:0"\n[dropbox]\nlisten = "127.0.0.1:0"\n',
+        '[web]\nlisten = "127.0.0.1:0"\n[submission]\nlisten = "127.0.0.1:0"\n'
+        '[dropbox]\nlisten = "127.0.0.1:0"\n',
         encoding="utf-8",
     )
     return path

@@ -6,6 +6,7 @@ import mailbox
 import stat
 from pathlib import Path
 
+import pytest
 from argon2 import PasswordHasher
 
 from gateway.cli import main
@@ -168,3 +169,30 @@ def test_help_works() -> None:
     ).stdout
     for command in ("init", "migrate", "serve", "user", "contacts", "ingest", "messages"):
         assert command in out
+
+
+def test_a_cut_list_says_so_on_stderr_and_json_stays_a_list(
+    initialized: Run, tmp_path: Path
+) -> None:
+    box = mailbox.mbox(str(tmp_path / "box.mbox"))
+    for i in range(4):
+        box.add(make_message(message_id=f"<cut{i}@x>", subject=f"cut {i}"))
+    box.flush()
+    box.close()
+    initialized("ingest", str(tmp_path / "box.mbox"), "--user", "bob@acme.com")
+    cut = initialized("messages", "list", "--limit", "3", "--json")
+    assert len(cut.json()) == 3
+    assert "showing the newest 3 messages; more match (--limit 12 shows more)" in cut.err
+    whole = initialized("messages", "list", "--limit", "4", "--json")
+    assert len(whole.json()) == 4 and whole.err == ""
+    assert initialized("messages", "list", "--limit", "0").code == 1
+
+
+@pytest.mark.parametrize("argv", [[], ["user"], ["queue"], ["mailbox"]])
+def test_a_command_without_its_verb_prints_its_help(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("usage: gateway") and "COMMAND" in out.out
+    assert out.err == ""

@@ -157,7 +157,7 @@ def test_killed_workers_are_replaced_and_finish_the_work(
     env = {"GATEWAY_PIPELINE__BATCH_SIZE": "1", "GATEWAY_SERVE__WORKERS": "2"}
     proc = start(config_file, env=env)
     workers = children_of(proc.pid)
-    assert len(workers) == 3  # smtp-1, smtp-2, background
+    assert len(workers) == 4  # smtp-1, smtp-2, background, delivery
     deadline = time.monotonic() + 60
     while counts(db)[0] == total and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -167,7 +167,7 @@ def test_killed_workers_are_replaced_and_finish_the_work(
     while counts(db)[0] and time.monotonic() < deadline:
         time.sleep(0.05)
     replaced = children_of(proc.pid)
-    assert len(replaced) == 3 and not set(replaced) & set(workers)
+    assert len(replaced) == 4 and not set(replaced) & set(workers)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=40) == 0
     assert counts(db) == (0, total, total)
@@ -182,7 +182,7 @@ def test_a_killed_supervisor_leaves_no_worker_behind(initialized: Run, config_fi
     env = {"GATEWAY_SERVE__WORKERS": "2", "GATEWAY_DROPBOX__LISTEN": f"127.0.0.1:{port}"}
     proc = start(config_file, env=env)
     workers = children_of(proc.pid)
-    assert len(workers) == 3
+    assert len(workers) == 4  # smtp-1, smtp-2, background, delivery
     proc.kill()  # SIGKILL: the supervisor cannot tell anyone
     proc.wait(timeout=20)
     assert wait_gone(workers) == [], "workers outlived their supervisor"

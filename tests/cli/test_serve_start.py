@@ -4,6 +4,7 @@ a non-zero exit; and what it says when it does start."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import Run
+from tests.helpers.serve import start
 
 
 def serve(config_file: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
@@ -56,3 +58,23 @@ def test_a_port_in_use_is_one_line_naming_the_role_address_and_key(
 def test_unknown_role_is_refused(initialized: Run) -> None:
     result = initialized("serve", "--roles", "pipeline,teleport")
     assert result.code == 2 and "unknown role 'teleport'" in result.err
+
+
+def test_serve_runs_every_role_by_default_and_says_what_listens_where(
+    initialized: Run, config_file: Path
+) -> None:
+    before = set(config_file.parent.glob("serve-*.log"))
+    proc = start(config_file, env={"GATEWAY_SUBMISSION__LISTEN": "127.0.0.1:0"})
+    try:
+        [log] = set(config_file.parent.glob("serve-*.log")) - before
+        lines = [x for x in log.read_text().splitlines() if x.startswith("gateway: ")]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=40) == 0
+    roles = [line.split(":")[1].strip() for line in lines[:6]]
+    assert roles == ["dropbox", "pipeline", "imap", "web", "submission", "delivery"]
+    assert "on 127.0.0.1:0 (dropbox.listen)" in lines[0]
+    assert "on 127.0.0.1:0 (web.listen)" in lines[3]
+    assert "on 127.0.0.1:0 (submission.listen)" in lines[4]
+    assert "outbound mail is held: nothing leaves this machine" in lines[6]
+    assert lines[-1] == "gateway: ready"

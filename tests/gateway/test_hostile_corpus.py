@@ -1,5 +1,5 @@
 """Hostile and broken mail through the whole pipeline: no crash, no wrong link,
-raw bytes stored byte-exact (RELIABILITY.md, parsing and matching)."""
+raw bytes stored byte-exact (parsing and matching)."""
 
 from __future__ import annotations
 

@@ -20,12 +20,17 @@ from tests.peers.smtp_sink import Sink
 
 
 def outbound_config(config: Config, zone: ZoneServer, **outbound: object) -> Config:
+    """Delivery through the test DNS server to loopback peers; the direct route unless
+    `outbound` says otherwise (the default, hold, sends nothing)."""
     ensure_key_file(config.secret_key_file)
     return replace(
         config,
         dns=DnsConfig(nameservers=(zone.address,), timeout=2.0),
         security=SecurityConfig(allowed_private_networks=("127.0.0.0/8",)),
-        outbound=replace(OutboundConfig(), **{"timeout": 3.0, **outbound}),  # type: ignore[arg-type]
+        outbound=replace(
+            OutboundConfig(),
+            **{"timeout": 3.0, "default_route": "direct", **outbound},  # type: ignore[arg-type]
+        ),
     )
 
 

@@ -18,7 +18,7 @@ import trustme
 from sqlalchemy import select
 
 from gateway.accounts import get_account
-from gateway.config import Config
+from gateway.config import Config, OutboundConfig
 from gateway.db import Database
 from gateway.mail_queue import retry
 from gateway.models import DeliveryState, Event, OutboundMessage, OutboundRecipient
@@ -135,6 +135,28 @@ def test_the_direct_route_follows_the_mx_and_keeps_each_recipients_answer(
     assert [r.recipients for r in mx.received][-1] == ["full@client.test"]
     state, recipients = states(db, message_id)
     assert recipients["full@client.test"][0] == "sent" and state == "sent"
+
+
+def test_by_default_nothing_leaves_until_a_route_is_set(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
+) -> None:
+    """[outbound] default_route is "hold": a user with no route and no mailbox has their
+    mail kept in the queue, deferred with a reply that says what to set; once an
+    operator sets a route, a retry sends it."""
+    from outbound.routes import HELD
+
+    assert OutboundConfig().default_route == "hold"
+    cfg = outbound_config(config, zone_server, default_route="hold", direct_port=mx.port)
+    client_test_mx(zone_server)
+    message_id = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
+    deliver_once(Delivery(db, cfg))
+    state, recipients = states(db, message_id)
+    assert state == "deferred" and mx.received == []
+    assert recipients["carol@client.test"] == ("deferred", f"451 {HELD}")
+    direct = replace(cfg, outbound=replace(cfg.outbound, default_route="direct"))
+    retry(db, message_id)
+    deliver_once(Delivery(db, direct))
+    assert states(db, message_id)[0] == "sent" and len(mx.received) == 1
 
 
 def test_a_server_that_hangs_or_is_away_defers_and_max_age_bounces(

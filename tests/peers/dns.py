@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.names import dns, error, server
 from twisted.names.common import ResolverBase
 
@@ -80,10 +81,19 @@ class ZoneServer:
         self.zone = _Zone()
         factory = _Factory(authorities=[self.zone])
         factory.zone = self.zone
-        protocol = dns.DNSDatagramProtocol(controller=factory)
-        self._udp = call(reactor.listenUDP, 0, protocol, interface="127.0.0.1")
-        self.port: int = self._udp.getHost().port
-        self._tcp = call(reactor.listenTCP, self.port, factory, interface="127.0.0.1")
+        # UDP and TCP on one port number: a free UDP port's number may be taken for
+        # TCP by another process; then try another.
+        for attempt in range(20):
+            protocol = dns.DNSDatagramProtocol(controller=factory)
+            self._udp = call(reactor.listenUDP, 0, protocol, interface="127.0.0.1")
+            self.port: int = self._udp.getHost().port
+            try:
+                self._tcp = call(reactor.listenTCP, self.port, factory, interface="127.0.0.1")
+                break
+            except CannotListenError:
+                call(self._udp.stopListening)
+                if attempt == 19:
+                    raise
 
     @property
     def address(self) -> str:
