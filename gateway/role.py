@@ -22,7 +22,7 @@ from typing import Protocol
 from gateway.config import Config
 from gateway.db import Database
 from gateway.errors import ConfigError
-from gateway.smtp_server import Gate
+from gateway.smtp_limits import Gate
 
 
 class Role(Protocol):

@@ -13,20 +13,16 @@ import asyncio
 import inspect
 import logging
 import re
-import time
-from collections import defaultdict, deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 from psycopg.errors import DiskFull
 from sqlalchemy.exc import OperationalError
 
 from gateway import smtp_replies as replies
-from gateway.config import Config
 from gateway.errors import MailRejected, TryLater
 from gateway.smtp_data import TOO_LONG, TOO_MUCH, read_data
+from gateway.smtp_limits import Gate
 
 log = logging.getLogger(__name__)
 
@@ -120,61 +116,6 @@ def without_status(line: str) -> str:
     if found is None:
         return line
     return line[:4] + line[found.end() :]
-
-
-@dataclass
-class ConnectionLimiter:
-    """Concurrent connections and connection rate per client IP (421 4.7.0 past them)."""
-
-    max_concurrent: int
-    per_minute: int
-    clock: Callable[[], float] = time.monotonic
-    _open: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    _recent: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
-
-    def admit(self, ip: str) -> bool:
-        now = self.clock()
-        recent = self._recent[ip]
-        while recent and now - recent[0] > 60.0:
-            recent.popleft()
-        if self._open[ip] >= self.max_concurrent or len(recent) >= self.per_minute:
-            return False
-        recent.append(now)
-        self._open[ip] += 1
-        return True
-
-    def release(self, ip: str) -> None:
-        self._open[ip] -= 1
-        if self._open[ip] <= 0:
-            del self._open[ip]
-            if not self._recent.get(ip):
-                self._recent.pop(ip, None)
-
-
-def dropbox_limiter(config: Config) -> ConnectionLimiter:
-    """The per-IP limits of [dropbox], for one process or for the supervisor of many."""
-    dropbox = config.dropbox
-    return ConnectionLimiter(dropbox.max_connections_per_ip, dropbox.connections_per_minute_per_ip)
-
-
-class Gate(Protocol):
-    """Admission of client connections under the per-IP limits: the process's own
-    ConnectionLimiter, or the supervisor's, shared by all SMTP worker processes."""
-
-    async def admit(self, ip: str) -> bool: ...
-
-    def release(self, ip: str) -> None: ...
-
-
-class LocalGate:
-    def __init__(self, limiter: ConnectionLimiter) -> None:
-        self.limiter = limiter
-
-    async def admit(self, ip: str) -> bool:
-        return self.limiter.admit(ip)
-
-    def release(self, ip: str) -> None:
-        self.limiter.release(ip)
 
 
 class GatewaySMTP(SMTP):

@@ -35,7 +35,7 @@ from gateway import registry
 from gateway.config import Config, host_port
 from gateway.errors import GatewayError
 from gateway.role import cannot_listen, stop_on_signals
-from gateway.smtp_server import dropbox_limiter
+from gateway.smtp_limits import dropbox_limiter
 from gateway.worker import WorkerSpec
 
 log = logging.getLogger(__name__)

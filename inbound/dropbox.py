@@ -36,15 +36,8 @@ from gateway.models import Keep, Source, UserAddress
 from gateway.parsing import parse
 from gateway.resolver import Resolver
 from gateway.role import RoleContext, cannot_listen
-from gateway.smtp_server import (
-    Gate,
-    GatewayHandler,
-    GatewaySMTP,
-    LocalGate,
-    dropbox_limiter,
-    reply_for,
-    storage_error,
-)
+from gateway.smtp_limits import Gate, LocalGate, dropbox_limiter
+from gateway.smtp_server import GatewayHandler, GatewaySMTP, reply_for, storage_error
 from gateway.store import Arrival, accept_in
 from gateway.tls import server_context
 from inbound.forwarded import find_forwarded, might_be_forwarded

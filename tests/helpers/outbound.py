@@ -125,3 +125,15 @@ class Submission:
         client = smtplib.SMTP_SSL("127.0.0.1", self.tls_port, timeout=30, context=self.client_tls)
         client.ehlo("crm.test")
         return client
+
+
+MESSAGE = (
+    b"From: Bob <bob@acme.com>\r\nTo: carol@client.test\r\nBcc: boss@acme.com\r\n"
+    b"Subject: Our offer\r\n\r\nHello Carol,\r\n"
+)
+
+
+def due_now(db: Database, message_id: int) -> None:
+    with db.session() as session:
+        message = session.get_one(OutboundMessage, message_id)
+        message.next_attempt_at = message.created_at

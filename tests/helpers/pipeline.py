@@ -12,6 +12,7 @@ from gateway.directory import AccountDirectory
 from gateway.models import (
     Account,
     Keep,
+    Message,
     MessageContact,
     Sighting,
     Source,
@@ -65,3 +66,15 @@ def attached(db: Database, message_id: int) -> dict[int, set[str]]:
         for contact_id, role in rows:
             out.setdefault(contact_id, set()).add(role)
         return out
+
+
+def set_account(db: Database, account_id: int, **values: object) -> None:
+    with db.session() as session:
+        account = session.get_one(Account, account_id)
+        for key, value in values.items():
+            setattr(account, key, value)
+
+
+def conversation_of(db: Database, message_id: int | None) -> int | None:
+    with db.session() as session:
+        return session.get_one(Message, message_id).conversation_id

@@ -13,6 +13,7 @@ import trustme
 from gateway.config import Config, TlsConfig
 from gateway.db import Database
 from gateway.tokens import create_token
+from outbound.delivery import Delivery
 from outbound.submission import SubmissionServer
 from tests.helpers.outbound import Submission
 from tests.helpers.roles import running
@@ -58,3 +59,19 @@ def submission(
         yield Submission(
             server.port("listen"), server.port("tls_listen"), cfg, db, client_tls, token
         )
+
+
+@pytest.fixture(autouse=True)
+def close_sessions(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every Delivery of a test closes the SMTP sessions it kept open, at the end."""
+    made: list[Delivery] = []
+    real = Delivery.__init__
+
+    def init(self: Delivery, *args: object, **kwargs: object) -> None:
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+        made.append(self)
+
+    monkeypatch.setattr(Delivery, "__init__", init)
+    yield
+    for delivery in made:
+        delivery.close()

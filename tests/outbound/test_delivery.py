@@ -6,11 +6,9 @@ reply, deferred and retried), the maximum age, and a crash in the middle of send
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import dkim
 import pytest
@@ -21,14 +19,16 @@ from gateway.accounts import get_account
 from gateway.config import Config, OutboundConfig
 from gateway.db import Database
 from gateway.mail_queue import retry
-from gateway.models import DeliveryState, Event, OutboundMessage, OutboundRecipient
+from gateway.models import Event, OutboundMessage
 from gateway.vault import Vault
 from outbound.delivery import Delivery
 from outbound.dkim_keys import generate, record
 from tests.helpers.outbound import (
+    MESSAGE,
     client_test_mx,
     connect_sending_mailbox,
     deliver_once,
+    due_now,
     outbound_config,
     queue_message,
     relay_config,
@@ -37,27 +37,6 @@ from tests.helpers.outbound import (
 from tests.helpers.wait import eventually
 from tests.peers.dns import ZoneServer
 from tests.peers.smtp_sink import Sink
-
-MESSAGE = (
-    b"From: Bob <bob@acme.com>\r\nTo: carol@client.test\r\nBcc: boss@acme.com\r\n"
-    b"Subject: Our offer\r\n\r\nHello Carol,\r\n"
-)
-
-
-@pytest.fixture(autouse=True)
-def close_sessions(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every Delivery of a test closes the SMTP sessions it kept open, at the end."""
-    made: list[Delivery] = []
-    real = Delivery.__init__
-
-    def init(self: Delivery, *args: object, **kwargs: object) -> None:
-        real(self, *args, **kwargs)  # type: ignore[arg-type]
-        made.append(self)
-
-    monkeypatch.setattr(Delivery, "__init__", init)
-    yield
-    for delivery in made:
-        delivery.close()
 
 
 def test_the_relay_route_signs_drops_bcc_and_sends(
@@ -130,7 +109,7 @@ def test_the_direct_route_follows_the_mx_and_keeps_each_recipients_answer(
     deliver_once(delivery)
     assert len(mx.received) == 1
     del mx.rcpt_replies["full@client.test"]
-    _due_now(db, message_id)
+    due_now(db, message_id)
     deliver_once(delivery)
     assert [r.recipients for r in mx.received][-1] == ["full@client.test"]
     state, recipients = states(db, message_id)
@@ -177,227 +156,11 @@ def test_a_server_that_hangs_or_is_away_defers_and_max_age_bounces(
     with db.session() as session:
         message = session.get_one(OutboundMessage, message_id)
         message.created_at -= timedelta(days=6)
-    _due_now(db, message_id)
+    due_now(db, message_id)
     deliver_once(delivery)
     state, recipients = states(db, message_id)
     assert state == "bounced"
     assert "gave up after 6.0 days" in (recipients["carol@client.test"][1] or "")
-
-
-def test_a_crash_while_sending_resends_only_to_whom_did_not_get_it(
-    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
-) -> None:
-    cfg = outbound_config(config, zone_server, direct_port=mx.port)
-    client_test_mx(zone_server)
-    message_id = queue_message(db, cfg, MESSAGE, ["carol@client.test", "dan@client.test"])
-    # As a process killed in the middle: claimed (sending), Carol's delivery recorded.
-    delivery = Delivery(db, cfg)
-    [job] = delivery.claim(10)
-    with db.session() as session:
-        carol = session.scalars(
-            select(OutboundRecipient).where(OutboundRecipient.address == "carol@client.test")
-        ).one()
-        carol.state = DeliveryState.SENT.value
-    assert delivery.claim(10) == []  # a message being sent is not claimed twice
-    restarted = Delivery(db, cfg)
-    assert restarted.recover() == 1
-    deliver_once(restarted)
-    assert [r.recipients for r in mx.received] == [["dan@client.test"]]
-    assert states(db, message_id)[0] == "sent"
-    assert job.recipients == ["carol@client.test", "dan@client.test"]
-
-
-def test_after_a_crash_a_process_takes_back_only_its_own_messages(
-    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
-) -> None:
-    """Two delivery processes (or nodes) share the queue: the one started in place of
-    a dead one resumes what that one was sending, never what the other is sending."""
-    cfg = outbound_config(config, zone_server, direct_port=mx.port)
-    client_test_mx(zone_server)
-    first = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
-    second = queue_message(db, cfg, MESSAGE, ["dan@client.test"])
-    one, two = (
-        Delivery(db, cfg, owner="host-a/delivery-1"),
-        Delivery(db, cfg, owner="host-a/delivery-2"),
-    )
-    [job_one] = one.claim(1)
-    [job_two] = two.claim(1)
-    assert (job_one.id, job_two.id) == (first, second)
-    with db.read() as session:
-        owners = dict(session.execute(select(OutboundMessage.id, OutboundMessage.claimed_by)).all())
-    assert owners == {first: "host-a/delivery-1", second: "host-a/delivery-2"}
-
-    # delivery-1 dies; its successor (same name) starts while delivery-2 is still sending.
-    successor = Delivery(db, cfg, owner="host-a/delivery-1")
-    assert successor.recover() == 1
-    assert states(db, first)[0] == "deferred" and states(db, second)[0] == "sending"
-    deliver_once(successor)
-    two.attempt(job_two)
-    assert sorted(r.recipients[0] for r in mx.received) == ["carol@client.test", "dan@client.test"]
-    assert states(db, first)[0] == states(db, second)[0] == "sent"
-
-
-def test_claims_of_a_host_gone_for_good_expire(
-    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
-) -> None:
-    """A process renews the claims of what it is sending; a claim not renewed for
-    CLAIM_LEASE seconds (its host died and never came back) is taken back by any
-    other process, and the message is sent from there."""
-    from datetime import timedelta
-
-    from gateway.models import utcnow
-    from outbound.claims import CLAIM_LEASE
-
-    cfg = outbound_config(config, zone_server, direct_port=mx.port)
-    client_test_mx(zone_server)
-    lost = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
-    alive = queue_message(db, cfg, MESSAGE, ["dan@client.test"])
-    gone, here = (
-        Delivery(db, cfg, owner="host-b/delivery"),
-        Delivery(db, cfg, owner="host-a/delivery"),
-    )
-    [job_lost] = gone.claim(1)
-    [job_alive] = here.claim(1)
-    long_ago = utcnow() - timedelta(seconds=CLAIM_LEASE + 1)
-    with db.session() as session:
-        for message_id in (lost, alive):
-            session.get_one(OutboundMessage, message_id).updated_at = long_ago
-    here.renew({job_alive.id})  # host-a is alive and says so; host-b says nothing
-    assert here.expire() == 1
-    assert states(db, lost)[0] == "deferred" and states(db, alive)[0] == "sending"
-    deliver_once(here)
-    here.attempt(job_alive)
-    assert sorted(r.recipients[0] for r in mx.received) == ["carol@client.test", "dan@client.test"]
-    assert job_lost.id == lost
-
-
-def test_a_copy_to_sent_is_made_by_one_process_only(
-    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
-) -> None:
-    """A copy still missing is taken with a lease before it is made: another process
-    finds it taken and leaves it; one taken by a process that died is due again once
-    the lease is over."""
-    from datetime import timedelta
-
-    from gateway.models import utcnow
-    from outbound.sent_copy import COPY_LEASE
-
-    made: list[tuple[int, str]] = []
-
-    def copy(user_id: int, raw: bytes, message_id: str, via_mailbox: bool) -> str:
-        made.append((user_id, message_id))
-        # Meanwhile another process looks at the same message: it is taken.
-        assert other.copy_to_sent(sent) is None
-        assert other.copies_due(10) == []
-        return "appended"
-
-    cfg = outbound_config(config, zone_server, direct_port=mx.port)
-    client_test_mx(zone_server)
-    sent = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
-    deliver_once(Delivery(db, cfg))
-    with db.session() as session:
-        session.get_one(OutboundMessage, sent).sent_copy = None  # a stop before the copy
-    one = Delivery(db, cfg, sent_copy=copy, owner="host-a/delivery-1")
-    other = Delivery(db, cfg, sent_copy=copy, owner="host-a/delivery-2")
-    assert one.copies_due(10) == [sent]
-    assert one.copy_to_sent(sent) == "appended"
-    assert len(made) == 1
-    assert other.copy_to_sent(sent) is None  # done: never again
-
-    # Two processes that read the same missing copy at once: only one takes it.
-    with db.session() as session:
-        session.get_one(OutboundMessage, sent).sent_copy = None
-    with db.read() as session:
-        message = session.get_one(OutboundMessage, sent)
-        seen = (message.sent_copy, message.updated_at)
-    assert one.copies is not None and other.copies is not None
-    assert one.copies._take_copy(sent, *seen, tries=0) is True
-    assert other.copies._take_copy(sent, *seen, tries=0) is False
-
-    # A process took the copy and died: not due until the lease is over.
-    with db.session() as session:
-        message = session.get_one(OutboundMessage, sent)
-        message.sent_copy, message.updated_at = "copying 2", utcnow()
-    assert other.copies_due(10) == []
-    with db.session() as session:
-        session.get_one(OutboundMessage, sent).updated_at = utcnow() - timedelta(
-            seconds=COPY_LEASE + 1
-        )
-    assert other.copies_due(10) == [sent]
-
-
-def test_a_message_whose_outcome_could_not_be_recorded_goes_back_to_the_queue(
-    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
-) -> None:
-    """The database fails just when the remote's answer is to be recorded: the message
-    is not left `sending` until a restart; the role gives it back to the queue once
-    the database answers, and it is sent again (the remote got it twice: the window
-    RFC 1047 describes, here as wide as the database outage)."""
-    import asyncio
-    import time
-
-    from sqlalchemy.exc import OperationalError
-
-    from outbound.delivery_role import DeliveryRole
-
-    cfg = outbound_config(
-        config, zone_server, direct_port=mx.port, retry_base=0.01, poll_interval=0.05
-    )
-    client_test_mx(zone_server)
-    message_id = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
-    role = DeliveryRole(db, cfg)
-    real = role.delivery.record_in
-    failures = [OperationalError("UPDATE", {}, Exception("database is away"))]
-
-    def record_in(connection: Any, job: Any, results: Any) -> str:
-        if failures:
-            raise failures.pop()
-        return real(connection, job, results)
-
-    role.delivery.record_in = record_in  # type: ignore[method-assign]
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        await role.start()
-        task = asyncio.create_task(role.run(stop))
-        deadline = time.monotonic() + 10
-        while states(db, message_id)[0] != "sent" and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        stop.set()
-        await task
-
-    asyncio.run(main())
-    assert states(db, message_id)[0] == "sent"
-    assert len(mx.received) == 2
-
-
-def test_retry_and_cancel(
-    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
-) -> None:
-    from gateway.mail_queue import cancel
-
-    cfg = outbound_config(config, zone_server, direct_port=mx.port)
-    client_test_mx(zone_server)
-    mx.rcpt_replies["carol@client.test"] = "550 5.7.1 Not today"
-    first = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
-    delivery = Delivery(db, cfg)
-    deliver_once(delivery)
-    assert states(db, first)[0] == "bounced"
-    del mx.rcpt_replies["carol@client.test"]
-    assert retry(db, first) == 1  # the operator fixed it: try again now
-    deliver_once(delivery)
-    assert states(db, first)[0] == "sent"
-    second = queue_message(db, cfg, MESSAGE, ["dan@client.test"])
-    assert cancel(db, second) == 1
-    deliver_once(delivery)
-    assert states(db, second)[0] == "cancelled"
-    assert [r.recipients for r in mx.received] == [["carol@client.test"]]
-
-
-def _due_now(db: Database, message_id: int) -> None:
-    with db.session() as session:
-        message = session.get_one(OutboundMessage, message_id)
-        message.next_attempt_at = message.created_at
 
 
 def test_submission_to_relay_end_to_end(
