@@ -200,33 +200,9 @@ def accept_in(transaction: Session | Connection, raw: bytes, arrival: Arrival) -
             connection, {"b_id": existing[0], "b_raw": raw_id, "b_keep": arrival.keep.value}
         )
         return Accepted(existing[0], raw_id, sha, new=True)
-    account_id = arrival.account_id or _one(
-        _ACCOUNT_OF(connection).execute(connection, {"b_user": arrival.user_id})
-    )
-    if account_id is None:
-        raise LookupError(f"no user with id {arrival.user_id}")
-    state = SightingState.QUARANTINED if arrival.quarantined else SightingState.PENDING
-    sighting_id = _one(
-        _INSERT_SIGHTING(connection).execute(
-            connection,
-            {
-                "account_id": account_id,
-                "user_id": arrival.user_id,
-                "raw_message_id": raw_id,
-                "source": source,
-                "source_key": key,
-                "folder": arrival.folder,
-                "uidvalidity": arrival.uidvalidity,
-                "uid": arrival.uid,
-                "keep": arrival.keep.value,
-                "state": state.value,
-                "attempts": 0,
-                "auth_results": arrival.auth_results,
-                "origin": arrival.origin,
-                "received_at": now,
-            },
-        )
-    )
+    account_id = _account_of(connection, arrival, {})
+    row = _sighting_row(arrival, account_id, raw_id, (arrival.user_id, source, key), now)
+    sighting_id = _one(_INSERT_SIGHTING(connection).execute(connection, row))
     return Accepted(int(sighting_id), int(raw_id), sha, new=True)
 
 
