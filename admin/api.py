@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
+from admin.auth import Principal, principal
 from gateway import smtp_replies as replies
 from gateway.config import Config
 from gateway.db import Database
@@ -28,14 +29,12 @@ from gateway.errors import (
     InvalidFields,
     MessageRejected,
     NotFound,
-    NotSignedIn,
     TryLater,
     UnsupportedMedia,
 )
-from gateway.mail_queue import enqueue, queue_rows, sent_in_last_hour
+from gateway.mail_queue import Sender, enqueue, queue_rows, sent_in_last_hour
 from gateway.models import User, UserAddress
 from gateway.parsing import parse
-from gateway.tokens import user_for_token
 from outbound.compose import Attachment, Fields, compose, needs_smtputf8
 from outbound.hygiene import prepare
 
@@ -111,7 +110,8 @@ _BODY = {
 async def send_message(request: Request) -> JSONResponse:
     config: Config = request.app.state.config
     db: Database = request.app.state.db
-    user, addresses = await asyncio.to_thread(_bearer_user, db, request)
+    who = await principal(request)
+    who.require("send")
     body = await _body(request, config.submission.max_message_size)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "message/rfc822":
@@ -122,12 +122,11 @@ async def send_message(request: Request) -> JSONResponse:
     else:
         raise UnsupportedMedia("send application/json fields or a message/rfc822 message")
     outgoing = prepare(raw, smtp_utf8=utf8, local_part_case=config.addresses.local_part_case)
-    if any(s not in addresses for s in outgoing.senders):
-        raise Forbidden("from: not one of the addresses of the token's user")
+    user = await asyncio.to_thread(_sender, db, who, outgoing.senders)
     if not recipients:
         raise InputError("to", "the message names no recipient (To, Cc or Bcc)")
     limit = config.submission.max_messages_per_hour
-    if limit and await asyncio.to_thread(sent_in_last_hour, db, user.id) >= limit:
+    if limit and await asyncio.to_thread(sent_in_last_hour, db, user.user_id) >= limit:
         raise TryLater(replies.RATE_LIMITED)
     queued = await asyncio.to_thread(
         enqueue, db, user, outgoing.senders[0], recipients, outgoing, "api"
@@ -144,26 +143,39 @@ async def send_message(request: Request) -> JSONResponse:
 )
 async def message_report(message_id: int, request: Request) -> DeliveryReport:
     db: Database = request.app.state.db
-    user, _ = await asyncio.to_thread(_bearer_user, db, request)
-    rows = await asyncio.to_thread(queue_rows, db, message_id=message_id, user_id=user.id)
+    who = await principal(request)
+    if not who.scopes & {"send", "read"}:
+        who.require("read")
+    rows = await asyncio.to_thread(
+        queue_rows, db, message_id=message_id, user_id=who.user_id, account_id=who.account_id
+    )
     if not rows:
-        raise NotFound(f"no message {message_id} of this token's user")
+        raise NotFound(f"no message {message_id} of this token's")
     return DeliveryReport.model_validate(rows[0])
 
 
-def _bearer_user(db: Database, request: Request) -> tuple[User, frozenset[str]]:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise NotSignedIn("send a token: Authorization: Bearer gwt_...")
-    with db.session() as session:
-        user = user_for_token(session, token.strip())
+def _sender(db: Database, who: Principal, senders: tuple[str, ...]) -> Sender:
+    """Who sends: the token's user, or with the account's token the user of the
+    account whose address the From header gives; every From address theirs."""
+    with db.read() as session:
+        query = select(User).where(User.account_id == who.account_id)
+        if who.user_id is not None:
+            query = query.where(User.id == who.user_id)
+        elif senders:
+            owner = select(UserAddress.user_id).where(UserAddress.address == senders[0])
+            query = query.where((User.email == senders[0]) | User.id.in_(owner))
+        user = session.scalars(query).first()
         if user is None:
-            raise NotSignedIn("the token is unknown or was revoked")
-        addresses = session.scalars(
-            select(UserAddress.address).where(UserAddress.user_id == user.id)
-        ).all()
-        session.expunge(user)
-    return user, frozenset([user.email, *addresses])
+            raise Forbidden("from: not an address of a user of this account")
+        addresses = frozenset(
+            [
+                user.email,
+                *session.scalars(select(UserAddress.address).where(UserAddress.user_id == user.id)),
+            ]
+        )
+        if any(s not in addresses for s in senders):
+            raise Forbidden("from: not one of the addresses of the token's user")
+        return Sender(user.account_id, user.id, user.email)
 
 
 async def _body(request: Request, limit: int) -> bytes:

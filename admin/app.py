@@ -13,11 +13,25 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from admin import api, metrics, problems
+from admin import api, contacts, metrics, problems
+from admin.pagination import Cursors
 from gateway import __version__
 from gateway.config import Config
 from gateway.db import Database
 from gateway.errors import Unavailable
+from gateway.vault import Vault
+
+
+def _cursors(config: Config) -> Callable[[], Cursors]:
+    """The cursor signer, made on first use (it needs the secret key file)."""
+    made: list[Cursors] = []
+
+    def get() -> Cursors:
+        if not made:
+            made.append(Cursors(Vault.load(config.secret_key_file)))
+        return made[0]
+
+    return get
 
 
 def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda: None) -> FastAPI:
@@ -33,9 +47,11 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.state.config = config
     app.state.metrics = metrics.registry(db)
     app.state.queued = queued
+    app.state.cursors = _cursors(config)
     problems.install(app)
     app.include_router(metrics.router)
     app.include_router(api.router)
+    app.include_router(contacts.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz(request: Request) -> JSONResponse:

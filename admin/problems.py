@@ -7,7 +7,8 @@ expected (500, logged), as application/problem+json with a status, a title and a
 detail a person can act on.
 
     NotSignedIn 401 | Forbidden 403 | NotFound 404 | Conflict 409
-    UnsupportedMedia 415 | InputError 422 (with the field at fault named)
+    InvalidCursor 400 | UnsupportedMedia 415 | InputError 422 (with the field at fault
+    named; CsvImportError with every row at fault)
     MailRejected: by its SMTP status (from_reply) | Unavailable, database away 503
     ConfigError and anything else 500
 """
@@ -27,9 +28,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.errors import (
     Conflict,
+    CsvImportError,
     Forbidden,
     GatewayError,
     InputError,
+    InvalidCursor,
     InvalidFields,
     MailRejected,
     NotFound,
@@ -81,6 +84,11 @@ def problem_for(exc: BaseException) -> Problem:
         return Problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="gateway"'})
     if isinstance(exc, InvalidFields):
         return Problem(422, str(exc), errors=exc.errors)
+    if isinstance(exc, InvalidCursor):
+        return Problem(400, str(exc), errors=[{"field": "cursor", "message": exc.reason}])
+    if isinstance(exc, CsvImportError):  # rows imported all or none: every one at fault
+        errors = [{"row": row, "message": why} for row, why in exc.rows]
+        return Problem(422, f"{len(errors)} bad row(s), nothing imported", errors=errors)
     if isinstance(exc, InputError) and not isinstance(exc, UnsupportedMedia):
         # The field (or file, or header) at fault, named as the caller wrote it.
         return Problem(422, str(exc), errors=[{"field": exc.where, "message": exc.reason}])

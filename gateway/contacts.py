@@ -7,12 +7,8 @@ before the contact existed lands on its record by itself.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO
+from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, selectinload
@@ -21,7 +17,7 @@ from gateway import events
 from gateway.addresses import Address, parse_one
 from gateway.db import insert_ignore
 from gateway.directory import AccountDirectory
-from gateway.errors import Conflict, CsvImportError, InputError, NotFound
+from gateway.errors import Conflict, InputError, NotFound
 from gateway.matching import match_contacts
 from gateway.models import (
     Contact,
@@ -35,21 +31,12 @@ from gateway.models import (
 
 CHUNK = 500
 # Spreadsheet formula triggers (OWASP CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
 class ContactInput:
     emails: tuple[str, ...]
     name: str = ""
-
-
-@dataclass
-class ImportResult:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    ignored_columns: list[str] = field(default_factory=list)
 
 
 def check_address(directory: AccountDirectory, email: str, case: str) -> Address:
@@ -108,21 +95,84 @@ def add_contact(
     if taken:
         address = sorted(taken)[0]
         raise Conflict(f"{address} already belongs to contact {taken[address]}")
-    return create_contact(session, directory, _unique(keys), name=name)
+    return create_contact(session, directory, unique(keys), name=name)
 
 
 def remove_contact(session: Session, account_id: int, email: str, case: str) -> Contact:
     contact = find_contact(session, account_id, email, case)
+    delete_contact(session, contact)
+    return contact
+
+
+def delete_contact(session: Session, contact: Contact) -> None:
+    """The contact goes; its mail stays stored, only the links to it go."""
     events.emit(
         session,
-        account_id,
+        contact.account_id,
         events.CONTACT_REMOVED,
         contact_id=contact.id,
         emails=[e.address for e in contact.emails],
     )
-    # Attached mail stays stored; only the links to this contact go.
     session.execute(delete(MessageContact).where(MessageContact.contact_id == contact.id))
     session.delete(contact)
+
+
+def get_contact(session: Session, account_id: int, contact_id: int) -> Contact:
+    """The account's contact `contact_id` (another account's is not found)."""
+    contact = session.scalar(
+        select(Contact)
+        .where(Contact.id == contact_id, Contact.account_id == account_id)
+        .options(selectinload(Contact.emails))
+    )
+    if contact is None:
+        raise NotFound(f"no contact {contact_id}")
+    return contact
+
+
+def update_contact(
+    session: Session,
+    directory: AccountDirectory,
+    contact: Contact,
+    case: str,
+    name: str | None = None,
+    emails: Sequence[str] | None = None,
+) -> Contact:
+    """A new name and/or a new set of addresses (one already another contact's is a
+    Conflict); mail naming an added address attaches, links stay for removed ones."""
+    if name is not None:
+        contact.name = name
+    if emails is not None:
+        keys = unique(
+            (a.normalized, a.addr_spec) for a in (check_address(directory, e, case) for e in emails)
+        )
+        if not keys:
+            raise InputError("emails", "a contact needs at least one address")
+        taken = match_contacts(session, directory.account_id, [k for k, _ in keys])
+        others = {a: c for a, c in taken.items() if c != contact.id}
+        if others:
+            address = sorted(others)[0]
+            raise Conflict(f"{address} already belongs to contact {others[address]}")
+        wanted = dict(keys)
+        for row in list(contact.emails):
+            if row.address not in wanted:
+                contact.emails.remove(row)
+        have = {row.address for row in contact.emails}
+        added = [(k, d) for k, d in keys if k not in have]
+        for key, display in added:
+            contact.emails.append(
+                ContactEmail(account_id=directory.account_id, address=key, display=display)
+            )
+        session.flush()
+        attach_existing(session, directory.account_id, contact.id, [k for k, _ in added])
+    session.flush()
+    events.emit(
+        session,
+        contact.account_id,
+        events.CONTACT_UPDATED,
+        contact_id=contact.id,
+        name=contact.name,
+        emails=[e.address for e in contact.emails],
+    )
     return contact
 
 
@@ -209,7 +259,7 @@ def want_scanned(session: Session, account_id: int, addresses: Sequence[str]) ->
         )
 
 
-def _unique(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+def unique(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     seen: dict[str, str] = {}
     for key, display in keys:
         seen.setdefault(key, display)
@@ -217,140 +267,3 @@ def _unique(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 # --- CSV -------------------------------------------------------------------------------
-
-CSV_COLUMNS = ("name", "email", "other_emails")
-
-
-def import_csv(
-    session: Session, directory: AccountDirectory, path: Path, case: str
-) -> ImportResult:
-    """Import contacts from CSV: all rows or none. Columns: email, name, other_emails."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), f"cannot read: {exc}") from exc
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    headers = [h.strip().lower() for h in (reader.fieldnames or [])]
-    if "email" not in headers:
-        raise InputError(str(path), 'line 1: the header row must have an "email" column')
-    reader.fieldnames = headers
-    result = ImportResult(ignored_columns=[h for h in headers if h not in CSV_COLUMNS])
-    errors: list[tuple[int, str]] = []
-    planned: list[tuple[int, list[tuple[str, str]], str]] = []
-    first_line: dict[str, int] = {}
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            errors.append((reader.line_num, f"not valid CSV: {exc}"))
-            break
-        line = reader.line_num
-        if None in row:
-            errors.append((line, "more fields than columns in the header"))
-            continue
-        values = {k: _uncell(v or "") for k, v in row.items()}
-        raw_emails = [values.get("email", ""), *_split(values.get("other_emails", ""))]
-        if not any(e.strip() for e in raw_emails):
-            if any(v.strip() for v in values.values()):
-                errors.append((line, "no email address"))
-            continue
-        keys: list[tuple[str, str]] = []
-        for email in raw_emails:
-            if not email.strip():
-                continue
-            try:
-                address = check_address(directory, email, case)
-            except InputError as exc:
-                errors.append((line, f"{exc.where}: {exc.reason}"))
-                continue
-            key = address.normalized
-            if key in first_line and first_line[key] != line:
-                errors.append((line, f"{email.strip()} is also on line {first_line[key]}"))
-                continue
-            first_line[key] = line
-            keys.append((key, address.addr_spec))
-        planned.append((line, _unique(keys), values.get("name", "").strip()))
-    if errors:
-        raise CsvImportError(str(path), errors)
-    for line, keys, name in planned:
-        _apply_row(session, directory, line, keys, name, result, errors)
-    if errors:
-        # Rows that clash with contacts already stored: raise, and the caller's
-        # transaction rolls back everything imported so far.
-        raise CsvImportError(str(path), errors)
-    return result
-
-
-def _apply_row(
-    session: Session,
-    directory: AccountDirectory,
-    line: int,
-    keys: list[tuple[str, str]],
-    name: str,
-    result: ImportResult,
-    errors: list[tuple[int, str]],
-) -> None:
-    existing = match_contacts(session, directory.account_id, [k for k, _ in keys])
-    owners = set(existing.values())
-    if len(owners) > 1:
-        errors.append((line, "its addresses belong to different existing contacts"))
-        return
-    if not owners:
-        create_contact(session, directory, keys, name=name, source="import")
-        result.created += 1
-        return
-    contact = session.get(Contact, owners.pop())
-    assert contact is not None
-    changed = False
-    if name and name != contact.name:
-        contact.name = name
-        changed = True
-    new_keys = [(k, d) for k, d in keys if k not in existing]
-    if new_keys:
-        for key, display in new_keys:
-            contact.emails.append(
-                ContactEmail(account_id=directory.account_id, address=key, display=display)
-            )
-        session.flush()
-        attach_existing(session, directory.account_id, contact.id, [k for k, _ in new_keys])
-        changed = True
-    if changed:
-        result.updated += 1
-    else:
-        result.unchanged += 1
-
-
-def export_csv(session: Session, account_id: int, out: IO[str]) -> int:
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([*CSV_COLUMNS, "source", "created_at"])
-    count = 0
-    for contact in list_contacts(session, account_id):
-        emails = [e.display for e in contact.emails]
-        writer.writerow(
-            [
-                _cell(contact.name),
-                _cell(emails[0] if emails else ""),
-                _cell(";".join(emails[1:])),
-                contact.source,
-                contact.created_at.isoformat(),
-            ]
-        )
-        count += 1
-    return count
-
-
-def _cell(value: str) -> str:
-    """Neutralize spreadsheet formulas; import_csv reverses it."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
-
-
-def _uncell(value: str) -> str:
-    if value.startswith("'") and value[1:].startswith(_FORMULA_START):
-        return value[1:]
-    return value
-
-
-def _split(value: str) -> list[str]:
-    return [part.strip() for part in value.replace(",", ";").split(";") if part.strip()]

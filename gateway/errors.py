@@ -8,6 +8,7 @@ problem of any of them from admin.problems, the CLI's exit code from gateway.cli
     │   ├── CsvImportError(path, rows)     every bad row listed, nothing imported
     │   ├── FieldError(name, reason)       a field of an API request (outbound.compose)
     │   ├── InvalidFields(errors)          a request's fields that do not validate
+    │   ├── InvalidCursor(reason)          HTTP 400: a page cursor changed, forged or stale
     │   └── UnsupportedMedia               HTTP 415
     ├── NotFound(what)                     HTTP 404
     ├── Conflict(what)                     HTTP 409
@@ -68,6 +69,13 @@ class InvalidFields(InputError):
 
     def __str__(self) -> str:
         return self.reason
+
+
+class InvalidCursor(InputError):
+    """A page cursor this API did not give, or gave for another query."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("cursor", reason)
 
 
 class UnsupportedMedia(InputError):

@@ -18,6 +18,7 @@ MESSAGE_CREATED = "message.created"
 MESSAGE_SIGHTED = "message.sighted"
 MESSAGE_ATTACHED = "message.attached"
 CONTACT_CREATED = "contact.created"
+CONTACT_UPDATED = "contact.updated"
 CONTACT_REMOVED = "contact.removed"
 MESSAGE_QUEUED = "message.queued"  # accepted from the CRM for delivery
 

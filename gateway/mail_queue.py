@@ -176,6 +176,7 @@ def queue_rows(
     state: str | None = None,
     message_id: int | None = None,
     user_id: int | None = None,
+    account_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """Every message still in the queue's tables (or one, or one user's), with its
     recipients: each one's state and the remote's last reply (the bounce report)."""
@@ -187,6 +188,8 @@ def queue_rows(
             query = query.where(OutboundMessage.id == message_id)
         if user_id is not None:
             query = query.where(OutboundMessage.user_id == user_id)
+        if account_id is not None:
+            query = query.where(OutboundMessage.account_id == account_id)
         return [
             {
                 "id": m.id,

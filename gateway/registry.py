@@ -80,6 +80,7 @@ ROLE_NAMES: tuple[str, ...] = tuple(entry.name for entry in ROLES)
 COMMANDS: tuple[str, ...] = (
     "gateway.cli.setup",  # init, migrate, serve, config
     "gateway.cli.users",  # user, user token
+    "gateway.cli.tokens",  # token (the account's, with scopes)
     "gateway.cli.contacts",  # contacts
     "gateway.cli.mail",  # ingest, messages
     "inbound.cli",  # mailbox, quarantine

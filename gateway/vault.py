@@ -7,6 +7,8 @@ tries them all, so keys rotate by adding a new first line.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -36,6 +38,7 @@ class Vault:
             self._fernet = MultiFernet([Fernet(k) for k in keys])
         except ValueError as exc:
             raise ConfigError("secret key", ENV_KEYS, "not a valid Fernet key") from exc
+        self._newest = keys[0]
 
     @classmethod
     def load(cls, path: Path, environ: dict[str, str] | None = None) -> Vault:
@@ -56,6 +59,11 @@ class Vault:
             return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
         except InvalidToken as exc:
             raise ConfigError("secret key", ENV_KEYS, "cannot decrypt: wrong key") from exc
+
+    def derive(self, purpose: str) -> bytes:
+        """A key of its own for `purpose` (e.g. signing API cursors), derived from the
+        newest key: the same on every node that shares the key file."""
+        return hmac.new(self._newest, f"gateway {purpose}".encode(), hashlib.sha256).digest()
 
     def rotate(self, token: str) -> str:
         """Re-encrypt `token` under the newest key."""

@@ -124,7 +124,7 @@ def test_every_command_module_adds_its_verbs() -> None:
     verbs: Any = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     for verb in ("init", "serve", "user", "contacts", "messages", "mailbox", "quarantine"):
         assert verb in verbs
-    for verb in ("dkim", "queue"):
+    for verb in ("dkim", "queue", "token"):
         assert verb in verbs
     user_verbs = verbs["user"]._subparsers._group_actions[0].choices
     assert "route" in user_verbs  # added by outbound.cli to the core's `user`

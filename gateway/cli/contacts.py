@@ -10,13 +10,8 @@ from typing import Any
 from gateway.accounts import get_account
 from gateway.cli.context import Context
 from gateway.cli.verbs import Verbs
-from gateway.contacts import (
-    add_contact,
-    export_csv,
-    import_csv,
-    list_contacts,
-    remove_contact,
-)
+from gateway.contact_import import export_csv, import_csv
+from gateway.contacts import add_contact, list_contacts, remove_contact
 from gateway.directory import AccountDirectory
 from gateway.models import Contact
 

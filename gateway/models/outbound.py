@@ -17,7 +17,8 @@ from gateway.models.base import Base, IdType, UtcDateTime, utcnow
 
 
 class ApiToken(Base):
-    """A credential for SMTP AUTH and the REST API: `gwt_<public_id>_<secret>`.
+    """A credential for SMTP AUTH and the REST API: `gwt_<public_id>_<secret>`, a
+    user's (sending as them) or the account's (scoped: read, write, send, admin).
 
     Only the SHA-256 of the secret is kept: the secret is 256 random bits, so a
     slow password hash would add nothing but CPU per request."""
@@ -25,11 +26,18 @@ class ApiToken(Base):
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    # None: the account's token (made by an admin for a program), else a user's.
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True, default=None
+    )
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
     secret_sha256: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(String(200), default="")
+    # Comma-separated: read, write, send, admin (a user's token: send).
+    scopes: Mapped[str] = mapped_column(String(64), default="send", server_default="send")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
 

@@ -65,3 +65,20 @@ def test_serve_with_the_submission_role_queues_mail(initialized: Run, config_fil
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(OutboundMessage)) == 1
     db.dispose()
+
+
+def test_account_tokens_have_scopes_and_are_listed_and_revoked(initialized: Run) -> None:
+    created = initialized("token", "create", "--scope", "send", "--scope", "read", "--label", "CRM")
+    assert created.code == 0, created.err
+    token = re.search(r"gwt_[a-z0-9]{12}_\S{43}", created.out)
+    assert token is not None and "(read, send)" in created.out
+    public_id = token.group(0).split("_")[1]
+    [listed] = initialized("token", "list", "--json").json()
+    assert listed["id"] == public_id and listed["scopes"] == ["read", "send"]
+    assert listed["label"] == "CRM" and listed["last_used_at"] is None
+    assert token.group(0)[len("gwt_") + 13 :] not in initialized("token", "list").out
+    assert public_id not in initialized("user", "token", "list", "bob@acme.com").out
+    assert initialized("token", "revoke", public_id).code == 0
+    assert initialized("token", "list", "--json").json() == []
+    again = initialized("token", "revoke", public_id)
+    assert again.code == 1 and "no account token" in again.err

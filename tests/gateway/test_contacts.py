@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.contacts import add_contact, export_csv, import_csv, list_contacts
+from gateway.contact_import import export_csv, import_csv
+from gateway.contacts import add_contact, list_contacts
 from gateway.directory import AccountDirectory
 from gateway.errors import Conflict, CsvImportError, InputError
 from gateway.models import Account, Contact, ContactEmail, Event

@@ -10,7 +10,7 @@ import smtplib
 import pytest
 from sqlalchemy import select
 
-from gateway.models import Event, OutboundMessage, OutboundRecipient, RawMessage
+from gateway.models import Account, Event, OutboundMessage, OutboundRecipient, RawMessage
 from tests.helpers.outbound import Submission
 
 MESSAGE = (
@@ -113,6 +113,36 @@ def test_refusals_after_the_auth_lockout_count_as_errors_and_end_the_connection(
     with pytest.raises(smtplib.SMTPServerDisconnected):
         client.noop()
     client.close()
+
+
+def test_an_account_token_with_scope_send_signs_in_any_user_of_the_account(
+    submission: Submission,
+) -> None:
+    from gateway.accounts import add_user, create_account
+    from gateway.tokens import create_account_token
+
+    with submission.db.session() as session:
+        account_id = session.scalars(select(Account).where(Account.name == "acme")).one().id
+        sending = create_account_token(session, account_id, ["send"]).token
+        reading = create_account_token(session, account_id, ["read", "write"]).token
+        other = create_account(session, "other")
+        add_user(session, submission.config, other, "olga@other.test", "Olga")
+        foreign = create_account_token(session, other.id, ["send"]).token
+    with submission.client() as client:
+        client.login("ann@acme.com", sending)
+        assert (
+            client.sendmail(
+                "ann@acme.com",
+                ["carol@client.com"],
+                MESSAGE.replace(b"Bob <bob@acme.com>", b"Ann <ann@acme.com>"),
+            )
+            == {}
+        )
+    for user, token in (("ann@acme.com", reading), ("bob@acme.com", foreign)):
+        with submission.client() as client, pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login(user, token)
+    [(message, _, _)] = queued(submission)
+    assert message.mail_from == "ann@acme.com"
 
 
 def test_an_unknown_user_and_a_revoked_token_are_refused(submission: Submission) -> None:
