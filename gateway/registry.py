@@ -74,6 +74,12 @@ ROLES: tuple[RoleEntry, ...] = (
         OWN_PROCESS,
         "sends queued mail by each user's route, copies it to Sent",
     ),
+    RoleEntry(
+        "webhooks",
+        "admin.webhook_role:build",
+        BACKGROUND,
+        "delivers events to the CRM's webhook endpoints",
+    ),
 )
 ROLE_NAMES: tuple[str, ...] = tuple(entry.name for entry in ROLES)
 
@@ -81,6 +87,7 @@ COMMANDS: tuple[str, ...] = (
     "gateway.cli.setup",  # init, migrate, serve, config
     "gateway.cli.users",  # user, user token
     "gateway.cli.tokens",  # token (the account's, with scopes)
+    "gateway.cli.webhooks",  # webhook
     "gateway.cli.contacts",  # contacts
     "gateway.cli.mail",  # ingest, messages
     "inbound.cli",  # mailbox, quarantine

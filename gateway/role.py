@@ -17,7 +17,7 @@ import signal
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.config import Config
 from gateway.db import Database
@@ -84,6 +84,27 @@ async def first_of(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> 
     waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
     try:
         await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+
+
+async def until_any(
+    stop: asyncio.Event,
+    flying: set[asyncio.Future[None]],
+    wake: asyncio.Event | None = None,
+    timeout: float | None = None,
+) -> None:
+    """Until `stop` or `wake` is set, one of `flying` is done, or `timeout` passes."""
+    waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(
+            [*waiters, *flying], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
         for waiter in waiters:
             waiter.cancel()

@@ -8,16 +8,14 @@ COPY_CONCURRENCY at once, woken as each message is sent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from gateway.config import Config
 from gateway.db import Database
-from gateway.role import RoleContext, first_of
+from gateway.role import RoleContext, first_of, until_any
 from gateway.vault import Vault
 from outbound.claims import RENEW_EVERY, Job
 from outbound.delivery import Delivery, SentCopy
@@ -96,13 +94,13 @@ class DeliveryRole:
                     # Every slot taken and more may be waiting: claim again once half
                     # of them are free (a claim is a transaction: one for several).
                     while len(flying) > outbound.concurrency - refill and not stop.is_set():
-                        await _first_of(stop, flying)
+                        await until_any(stop, flying)
                         flying = {f for f in flying if not f.done()}
                     continue
                 if self.stranded:
                     await asyncio.to_thread(self._give_back)
                 # The queue is empty for now: a new message, a free slot or the poll.
-                await _first_of(stop, flying, self.wake_event, outbound.poll_interval)
+                await until_any(stop, flying, self.wake_event, outbound.poll_interval)
                 flying = {f for f in flying if not f.done()}
         finally:
             if flying:
@@ -177,27 +175,6 @@ class DeliveryRole:
         log.info("delivery: message %s via %s: %s", job.id, job.route, summary)
         if job.copy and self.delivery.sent_copy is not None and self._loop_of is not None:
             self._loop_of.call_soon_threadsafe(self.copy_event.set)  # its copy to Sent
-
-
-async def _first_of(
-    stop: asyncio.Event,
-    flying: set[asyncio.Future[None]],
-    wake: asyncio.Event | None = None,
-    timeout: float | None = None,
-) -> None:
-    """Until `stop` or `wake` is set, one of `flying` is done, or `timeout` passes."""
-    waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
-    if wake is not None:
-        waiters.append(asyncio.ensure_future(wake.wait()))
-    try:
-        await asyncio.wait(
-            [*waiters, *flying], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiter
 
 
 def build(ctx: RoleContext) -> DeliveryRole:

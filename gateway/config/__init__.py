@@ -22,6 +22,7 @@ from gateway.config.core_sections import (
     ServeConfig,
     TlsConfig,
     WebConfig,
+    WebhooksConfig,
 )
 from gateway.config.example import render_example
 from gateway.config.inbound_sections import (
@@ -55,6 +56,7 @@ __all__ = [
     "SubmissionConfig",
     "TlsConfig",
     "WebConfig",
+    "WebhooksConfig",
     "host_port",
     "load_config",
     "render_example",

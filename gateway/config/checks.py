@@ -43,6 +43,7 @@ def check(config: Config) -> None:
     _host_port(config.web.listen, None, "web.listen", config.origin("web.listen"))
     _check_submission(config)
     _check_outbound(config)
+    _check_webhooks(config)
     for server in config.dns.nameservers:
         _host_port(server, 53, "dns.nameservers", config.origin("dns.nameservers"))
     url = config.database.url
@@ -114,6 +115,18 @@ def _check_outbound(config: Config) -> None:
             raise config.error(f"outbound.{key}", "must be at least 1")
     if not 1 <= outbound.processes <= 16:
         raise config.error("outbound.processes", "must be from 1 to 16")
+
+
+def _check_webhooks(config: Config) -> None:
+    webhooks = config.webhooks
+    if not webhooks.retry_delays or any(d <= 0 for d in webhooks.retry_delays):
+        raise config.error("webhooks.retry_delays", "must be one or more numbers over 0")
+    for key in ("timeout", "poll_interval"):
+        if getattr(webhooks, key) <= 0:
+            raise config.error(f"webhooks.{key}", "must be greater than 0")
+    for key in ("concurrency", "per_endpoint"):
+        if getattr(webhooks, key) < 1:
+            raise config.error(f"webhooks.{key}", "must be at least 1")
 
 
 def _check_imap(config: Config) -> None:

@@ -148,18 +148,45 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class WebhooksConfig:
+    """The webhooks role: events delivered to the CRM's endpoints (Standard Webhooks)."""
+
+    retry_delays: tuple[float, ...] = field(
+        default=(5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0),
+        metadata=doc(
+            "Seconds before each retry of a delivery that failed (jittered by 10%; a longer "
+            "Retry-After of the endpoint wins); after the last, the delivery has failed."
+        ),
+    )
+    timeout: float = field(
+        default=10.0, metadata=doc("Seconds an endpoint has to answer a delivery.")
+    )
+    concurrency: int = field(
+        default=16, metadata=doc("Deliveries in flight at once, in each process.")
+    )
+    per_endpoint: int = field(
+        default=4,
+        metadata=doc("Deliveries in flight to one endpoint: a slow one holds up only these."),
+    )
+    poll_interval: float = field(
+        default=1.0, metadata=doc("Seconds between looks for new events and due retries.")
+    )
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     """What `gateway serve` runs."""
 
     roles: tuple[str, ...] = field(
-        default=("dropbox", "pipeline", "imap", "web", "submission", "delivery"),
+        default=("dropbox", "pipeline", "imap", "web", "submission", "delivery", "webhooks"),
         metadata=doc(
             'Roles started by `gateway serve`: "dropbox" (the BCC dropbox SMTP server), '
             '"pipeline" (finishes every stored message, including those interrupted by a '
             'crash), "imap" (syncs every active connected mailbox), "web" (the HTTP '
             'server: /api/v1, /metrics), "submission" (SMTP AUTH for the CRM: queues its '
-            'mail) and "delivery" (sends queued mail by each user\'s route; with [outbound] '
-            'default_route = "hold" nothing leaves until a route is set).'
+            'mail), "delivery" (sends queued mail by each user\'s route; with [outbound] '
+            'default_route = "hold" nothing leaves until a route is set) and "webhooks" '
+            "(delivers events to the CRM's endpoints)."
         ),
     )
     workers: int = field(

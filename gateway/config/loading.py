@@ -3,6 +3,7 @@ coerced to its key's type, then checked (gateway.config.checks)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tomllib
@@ -128,6 +129,16 @@ def _env_value(hint: Any, raw: str) -> Any:
 
 
 def _coerce(key: str, source: str, hint: Any, value: Any) -> Any:
+    if typing.get_origin(hint) is tuple and typing.get_args(hint)[0] is float:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            with contextlib.suppress(ValueError):
+                value = [float(v) for v in value]  # from an environment variable
+        numbers = isinstance(value, list) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        )
+        if not numbers:
+            raise ConfigError(key, source, "must be a list of numbers")
+        return tuple(float(v) for v in value)
     if typing.get_origin(hint) is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, source, "must be a list of strings")

@@ -18,6 +18,7 @@ from gateway.config.core_sections import (
     ServeConfig,
     TlsConfig,
     WebConfig,
+    WebhooksConfig,
 )
 from gateway.config.inbound_sections import (
     DropboxConfig,
@@ -45,6 +46,7 @@ class Config:
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     log: LogConfig = field(default_factory=LogConfig)
     # Where relative paths are resolved from (the config file's directory).

@@ -35,6 +35,7 @@ from gateway.models.outbound import (
     OutboundMessage,
     OutboundRecipient,
 )
+from gateway.models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookState
 
 __all__ = [
     "Account",
@@ -70,6 +71,9 @@ __all__ = [
     "SyncMode",
     "User",
     "UserAddress",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookState",
     "table_of",
     "utcnow",
 ]

@@ -1,0 +1,237 @@
+"""The work of the webhooks role, callable without it (tests, the CLI):
+
+fan_out: events not yet dispatched -> a delivery per endpoint that wants the
+         type (its body rendered once: every try sends the same), dispatched_at
+         set, in one transaction (FOR UPDATE SKIP LOCKED on PostgreSQL)
+claim:   due deliveries of enabled endpoints -> sending, claimed_by this process
+attempt: POST, signed with every secret in force, to the checked address
+record:  2xx delivered; 410 failed and the endpoint disabled; anything else
+         (or no answer) retried after [webhooks] retry_delays (jittered; a
+         longer Retry-After wins) until they run out, then failed
+expire:  a claim older than CLAIM_LEASE (its process died) is due again
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import socket
+from collections import defaultdict
+from collections.abc import Set
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from admin.webhook_http import Answer, post
+from gateway.config import Config
+from gateway.db import Database
+from gateway.errors import InputError
+from gateway.models import Event, WebhookDelivery, WebhookEndpoint, WebhookState, utcnow
+from gateway.vault import Vault
+from gateway.webhooks import (
+    PUBLIC_TYPES,
+    check_url,
+    secrets_in_force,
+    signed_headers,
+    wants,
+)
+
+log = logging.getLogger(__name__)
+CLAIM_LEASE = 300.0  # seconds: a try lasts [webhooks] timeout at most
+FAN_OUT_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    endpoint_id: int
+    url: str
+    message_id: str  # webhook-id: the same for every try
+    body: bytes
+    secrets: list[str]
+    attempts: int
+
+
+class Dispatcher:
+    def __init__(self, db: Database, config: Config, owner: str | None = None) -> None:
+        self.db = db
+        self.config = config
+        self.owner = owner or f"{socket.gethostname()}/serve"
+        self.vault = Vault.load(config.secret_key_file)
+
+    def fan_out(self, limit: int = FAN_OUT_BATCH) -> int:
+        """Deliveries for up to `limit` events not yet dispatched; how many events."""
+        now = utcnow()
+        with self.db.session() as session:
+            events = session.execute(
+                select(Event.id, Event.account_id, Event.kind, Event.payload, Event.created_at)
+                .where(Event.dispatched_at.is_(None))
+                .order_by(Event.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not events:
+                return 0
+            endpoints: dict[int, list[WebhookEndpoint]] = defaultdict(list)
+            for endpoint in session.scalars(
+                select(WebhookEndpoint).where(
+                    WebhookEndpoint.account_id.in_({e.account_id for e in events}),
+                    WebhookEndpoint.enabled.is_(True),
+                )
+            ):
+                endpoints[endpoint.account_id].append(endpoint)
+            rows = [
+                _delivery_row(event, endpoint, now)
+                for event in events
+                for endpoint in endpoints[event.account_id]
+                if _for(event, endpoint)
+            ]
+            if rows:
+                session.execute(insert(WebhookDelivery), rows)
+            session.execute(
+                update(Event).where(Event.id.in_([e.id for e in events])).values(dispatched_at=now)
+            )
+        return len(events)
+
+    def claim(self, limit: int, busy: Set[int] = frozenset()) -> list[Job]:
+        """Up to `limit` due deliveries, now `sending`; none to an endpoint in `busy`."""
+        now = utcnow()
+        with self.db.session() as session:
+            query = (
+                select(WebhookDelivery, WebhookEndpoint)
+                .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+                .where(
+                    WebhookDelivery.state == WebhookState.PENDING.value,
+                    WebhookDelivery.next_attempt_at <= now,
+                    WebhookEndpoint.enabled.is_(True),
+                )
+                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+                .limit(limit)
+                .with_for_update(of=WebhookDelivery, skip_locked=True)
+            )
+            if busy:
+                query = query.where(WebhookDelivery.endpoint_id.not_in(list(busy)))
+            jobs = []
+            for delivery, endpoint in session.execute(query).all():
+                delivery.state = WebhookState.SENDING.value
+                delivery.claimed_by = self.owner
+                delivery.updated_at = now
+                jobs.append(
+                    Job(
+                        delivery.id,
+                        endpoint.id,
+                        endpoint.url,
+                        f"evt_{delivery.event_id}",
+                        json.dumps(delivery.payload, separators=(",", ":")).encode("utf-8"),
+                        secrets_in_force(self.vault, endpoint, now),
+                        delivery.attempts,
+                    )
+                )
+            return jobs
+
+    def attempt(self, job: Job) -> str:
+        """One try of `job`, recorded; returns the delivery's new state."""
+        try:
+            target = check_url(self.config, job.url)  # again: DNS may have changed
+            now = utcnow()
+            headers = signed_headers(job.secrets, job.message_id, now, job.body)
+            answer = post(target, job.body, headers, self.config.webhooks.timeout)
+        except InputError as exc:
+            answer = Answer(0, None, f"refused: {exc}")
+        except OSError as exc:
+            answer = Answer(0, None, f"no answer: {exc.strerror or exc!r}"[:500])
+        return self.record(job, answer)
+
+    def record(self, job: Job, answer: Answer) -> str:
+        now = utcnow()
+        delays = self.config.webhooks.retry_delays
+        attempts = job.attempts + 1
+        values: dict[str, Any] = {
+            "attempts": attempts,
+            "last_status": answer.status or None,
+            "last_error": None if 200 <= answer.status < 300 else answer.text,
+            "claimed_by": None,
+            "updated_at": now,
+        }
+        if 200 <= answer.status < 300:
+            values.update(state=WebhookState.DELIVERED.value, delivered_at=now)
+        elif answer.status == 410 or attempts > len(delays):
+            values.update(state=WebhookState.FAILED.value)
+        else:
+            wait = delays[attempts - 1] * random.uniform(0.9, 1.1)
+            if answer.retry_after is not None:
+                wait = max(wait, min(answer.retry_after, max(delays)))
+            values.update(
+                state=WebhookState.PENDING.value, next_attempt_at=now + timedelta(seconds=wait)
+            )
+        with self.db.session() as session:
+            session.execute(
+                update(WebhookDelivery).where(WebhookDelivery.id == job.id).values(**values)
+            )
+            if answer.status == 410:
+                session.execute(
+                    update(WebhookEndpoint)
+                    .where(WebhookEndpoint.id == job.endpoint_id)
+                    .values(enabled=False, disabled_reason=f"410 Gone at {now.isoformat()}")
+                )
+                log.warning("webhooks: endpoint %s answered 410: disabled", job.endpoint_id)
+        return str(values["state"])
+
+    def give_back(self, job: Job) -> None:
+        """A claimed delivery not tried after all: due again, as it was."""
+        with self.db.session() as session:
+            session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id == job.id, WebhookDelivery.claimed_by == self.owner)
+                .values(state=WebhookState.PENDING.value, claimed_by=None)
+            )
+
+    def recover(self) -> int:
+        """Deliveries this process's predecessor left `sending` are due again."""
+        return self._release(WebhookDelivery.claimed_by == self.owner)
+
+    def expire(self) -> int:
+        """Claims older than CLAIM_LEASE (a process that died) are due again."""
+        stale = utcnow() - timedelta(seconds=CLAIM_LEASE)
+        return self._release(WebhookDelivery.updated_at < stale)
+
+    def _release(self, which: Any) -> int:
+        with self.db.session() as session:
+            result = session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.state == WebhookState.SENDING.value, which)
+                .values(state=WebhookState.PENDING.value, claimed_by=None, next_attempt_at=utcnow())
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _for(event: Any, endpoint: WebhookEndpoint) -> bool:
+    public = PUBLIC_TYPES.get(event.kind)
+    if public is None:
+        return False
+    if public == "webhook.test":  # only to the endpoint it tests, whatever it wants
+        return bool(event.payload.get("endpoint_id") == endpoint.id)
+    return wants(endpoint, public)
+
+
+def _delivery_row(event: Any, endpoint: WebhookEndpoint, now: datetime) -> dict[str, Any]:
+    public = PUBLIC_TYPES[event.kind]
+    return {
+        "account_id": event.account_id,
+        "endpoint_id": endpoint.id,
+        "event_id": event.id,
+        "event_type": public,
+        "payload": {
+            "type": public,
+            "timestamp": event.created_at.isoformat(),
+            "data": event.payload,
+        },
+        "state": WebhookState.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
