@@ -18,12 +18,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from admin.auth import Principal, principal
 from gateway import smtp_replies as replies
 from gateway.config import Config
 from gateway.db import Database
 from gateway.errors import (
+    Conflict,
     Forbidden,
     InputError,
     InvalidFields,
@@ -32,7 +34,8 @@ from gateway.errors import (
     TryLater,
     UnsupportedMedia,
 )
-from gateway.mail_queue import Sender, enqueue, queue_rows, sent_in_last_hour
+from gateway.idempotency import Answered, answered, check_key, digest, remember_in
+from gateway.mail_queue import Outgoing, Sender, enqueue_in, queue_rows, sent_in_last_hour
 from gateway.models import User, UserAddress
 from gateway.parsing import parse
 from outbound.compose import Attachment, Fields, compose, needs_smtputf8
@@ -114,6 +117,13 @@ async def send_message(request: Request) -> JSONResponse:
     who.require("send")
     body = await _body(request, config.submission.max_message_size)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    key = request.headers.get("idempotency-key")
+    once = None
+    if key is not None:
+        once = (check_key(key), digest(kind.encode(), body, str(who.user_id).encode()))
+        first = await asyncio.to_thread(_answered, db, who.account_id, once)
+        if first is not None:  # a replay: the first answer again, nothing queued twice
+            return JSONResponse(first.body, status_code=first.status)
     if kind == "message/rfc822":
         raw, recipients, utf8 = body, _header_recipients(body), not body.isascii()
     elif kind in ("application/json", ""):
@@ -128,12 +138,45 @@ async def send_message(request: Request) -> JSONResponse:
     limit = config.submission.max_messages_per_hour
     if limit and await asyncio.to_thread(sent_in_last_hour, db, user.user_id) >= limit:
         raise TryLater(replies.RATE_LIMITED)
-    queued = await asyncio.to_thread(
-        enqueue, db, user, outgoing.senders[0], recipients, outgoing, "api"
+    answer, new = await asyncio.to_thread(
+        _enqueue, db, user, outgoing.senders[0], recipients, outgoing, once
     )
-    request.app.state.queued()
-    result = Queued(id=queued.id, message_id=queued.message_id, recipients=recipients)
-    return JSONResponse(result.model_dump(), status_code=202)
+    if new:
+        request.app.state.queued()
+    return JSONResponse(answer.body, status_code=answer.status)
+
+
+def _answered(db: Database, account_id: int, once: tuple[str, str]) -> Answered | None:
+    with db.connection() as connection:
+        return answered(connection, account_id, *once)
+
+
+def _enqueue(
+    db: Database,
+    sender: Sender,
+    mail_from: str,
+    recipients: list[str],
+    outgoing: Outgoing,
+    once: tuple[str, str] | None,
+) -> tuple[Answered, bool]:
+    """Queue the message and, with an Idempotency-Key, keep the answer in the same
+    transaction; (the answer, whether this call queued it)."""
+    try:
+        with db.connection() as connection:
+            queued = enqueue_in(connection, sender, mail_from, recipients, outgoing, "api")
+            result = Queued(id=queued.id, message_id=queued.message_id, recipients=recipients)
+            answer = Answered(202, result.model_dump())
+            if once is not None:
+                remember_in(connection, sender.account_id, once[0], once[1], answer)
+            return answer, True
+    except IntegrityError:
+        if once is None:
+            raise
+    # The same key, committed first by a request running at the same time.
+    first = _answered(db, sender.account_id, once)
+    if first is None:
+        raise Conflict("this Idempotency-Key is being used by another request")
+    return first, False
 
 
 @router.get(

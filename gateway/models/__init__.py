@@ -32,6 +32,7 @@ from gateway.models.outbound import (
     ApiToken,
     DeliveryState,
     DkimKey,
+    IdempotencyKey,
     OutboundMessage,
     OutboundRecipient,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "DkimKey",
     "Event",
     "FolderRole",
+    "IdempotencyKey",
     "Keep",
     "Mailbox",
     "MailboxFolder",

@@ -115,3 +115,19 @@ class DkimKey(Base):
     public_key: Mapped[str] = mapped_column(Text)  # the p= value
     state: Mapped[str] = mapped_column(String(12), default="active")  # active | retired
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """The first answer to a request that named an Idempotency-Key, kept 24 hours: a
+    replay gets it again; the same key with another request is a conflict."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("account_id", "key"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    answer: Mapped[str] = mapped_column(Text)  # the JSON body answered
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

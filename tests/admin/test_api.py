@@ -187,3 +187,29 @@ def test_the_delivery_report_of_a_message(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_body(
+    db: Database, config: Config, token: str
+) -> None:
+    import concurrent.futures
+
+    key = {"Idempotency-Key": "order-4711"}
+    with running_web(db, config) as url:
+        first = post(url, token, headers=key, json=FIELDS)
+        again = post(url, token, headers=key, json=FIELDS)
+        other = post(url, token, headers=key, json={**FIELDS, "subject": "Another"})
+        fresh = post(url, token, headers={"Idempotency-Key": "order-4712"}, json=FIELDS)
+        racing = {"Idempotency-Key": "order-4713"}
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            raced = list(
+                pool.map(lambda _: post(url, token, headers=racing, json=FIELDS), range(4))
+            )
+        bad = post(url, token, headers={"Idempotency-Key": "x" * 201}, json=FIELDS)
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json()
+    assert other.status_code == 409 and "another request" in other.json()["detail"]
+    assert fresh.status_code == 202 and fresh.json()["id"] != first.json()["id"]
+    assert {r.status_code for r in raced} == {202} and len({r.json()["id"] for r in raced}) == 1
+    assert bad.status_code == 422
+    assert len(queued(db)) == 3  # order-4711, order-4712 and order-4713, once each
