@@ -44,8 +44,13 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> str:
     if PG_URL:
         db = Database(PG_URL)
         with db.engine.begin() as conn:
-            Base.metadata.drop_all(conn)
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            # Every table there, whatever schema left it (an older or a newer checkout
+            # of the gateway may have used this database): the suite starts clean.
+            tables = conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+            ).scalars()
+            for table in tables:
+                conn.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
         db.migrate()
         db.dispose()
         return PG_URL
