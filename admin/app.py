@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from admin import api, contacts, metrics, problems, webhooks_api
+from admin import api, contacts, explain_api, metrics, problems, webhooks_api
 from admin.pagination import Cursors
 from gateway import __version__
 from gateway.config import Config
@@ -53,6 +53,7 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.include_router(api.router)
     app.include_router(contacts.router)
     app.include_router(webhooks_api.router)
+    app.include_router(explain_api.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz(request: Request) -> JSONResponse:

@@ -34,6 +34,7 @@ from gateway.errors import MailRejected, MessageRejected, SenderRejected
 from gateway.group_commit import GroupCommitter
 from gateway.models import Keep, Source, UserAddress
 from gateway.parsing import parse
+from gateway.refusals import record_refusal
 from gateway.resolver import Resolver
 from gateway.role import RoleContext, cannot_listen
 from gateway.smtp_limits import Gate, LocalGate, dropbox_limiter
@@ -136,6 +137,7 @@ class DropboxHandler(GatewayHandler):
             ip = _client_ip(session)
             decision, verdict = await self._decide(ip, session, envelope, raw, recipients)
             if not decision.keep:
+                await self._remember_refusal(envelope, raw, recipients, decision, verdict)
                 raise SenderRejected(replies.SENDER_NOT_VERIFIED._replace(text=decision.reason))
             results = (
                 verdict.authentication_results(self.config.dropbox.hostname) if verdict else None
@@ -178,6 +180,26 @@ class DropboxHandler(GatewayHandler):
             " (quarantined)" if decision.quarantine else "",
         )
         return str(replies.QUARANTINED if decision.quarantine else replies.ACCEPTED)
+
+    async def _remember_refusal(
+        self,
+        envelope: Envelope,
+        raw: bytes,
+        recipients: list[DropboxRecipient],
+        decision: Decision,
+        verdict: Verdict | None,
+    ) -> None:
+        """A short log of refused mail (gateway.refusals), so that "why is this mail
+        not here?" has an answer; a failure to write it never changes the reply."""
+        results = verdict.authentication_results(self.config.dropbox.hostname) if verdict else None
+        try:
+            await self.committer.run(
+                lambda c: record_refusal(
+                    c, recipients, envelope.mail_from or "", raw, decision.reason, results
+                )
+            )
+        except Exception:
+            log.exception("dropbox: the refusal was not logged")
 
     async def _decide(
         self,

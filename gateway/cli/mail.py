@@ -12,6 +12,7 @@ from gateway.accounts import get_account, get_user
 from gateway.cli.context import Context
 from gateway.cli.verbs import Verbs
 from gateway.errors import InputError
+from gateway.explain import explain
 from gateway.ingest import ingest
 from gateway.messages import list_messages
 from gateway.sources import open_source
@@ -33,6 +34,28 @@ def register(sub: Verbs) -> None:
     a.add_argument("--account", help="account name (default: the only one)")
     a.add_argument("--json", action="store_true")
     a.set_defaults(handler=cmd_list)
+    a = msub.add_parser("why", help="why a message is (not) on a contact: every trace of it")
+    a.add_argument("message_id", metavar="MESSAGE-ID", help="its Message-ID, with or without <>")
+    a.add_argument("--contact", metavar="EMAIL", help="the contact it should be on")
+    a.add_argument("--account", help="account name (default: the only one)")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_why)
+
+
+def cmd_why(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.db.read() as session:
+        account = get_account(session, args.account)
+        answer = explain(session, ctx.config, account.id, args.message_id, args.contact)
+    if args.json:
+        ctx.print_json(answer.as_dict())
+        return 0
+    ctx.console.print(answer.answer, markup=False)
+    if len(answer.findings) > 1:
+        ctx.print_table(
+            ["decision", "where", "when", "why"],
+            [[f.decision, f.where, f.when or "", f.reason] for f in answer.findings],
+        )
+    return 0
 
 
 def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ from gateway.models.outbound import (
     OutboundMessage,
     OutboundRecipient,
 )
+from gateway.models.refusals import DropboxRefusal
 from gateway.models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookState
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "DeliveryState",
     "Direction",
     "DkimKey",
+    "DropboxRefusal",
     "Event",
     "FolderRole",
     "IdempotencyKey",
