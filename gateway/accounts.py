@@ -139,3 +139,20 @@ def list_users(session: Session, account: Account) -> Sequence[User]:
         .options(selectinload(User.addresses))
         .order_by(User.id)
     ).all()
+
+
+MIN_PASSWORD = 12
+
+
+def set_password(
+    session: Session, config: Config, email: str, password: str, must_change: bool = False
+) -> User:
+    """A new password for the user (argon2id), or InputError saying why not."""
+    user = get_user(session, config, email)
+    if len(password) < MIN_PASSWORD:
+        raise InputError("password", f"must be at least {MIN_PASSWORD} characters")
+    if password.strip().lower() == user.email.lower():
+        raise InputError("password", "must not be the user's address")
+    user.password_hash = PASSWORDS.hash(password)
+    user.password_must_change = must_change
+    return user

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import sys
 from typing import Any
 
 from gateway.accounts import (
@@ -12,10 +14,12 @@ from gateway.accounts import (
     get_user,
     list_users,
     rotate_dropbox,
+    set_password,
 )
 from gateway.cli.context import Context
 from gateway.cli.verbs import Verbs
 from gateway.config import Config
+from gateway.errors import InputError
 from gateway.models import User
 from gateway.tokens import create_token, list_tokens, revoke_token
 
@@ -36,6 +40,13 @@ def register(sub: Verbs) -> None:
     a = usub.add_parser("rotate-dropbox", help="give a user a new dropbox address")
     a.add_argument("email")
     a.set_defaults(handler=cmd_rotate)
+    a = usub.add_parser("passwd", help="set a user's password (argon2id)")
+    a.add_argument("email")
+    a.add_argument(
+        "--password-stdin", action="store_true", help="read it from standard input (one line)"
+    )
+    a.add_argument("--must-change", action="store_true", help="to be changed at the next sign-in")
+    a.set_defaults(handler=cmd_passwd)
     a = usub.add_parser("show", help="show one user")
     a.add_argument("email")
     a.add_argument("--json", action="store_true")
@@ -108,6 +119,19 @@ def cmd_rotate(ctx: Context, args: argparse.Namespace) -> int:
         user = rotate_dropbox(session, ctx.config, args.email)
         address = dropbox_address(ctx.config, user)
     ctx.console.print(f"new dropbox address: {address} (the old one is now refused)")
+    return 0
+
+
+def cmd_passwd(ctx: Context, args: argparse.Namespace) -> int:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"new password for {args.email}: ")
+        if getpass.getpass("again: ") != password:
+            raise InputError("password", "the two do not match")
+    with ctx.db.session() as session:
+        set_password(session, ctx.config, args.email, password, args.must_change)
+    ctx.console.print(f"password of {args.email} set", markup=False)
     return 0
 
 

@@ -196,3 +196,28 @@ def test_a_command_without_its_verb_prints_its_help(
     out = capsys.readouterr()
     assert out.out.startswith("usage: gateway") and "COMMAND" in out.out
     assert out.err == ""
+
+
+def test_a_password_is_set_and_then_signs_in(
+    initialized: Run, config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from gateway.config import load_config
+    from gateway.tokens import user_for_password
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    weak = initialized("user", "passwd", "bob@acme.com", "--password-stdin")
+    assert weak.code == 1 and "at least 12 characters" in weak.err
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    done = initialized("user", "passwd", "bob@acme.com", "--password-stdin", "--must-change")
+    assert done.code == 0, done.err
+    config = load_config(config_file)
+    db = Database(config.database_url)
+    with db.session() as session:
+        user = user_for_password(session, config, "bob@acme.com", "correct horse battery")
+        assert user is not None and user.password_must_change
+        assert user_for_password(session, config, "bob@acme.com", "wrong horse battery") is None
+        stored = session.get_one(User, user.id).password_hash or ""
+        assert stored.startswith("$argon2id$") and "correct horse" not in stored
+    db.dispose()
