@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
 from admin import api, contacts, explain_api, metrics, problems, webhooks_api
@@ -36,11 +37,14 @@ def _cursors(config: Config) -> Callable[[], Cursors]:
 
 def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda: None) -> FastAPI:
     """`queued`: told when a message was queued (wakes a delivery role in this process)."""
-    app = FastAPI(
+    # The interactive docs are served from the app itself, with no CDN: the machine
+    # may have no internet (fastapi-offline ships Swagger UI's files).
+    app = FastAPIOffline(
         title="CRM Email Gateway",
         version=__version__,
-        docs_url=None,
+        docs_url="/api/v1/docs",
         redoc_url=None,
+        static_url="/api/v1/docs-static",
         openapi_url="/api/v1/openapi.json",
     )
     app.state.db = db

@@ -44,14 +44,34 @@ from gateway.errors import (
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
-_STATUS: tuple[tuple[type[GatewayError], int], ...] = (
-    (NotSignedIn, 401),
-    (Forbidden, 403),
-    (NotFound, 404),
-    (Conflict, 409),
-    (UnsupportedMedia, 415),
-    (Unavailable, 503),
+_STATUS: tuple[tuple[type[GatewayError], int, str], ...] = (
+    (Forbidden, 403, "forbidden"),
+    (NotFound, 404, "not-found"),
+    (Conflict, 409, "conflict"),
+    (UnsupportedMedia, 415, "unsupported-media"),
+    (Unavailable, 503, "unavailable"),
 )
+
+
+# Each problem's `type`: stable, described at GET /api/v1/problems.
+TYPES = {
+    "not-signed-in": "No token, or one that is unknown or revoked (401).",
+    "forbidden": "The token lacks the scope this needs, or it is not the user's (403).",
+    "not-found": "No such thing in this account, or no such route (404).",
+    "method-not-allowed": "The route does not take this method (405).",
+    "conflict": "It clashes with what is stored, or with another request (409).",
+    "too-big": "The message is over [submission] max_message_size (413).",
+    "unsupported-media": "A request body of a kind this endpoint does not take (415).",
+    "invalid-value": "A value that cannot be used; `errors` names the field (422).",
+    "invalid-request": "Fields that do not validate; `errors` names each (422).",
+    "invalid-rows": "Rows imported all or none; `errors` names each row at fault (422).",
+    "invalid-cursor": "A page cursor this API did not give, or gave for another query (400).",
+    "mail-refused": "The message is refused as the SMTP side would refuse it (403, 422).",
+    "rate-limited": "Over a sending limit: Retry-After says when to try again (429).",
+    "unavailable": "The database does not answer: try again shortly (503).",
+    "internal-error": "An unexpected error; it was logged for the operator (500).",
+}
+_BY_STATUS = {401: "not-signed-in", 403: "forbidden", 404: "not-found", 405: "method-not-allowed"}
 
 
 class Problem(Exception):
@@ -62,12 +82,14 @@ class Problem(Exception):
         status: int,
         detail: str,
         *,
+        kind: str | None = None,
         title: str | None = None,
         headers: Mapping[str, str] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail)
         self.status = status
+        self.kind = kind or _BY_STATUS.get(status, "internal-error" if status >= 500 else "")
         self.title = title or HTTPStatus(status).phrase
         self.detail = detail
         self.headers = dict(headers or {})
@@ -83,20 +105,23 @@ def problem_for(exc: BaseException) -> Problem:
     if isinstance(exc, NotSignedIn):
         return Problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="gateway"'})
     if isinstance(exc, InvalidFields):
-        return Problem(422, str(exc), errors=exc.errors)
+        return Problem(422, str(exc), kind="invalid-request", errors=exc.errors)
     if isinstance(exc, InvalidCursor):
-        return Problem(400, str(exc), errors=[{"field": "cursor", "message": exc.reason}])
+        errors = [{"field": "cursor", "message": exc.reason}]
+        return Problem(400, str(exc), kind="invalid-cursor", errors=errors)
     if isinstance(exc, CsvImportError):  # rows imported all or none: every one at fault
-        errors = [{"row": row, "message": why} for row, why in exc.rows]
-        return Problem(422, f"{len(errors)} bad row(s), nothing imported", errors=errors)
+        rows = [{"row": row, "message": why} for row, why in exc.rows]
+        detail = f"{len(rows)} bad row(s), nothing imported"
+        return Problem(422, detail, kind="invalid-rows", errors=rows)
     if isinstance(exc, InputError) and not isinstance(exc, UnsupportedMedia):
         # The field (or file, or header) at fault, named as the caller wrote it.
-        return Problem(422, str(exc), errors=[{"field": exc.where, "message": exc.reason}])
-    for kind, status in _STATUS:
-        if isinstance(exc, kind):
-            return Problem(status, str(exc))
+        errors = [{"field": exc.where, "message": exc.reason}]
+        return Problem(422, str(exc), kind="invalid-value", errors=errors)
+    for error, status, kind in _STATUS:
+        if isinstance(exc, error):
+            return Problem(status, str(exc), kind=kind)
     if isinstance(exc, OperationalError):
-        return Problem(503, "the database does not answer; try again shortly")
+        return Problem(503, "the database does not answer; try again shortly", kind="unavailable")
     log.error("unexpected error answering a request", exc_info=exc)
     return Problem(500, "an unexpected error; it was logged for the operator")
 
@@ -114,12 +139,15 @@ def from_reply(reply: Reply) -> Problem:
     else:
         status = 503
     headers = {"Retry-After": "3600"} if status == 429 else {}
-    return Problem(status, reply.text, headers=headers, smtp=str(reply))
+    kind = {429: "rate-limited", 413: "too-big"}.get(status, "mail-refused")
+    if status == 503:
+        kind = "unavailable"
+    return Problem(status, reply.text, kind=kind, headers=headers, smtp=str(reply))
 
 
 def response(problem: Problem) -> JSONResponse:
     body = {
-        "type": "about:blank",
+        "type": f"/api/v1/problems#{problem.kind}" if problem.kind else "about:blank",
         "title": problem.title,
         "status": problem.status,
         "detail": problem.detail,
@@ -144,6 +172,11 @@ def install(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         return response(problem_for(InvalidFields(errors)))
+
+    @app.get("/api/v1/problems", include_in_schema=False)
+    def problem_types() -> dict[str, str]:
+        """What each problem `type` (/api/v1/problems#<name>) means."""
+        return TYPES
 
     app.add_exception_handler(Problem, on_error)
     app.add_exception_handler(GatewayError, on_error)

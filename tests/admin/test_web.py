@@ -169,4 +169,36 @@ def test_each_error_class_has_its_status(error: str, status: int) -> None:
         raised = kind("web.listen", "config.toml", "bad")
     else:
         raised = kind("why")
-    assert problem_for(raised).status == status
+    from admin.problems import TYPES
+
+    answered = problem_for(raised)
+    assert answered.status == status and answered.kind in TYPES
+
+
+def test_interactive_docs_are_served_from_the_app_with_no_cdn(
+    db: Database, config: Config, account_id: int
+) -> None:
+    with running_web(db, config) as url:
+        page = httpx.get(f"{url}/api/v1/docs")
+        script = httpx.get(f"{url}/api/v1/docs-static/swagger-ui-bundle.js")
+        schema = httpx.get(f"{url}/api/v1/openapi.json")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "/api/v1/docs-static/swagger-ui-bundle.js" in page.text
+    assert "/api/v1/openapi.json" in page.text
+    assert "cdn" not in page.text.lower() and "https://" not in page.text.split("<body")[0]
+    assert script.status_code == 200 and len(script.content) > 100_000
+    assert "/api/v1/contacts" in schema.json()["paths"]
+
+
+def test_every_problem_has_a_stable_type_described_by_the_app(
+    db: Database, config: Config, account_id: int
+) -> None:
+    from admin.problems import TYPES
+
+    with running_web(db, config) as url:
+        missing = httpx.get(f"{url}/no-such-page").json()
+        unsigned = httpx.get(f"{url}/api/v1/contacts").json()
+        described = httpx.get(f"{url}/api/v1/problems").json()
+    assert missing["type"] == "/api/v1/problems#not-found"
+    assert unsigned["type"] == "/api/v1/problems#not-signed-in"
+    assert described == TYPES
