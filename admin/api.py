@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from admin.auth import Principal, principal
+from admin.params import ItemId
 from gateway import smtp_replies as replies
 from gateway.config import Config
 from gateway.db import Database
@@ -184,7 +185,7 @@ def _enqueue(
     response_model=DeliveryReport,
     summary="A sent message's delivery report: each recipient's state and last reply",
 )
-async def message_report(message_id: int, request: Request) -> DeliveryReport:
+async def message_report(message_id: ItemId, request: Request) -> DeliveryReport:
     db: Database = request.app.state.db
     who = await principal(request)
     if not who.scopes & {"send", "read"}:

@@ -46,6 +46,7 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
         redoc_url=None,
         static_url="/api/v1/docs-static",
         openapi_url="/api/v1/openapi.json",
+        responses=problems.RESPONSES,
     )
     app.state.db = db
     app.state.config = config

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from admin.auth import Principal, scoped
 from admin.pagination import check_limit, page
+from admin.params import ItemId
 from gateway.addresses import parse_one
 from gateway.contact_import import Row, import_rows
 from gateway.contacts import add_contact, delete_contact, get_contact, update_contact
@@ -95,7 +96,9 @@ async def list_contacts(
 
 
 @router.get("/{contact_id}", response_model=ContactOut, summary="One contact")
-async def one_contact(contact_id: int, request: Request, who: Principal = READ) -> dict[str, Any]:
+async def one_contact(
+    contact_id: ItemId, request: Request, who: Principal = READ
+) -> dict[str, Any]:
     _account_wide(who)
     return await _in_session(request, lambda s, _: _out(get_contact(s, who.account_id, contact_id)))
 
@@ -113,7 +116,7 @@ async def create(body: ContactIn, request: Request, who: Principal = WRITE) -> d
 
 @router.patch("/{contact_id}", response_model=ContactOut, summary="Rename, or set addresses")
 async def change(
-    contact_id: int, body: ContactChange, request: Request, who: Principal = WRITE
+    contact_id: ItemId, body: ContactChange, request: Request, who: Principal = WRITE
 ) -> dict[str, Any]:
     _account_wide(who)
 
@@ -126,7 +129,7 @@ async def change(
 
 
 @router.delete("/{contact_id}", status_code=204, summary="Delete a contact (its mail stays)")
-async def delete(contact_id: int, request: Request, who: Principal = WRITE) -> Response:
+async def delete(contact_id: ItemId, request: Request, who: Principal = WRITE) -> Response:
     _account_wide(who)
 
     def work(session: Session, _: AccountDirectory) -> None:

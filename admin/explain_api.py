@@ -5,9 +5,9 @@ own token sees the traces of their own mail only."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from admin.auth import principal
@@ -15,6 +15,7 @@ from gateway.db import Database
 from gateway.explain import explain
 
 router = APIRouter(prefix="/api/v1", tags=["explain"])
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # no control characters: never a NUL to the database
 
 
 class FindingOut(BaseModel):
@@ -33,7 +34,11 @@ class ExplanationOut(BaseModel):
 
 
 @router.get("/explain", response_model=ExplanationOut, summary="Why is this mail (not) here?")
-async def why(request: Request, message_id: str, contact: str | None = None) -> dict[str, Any]:
+async def why(
+    request: Request,
+    message_id: Annotated[str, Query(min_length=1, max_length=998, pattern=_PRINTABLE)],
+    contact: Annotated[str | None, Query(max_length=320, pattern=_PRINTABLE)] = None,
+) -> dict[str, Any]:
     who = await principal(request)
     if who.whole_account:  # a member (a user's token) asks about their own mail only
         who.require("read")

@@ -23,7 +23,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.errors import (
@@ -74,6 +75,27 @@ TYPES = {
 _BY_STATUS = {401: "not-signed-in", 403: "forbidden", 404: "not-found", 405: "method-not-allowed"}
 
 
+class ProblemDoc(BaseModel):
+    """An RFC 9457 problem, as every error is answered (application/problem+json)."""
+
+    model_config = {"extra": "allow"}
+    type: str = Field(description="/api/v1/problems#<name>: stable, described there")
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="each field or row at fault"
+    )
+
+
+_DOC = {MEDIA_TYPE: {"schema": ProblemDoc.model_json_schema()}}
+# Documented on every operation of the app (create_app passes it to FastAPI).
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": HTTPStatus(status).phrase, "content": _DOC, "model": ProblemDoc}
+    for status in (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503)
+}
+
+
 class Problem(Exception):
     """An HTTP problem as it is answered (built here, never by a handler)."""
 
@@ -122,6 +144,8 @@ def problem_for(exc: BaseException) -> Problem:
             return Problem(status, str(exc), kind=kind)
     if isinstance(exc, OperationalError):
         return Problem(503, "the database does not answer; try again shortly", kind="unavailable")
+    if isinstance(exc, DataError):  # a backstop: a value the database cannot hold (a NUL)
+        return Problem(422, "a value the database cannot store (a NUL?)", kind="invalid-value")
     log.error("unexpected error answering a request", exc_info=exc)
     return Problem(500, "an unexpected error; it was logged for the operator")
 

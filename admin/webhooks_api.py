@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from admin.auth import Principal, scoped
 from admin.pagination import check_limit, page
+from admin.params import AfterId, ItemId
 from gateway.db import Database
 from gateway.errors import InputError
 from gateway.models import Event, WebhookDelivery, WebhookEndpoint
@@ -146,7 +147,7 @@ async def create(body: EndpointIn, request: Request, who: Principal = ADMIN) -> 
 
 
 @router.get("/webhooks/{endpoint_id}", response_model=EndpointOut, summary="One endpoint")
-async def one(endpoint_id: int, request: Request, who: Principal = ADMIN) -> dict[str, Any]:
+async def one(endpoint_id: ItemId, request: Request, who: Principal = ADMIN) -> dict[str, Any]:
     return await _in_session(
         request, lambda s: _endpoint(get_endpoint(s, who.account_id, endpoint_id))
     )
@@ -154,7 +155,7 @@ async def one(endpoint_id: int, request: Request, who: Principal = ADMIN) -> dic
 
 @router.patch("/webhooks/{endpoint_id}", response_model=EndpointOut, summary="Change one")
 async def change(
-    endpoint_id: int, body: EndpointChange, request: Request, who: Principal = ADMIN
+    endpoint_id: ItemId, body: EndpointChange, request: Request, who: Principal = ADMIN
 ) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
         endpoint = get_endpoint(session, who.account_id, endpoint_id)
@@ -177,7 +178,7 @@ async def change(
 
 
 @router.delete("/webhooks/{endpoint_id}", status_code=204, summary="Remove one")
-async def delete(endpoint_id: int, request: Request, who: Principal = ADMIN) -> Response:
+async def delete(endpoint_id: ItemId, request: Request, who: Principal = ADMIN) -> Response:
     await _in_session(
         request, lambda s: remove_endpoint(s, get_endpoint(s, who.account_id, endpoint_id))
     )
@@ -185,7 +186,7 @@ async def delete(endpoint_id: int, request: Request, who: Principal = ADMIN) -> 
 
 
 @router.post("/webhooks/{endpoint_id}/rotate-secret", response_model=Secret, summary="Rotate")
-async def rotate(endpoint_id: int, request: Request, who: Principal = ADMIN) -> dict[str, str]:
+async def rotate(endpoint_id: ItemId, request: Request, who: Principal = ADMIN) -> dict[str, str]:
     vault = _vault(request)
     secret = await _in_session(
         request, lambda s: rotate_secret(s, vault, get_endpoint(s, who.account_id, endpoint_id))
@@ -194,7 +195,7 @@ async def rotate(endpoint_id: int, request: Request, who: Principal = ADMIN) -> 
 
 
 @router.post("/webhooks/{endpoint_id}/test", status_code=202, summary="Send a test event")
-async def test(endpoint_id: int, request: Request, who: Principal = ADMIN) -> Response:
+async def test(endpoint_id: ItemId, request: Request, who: Principal = ADMIN) -> Response:
     await _in_session(request, lambda s: send_test(s, get_endpoint(s, who.account_id, endpoint_id)))
     return Response(status_code=202)
 
@@ -203,7 +204,7 @@ async def test(endpoint_id: int, request: Request, who: Principal = ADMIN) -> Re
     "/webhooks/{endpoint_id}/deliveries", response_model=DeliveryPage, summary="Delivery log"
 )
 async def deliveries(
-    endpoint_id: int,
+    endpoint_id: ItemId,
     request: Request,
     limit: int = 50,
     cursor: str | None = None,
@@ -226,14 +227,14 @@ async def deliveries(
 
 
 @router.post("/webhooks/deliveries/{delivery_id}/retry", status_code=202, summary="Retry one")
-async def retry(delivery_id: int, request: Request, who: Principal = ADMIN) -> Response:
+async def retry(delivery_id: ItemId, request: Request, who: Principal = ADMIN) -> Response:
     await _in_session(request, lambda s: retry_delivery(s, who.account_id, delivery_id))
     return Response(status_code=202)
 
 
 @router.get("/events", response_model=EventFeed, summary="Events after an id: the catch-up feed")
 async def events(
-    request: Request, after: int = 0, limit: int = 100, who: Principal = READ
+    request: Request, after: AfterId = 0, limit: int = 100, who: Principal = READ
 ) -> dict[str, Any]:
     check_limit(limit)
     kinds = [k for k in PUBLIC_TYPES if k != "webhook.test"]

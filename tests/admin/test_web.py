@@ -202,3 +202,12 @@ def test_every_problem_has_a_stable_type_described_by_the_app(
     assert missing["type"] == "/api/v1/problems#not-found"
     assert unsigned["type"] == "/api/v1/problems#not-signed-in"
     assert described == TYPES
+
+
+def test_a_value_the_database_cannot_store_is_a_422_not_a_500() -> None:
+    from sqlalchemy.exc import DataError
+
+    from admin.problems import problem_for
+
+    refused = problem_for(DataError("INSERT", {}, Exception("cannot contain NUL (0x00) bytes")))
+    assert (refused.status, refused.kind) == (422, "invalid-value")
