@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
-from admin import api, contacts, explain_api, metrics, problems, webhooks_api
+from admin import accounts_api, api, contacts, explain_api, metrics, problems, webhooks_api
 from admin.pagination import Cursors
 from gateway import __version__
 from gateway.config import Config
@@ -59,6 +59,7 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.include_router(contacts.router)
     app.include_router(webhooks_api.router)
     app.include_router(explain_api.router)
+    app.include_router(accounts_api.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz(request: Request) -> JSONResponse:
