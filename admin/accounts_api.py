@@ -14,7 +14,6 @@ sending routes) and its settings.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Request
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session, selectinload
 from admin.auth import Principal, principal, scoped
 from admin.pagination import page
 from admin.params import ItemId, Limit
+from admin.sessions import in_session
 from gateway.accounts import dropbox_address, new_dropbox_token
 from gateway.db import Database
 from gateway.errors import InputError, NotFound
@@ -81,13 +81,13 @@ async def users(request: Request, limit: Limit = 50, cursor: str | None = None) 
         query = query.options(selectinload(User.addresses)).order_by(User.id).limit(limit + 1)
         return [_user(request, u) for u in session.scalars(query)]
 
-    return page(await _in_session(request, work), limit, request.app.state.cursors(), query_key)
+    return page(await in_session(request, work), limit, request.app.state.cursors(), query_key)
 
 
 @router.get("/users/{user_id}", response_model=UserOut, summary="One user")
 async def one_user(user_id: ItemId, request: Request) -> dict[str, Any]:
     who = await _reader(request)
-    return await _in_session(request, lambda s: _user(request, _get(s, who, user_id)))
+    return await in_session(request, lambda s: _user(request, _get(s, who, user_id)))
 
 
 @router.post(
@@ -99,22 +99,22 @@ async def rotate(user_id: ItemId, request: Request, who: Principal = WRITE) -> d
         user.dropbox_token = new_dropbox_token()
         return _user(request, user)
 
-    return await _in_session(request, work)
+    return await in_session(request, work)
 
 
 @router.put("/users/{user_id}/route", response_model=UserOut, summary="Set the sending route")
 async def route(
     user_id: ItemId, body: RouteIn, request: Request, who: Principal = ADMIN
 ) -> dict[str, Any]:
-    email = await _in_session(request, lambda s: _get(s, who, user_id).email)
+    email = await in_session(request, lambda s: _get(s, who, user_id).email)
     db: Database = request.app.state.db
     await asyncio.to_thread(set_route, db, request.app.state.config, email, body.route)
-    return await _in_session(request, lambda s: _user(request, _get(s, who, user_id)))
+    return await in_session(request, lambda s: _user(request, _get(s, who, user_id)))
 
 
 @router.get("/settings", response_model=SettingsOut, summary="The account's settings")
 async def settings(request: Request, who: Principal = READ) -> dict[str, Any]:
-    return await _in_session(request, lambda s: _settings(s.get_one(Account, who.account_id)))
+    return await in_session(request, lambda s: _settings(s.get_one(Account, who.account_id)))
 
 
 @router.patch("/settings", response_model=SettingsOut, summary="Change the account's settings")
@@ -129,7 +129,7 @@ async def change_settings(
             account.blocked_domains = _domains(body.blocked_domains)
         return _settings(account)
 
-    return await _in_session(request, work)
+    return await in_session(request, work)
 
 
 async def _reader(request: Request) -> Principal:
@@ -179,13 +179,3 @@ def _settings(account: Account) -> dict[str, Any]:
         "auto_create_contacts": account.auto_create_contacts,
         "blocked_domains": list(account.blocked_domains or []),
     }
-
-
-async def _in_session(request: Request, work: Callable[[Session], T]) -> T:
-    db: Database = request.app.state.db
-
-    def run() -> T:
-        with db.session() as session:
-            return work(session)
-
-    return await asyncio.to_thread(run)

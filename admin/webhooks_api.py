@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -27,7 +25,7 @@ from sqlalchemy.orm import Session
 from admin.auth import Principal, scoped
 from admin.pagination import check_limit, page
 from admin.params import AfterId, ItemId
-from gateway.db import Database
+from admin.sessions import in_session
 from gateway.errors import InputError
 from gateway.models import Event, WebhookDelivery, WebhookEndpoint
 from gateway.vault import Vault
@@ -130,7 +128,7 @@ async def list_all(
         )
         return [_endpoint(e) for e in found]
 
-    return page(await _in_session(request, work), limit, request.app.state.cursors(), query)
+    return page(await in_session(request, work), limit, request.app.state.cursors(), query)
 
 
 @router.post("/webhooks", status_code=201, response_model=EndpointMade, summary="Add one")
@@ -143,12 +141,12 @@ async def create(body: EndpointIn, request: Request, who: Principal = ADMIN) -> 
         )
         return {**_endpoint(made), "secret": secret}
 
-    return await _in_session(request, work)
+    return await in_session(request, work)
 
 
 @router.get("/webhooks/{endpoint_id}", response_model=EndpointOut, summary="One endpoint")
 async def one(endpoint_id: ItemId, request: Request, who: Principal = ADMIN) -> dict[str, Any]:
-    return await _in_session(
+    return await in_session(
         request, lambda s: _endpoint(get_endpoint(s, who.account_id, endpoint_id))
     )
 
@@ -174,12 +172,12 @@ async def change(
         session.flush()
         return _endpoint(endpoint)
 
-    return await _in_session(request, work)
+    return await in_session(request, work)
 
 
 @router.delete("/webhooks/{endpoint_id}", status_code=204, summary="Remove one")
 async def delete(endpoint_id: ItemId, request: Request, who: Principal = ADMIN) -> Response:
-    await _in_session(
+    await in_session(
         request, lambda s: remove_endpoint(s, get_endpoint(s, who.account_id, endpoint_id))
     )
     return Response(status_code=204)
@@ -188,7 +186,7 @@ async def delete(endpoint_id: ItemId, request: Request, who: Principal = ADMIN) 
 @router.post("/webhooks/{endpoint_id}/rotate-secret", response_model=Secret, summary="Rotate")
 async def rotate(endpoint_id: ItemId, request: Request, who: Principal = ADMIN) -> dict[str, str]:
     vault = _vault(request)
-    secret = await _in_session(
+    secret = await in_session(
         request, lambda s: rotate_secret(s, vault, get_endpoint(s, who.account_id, endpoint_id))
     )
     return {"secret": secret}
@@ -196,7 +194,7 @@ async def rotate(endpoint_id: ItemId, request: Request, who: Principal = ADMIN) 
 
 @router.post("/webhooks/{endpoint_id}/test", status_code=202, summary="Send a test event")
 async def test(endpoint_id: ItemId, request: Request, who: Principal = ADMIN) -> Response:
-    await _in_session(request, lambda s: send_test(s, get_endpoint(s, who.account_id, endpoint_id)))
+    await in_session(request, lambda s: send_test(s, get_endpoint(s, who.account_id, endpoint_id)))
     return Response(status_code=202)
 
 
@@ -222,13 +220,13 @@ async def deliveries(
         rows = session.scalars(found.order_by(WebhookDelivery.id.desc()).limit(limit + 1))
         return [_delivery(d) for d in rows]
 
-    rows = await _in_session(request, work)
+    rows = await in_session(request, work)
     return page(rows, limit, request.app.state.cursors(), query)
 
 
 @router.post("/webhooks/deliveries/{delivery_id}/retry", status_code=202, summary="Retry one")
 async def retry(delivery_id: ItemId, request: Request, who: Principal = ADMIN) -> Response:
-    await _in_session(request, lambda s: retry_delivery(s, who.account_id, delivery_id))
+    await in_session(request, lambda s: retry_delivery(s, who.account_id, delivery_id))
     return Response(status_code=202)
 
 
@@ -257,21 +255,11 @@ async def events(
         ]
         return {"data": data, "next_after": data[-1]["id"] if data else after}
 
-    return await _in_session(request, work)
+    return await in_session(request, work)
 
 
 def _vault(request: Request) -> Vault:
     return Vault.load(request.app.state.config.secret_key_file)
-
-
-async def _in_session(request: Request, work: Callable[[Session], T]) -> T:
-    db: Database = request.app.state.db
-
-    def run() -> T:
-        with db.session() as session:
-            return work(session)
-
-    return await asyncio.to_thread(run)
 
 
 def _endpoint(endpoint: WebhookEndpoint) -> dict[str, Any]:

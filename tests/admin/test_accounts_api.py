@@ -5,9 +5,8 @@ only themselves, and another account's users never found."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-import httpx
 import pytest
 
 from gateway.accounts import add_user, create_account
@@ -15,22 +14,9 @@ from gateway.config import Config
 from gateway.db import Database
 from gateway.tokens import create_account_token, create_token
 from gateway.vault import ensure_key_file
-from tests.helpers.web import running_web
+from tests.helpers.web import ApiClient, running_web
 
-
-@dataclass
-class Api:
-    url: str
-    tokens: dict[str, str]
-
-    def call(self, method: str, path: str, token: str, **kwargs: object) -> httpx.Response:
-        return httpx.request(
-            method,
-            f"{self.url}/api/v1{path}",
-            headers={"Authorization": f"Bearer {self.tokens[token]}"},
-            timeout=30,
-            **kwargs,  # type: ignore[arg-type]
-        )
+Api = ApiClient
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ read or change another account's contacts."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-import httpx
 import pytest
 
 from gateway.accounts import add_user, create_account
@@ -15,23 +13,9 @@ from gateway.config import Config
 from gateway.db import Database
 from gateway.tokens import create_account_token, create_token
 from gateway.vault import ensure_key_file
-from tests.helpers.web import running_web
+from tests.helpers.web import ApiClient, running_web
 
-
-@dataclass
-class Api:
-    url: str
-    tokens: dict[str, str]
-
-    def call(self, method: str, path: str, token: str | None, **kwargs: object) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.tokens[token]}"} if token else {}
-        return httpx.request(
-            method,
-            f"{self.url}/api/v1{path}",
-            headers=headers,
-            timeout=30,
-            **kwargs,  # type: ignore[arg-type]
-        )
+Api = ApiClient
 
 
 @pytest.fixture

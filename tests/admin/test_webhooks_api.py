@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -17,25 +16,13 @@ from gateway.config import Config, SecurityConfig
 from gateway.db import Database
 from gateway.tokens import create_account_token
 from gateway.vault import ensure_key_file
-from tests.helpers.web import running_web
+from tests.helpers.web import ApiClient, running_web
 from tests.peers.webhook_receiver import Receiver
 
 
 @dataclass
-class Api:
-    url: str
-    tokens: dict[str, str]
+class Api(ApiClient):
     config: Config
-
-    def call(self, method: str, path: str, token: str, **kwargs: object) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.tokens[token]}"}
-        return httpx.request(
-            method,
-            f"{self.url}/api/v1{path}",
-            headers=headers,
-            timeout=30,
-            **kwargs,  # type: ignore[arg-type]
-        )
 
 
 @pytest.fixture

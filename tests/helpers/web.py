@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
+
+import httpx
 
 from admin.server import WebRole
 from gateway.config import Config, WebConfig
@@ -34,3 +38,17 @@ def sample(text: str, name: str, **labels: str) -> float | None:
         if found == labels:
             return float(match.group(3))
     return None
+
+
+@dataclasses.dataclass
+class ApiClient:
+    """Calls /api/v1 of a served web role, with a token chosen by name."""
+
+    url: str
+    tokens: dict[str, str]
+
+    def call(self, method: str, path: str, token: str | None, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.tokens[token]}"} if token else {}
+        return httpx.request(
+            method, f"{self.url}/api/v1{path}", headers=headers, timeout=30, **kwargs
+        )
