@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, selectinload
 from admin.auth import Principal, scoped
 from admin.pagination import check_limit, page
 from admin.params import ItemId
+from admin.sessions import in_session
 from gateway.addresses import parse_one
 from gateway.contact_import import Row, import_rows
 from gateway.contacts import add_contact, delete_contact, get_contact, update_contact
@@ -163,21 +164,20 @@ def _case(request: Request) -> str:
 async def _in_session(
     request: Request, work: Callable[[Session, Any], T], account_id: int | None = None
 ) -> T:
-    """`work(session, directory)` in one transaction, off the event loop."""
-    db: Database = request.app.state.db
+    """`work(session, directory)` in one transaction (in_session); the directory of
+    `account_id` when it is given."""
     config = request.app.state.config
 
-    def run() -> T:
-        with db.session() as session:
-            directory = None
-            if account_id is not None:
-                account = session.get(Account, account_id)
-                if account is None:
-                    raise NotFound("no such account")
-                directory = AccountDirectory.load(session, account, config)
-            return work(session, directory)
+    def with_directory(session: Session) -> T:
+        directory = None
+        if account_id is not None:
+            account = session.get(Account, account_id)
+            if account is None:
+                raise NotFound("no such account")
+            directory = AccountDirectory.load(session, account, config)
+        return work(session, directory)
 
-    return await asyncio.to_thread(run)
+    return await in_session(request, with_directory)
 
 
 def _list(

@@ -26,7 +26,6 @@ from admin.auth import Principal, scoped
 from admin.pagination import check_limit, page
 from admin.params import AfterId, ItemId
 from admin.sessions import in_session
-from gateway.errors import InputError
 from gateway.models import Event, WebhookDelivery, WebhookEndpoint
 from gateway.vault import Vault
 from gateway.webhooks import (
@@ -34,6 +33,7 @@ from gateway.webhooks import (
     PUBLIC_TYPES,
     add_endpoint,
     check_url,
+    checked_types,
     enable,
     get_endpoint,
     remove_endpoint,
@@ -161,10 +161,7 @@ async def change(
             check_url(request.app.state.config, body.url)
             endpoint.url = body.url
         if body.event_types is not None:
-            unknown = sorted(set(body.event_types) - set(EVENT_TYPES))
-            if unknown:
-                raise InputError("event_types", f"unknown: {', '.join(unknown)}")
-            endpoint.event_types = list(dict.fromkeys(body.event_types))
+            endpoint.event_types = checked_types(body.event_types)
         if body.enabled is True:
             enable(endpoint)
         elif body.enabled is False:

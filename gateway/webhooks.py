@@ -84,6 +84,14 @@ def check_url(config: Config, url: str) -> Target:
     return Target(url, parts.hostname, port, address, parts.scheme == "https")
 
 
+def checked_types(event_types: Sequence[str]) -> list[str]:
+    """The event types an endpoint wants, each once (InputError: one is unknown)."""
+    unknown = sorted(set(event_types) - set(EVENT_TYPES))
+    if unknown:
+        raise InputError("event_types", f"unknown: {', '.join(unknown)}")
+    return list(dict.fromkeys(event_types))
+
+
 def add_endpoint(
     session: Session,
     config: Config,
@@ -94,15 +102,13 @@ def add_endpoint(
 ) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its secret (shown once)."""
     check_url(config, url)
-    unknown = sorted(set(event_types) - set(EVENT_TYPES))
-    if unknown:
-        raise InputError("event_types", f"unknown: {', '.join(unknown)}")
+    wanted = checked_types(event_types)
     secret = new_secret()
     endpoint = WebhookEndpoint(
         account_id=account_id,
         url=url,
         secret=vault.encrypt(secret),
-        event_types=list(dict.fromkeys(event_types)),
+        event_types=wanted,
         enabled=True,
     )
     session.add(endpoint)
