@@ -1,35 +1,52 @@
 """The web app (FastAPI): built once per process with the database and config it serves.
 
-Routes so far: POST /api/v1/messages (admin.api), GET /metrics (admin.metrics),
-GET /healthz and the OpenAPI document at /api/v1/openapi.json. Every error is
-answered as an HTTP problem (admin.problems).
+The REST API under /api/v1 (admin.api, contacts, accounts_api, webhooks_api,
+explain_api) with its OpenAPI document at /api/v1/openapi.json and docs at
+/api/v1/docs; GET /metrics (admin.metrics); GET /healthz; the pages (admin.pages)
+and their /static files. Every error of the API is answered as an HTTP problem
+(admin.problems); the pages show theirs in words.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
-from admin import accounts_api, api, contacts, explain_api, metrics, problems, webhooks_api
+from admin import (
+    accounts_api,
+    api,
+    contacts,
+    explain_api,
+    metrics,
+    pages,
+    problems,
+    webhooks_api,
+)
 from admin.pagination import Cursors
+from admin.session_cookie import Keys
 from gateway import __version__
 from gateway.config import Config
 from gateway.db import Database
 from gateway.errors import Unavailable
 from gateway.vault import Vault
 
+T = TypeVar("T")
 
-def _cursors(config: Config) -> Callable[[], Cursors]:
-    """The cursor signer, made on first use (it needs the secret key file)."""
-    made: list[Cursors] = []
 
-    def get() -> Cursors:
+def _once(make: Callable[[], T]) -> Callable[[], T]:
+    """`make()` on first use only (the vault needs the secret key file)."""
+    made: list[T] = []
+
+    def get() -> T:
         if not made:
-            made.append(Cursors(Vault.load(config.secret_key_file)))
+            made.append(make())
         return made[0]
 
     return get
@@ -52,7 +69,9 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.state.config = config
     app.state.metrics = metrics.registry(db)
     app.state.queued = queued
-    app.state.cursors = _cursors(config)
+    vault = _once(lambda: Vault.load(config.secret_key_file))
+    app.state.cursors = _once(lambda: Cursors(vault()))
+    app.state.keys = _once(lambda: Keys.of(vault()))
     problems.install(app)
     app.include_router(metrics.router)
     app.include_router(api.router)
@@ -60,6 +79,8 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.include_router(webhooks_api.router)
     app.include_router(explain_api.router)
     app.include_router(accounts_api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz(request: Request) -> JSONResponse:

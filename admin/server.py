@@ -60,6 +60,8 @@ class WebRole:
             lifespan="off",
             server_header=False,
             timeout_graceful_shutdown=10,
+            proxy_headers=True,  # the client's IP and scheme, from trusted proxies only
+            forwarded_allow_ips=self.config.web.forwarded_allow_ips,
         )
         server = _Server(settings)
         serving = asyncio.create_task(server.serve(sockets=[self.sock]), name="web")

@@ -26,6 +26,7 @@ from admin.auth import Principal, scoped
 from admin.pagination import check_limit, page
 from admin.params import AfterId, ItemId
 from admin.sessions import in_session
+from gateway.errors import Forbidden
 from gateway.models import Event, WebhookDelivery, WebhookEndpoint
 from gateway.vault import Vault
 from gateway.webhooks import (
@@ -232,6 +233,8 @@ async def events(
     request: Request, after: AfterId = 0, limit: int = 100, who: Principal = READ
 ) -> dict[str, Any]:
     check_limit(limit)
+    if not who.whole_account:
+        raise Forbidden("the event feed is the whole account's: an admin's or the account's")
     kinds = [k for k in PUBLIC_TYPES if k != "webhook.test"]
 
     def work(session: Session) -> dict[str, Any]:

@@ -14,6 +14,7 @@ problem of any of them from admin.problems, the CLI's exit code from gateway.cli
     ├── Conflict(what)                     HTTP 409
     ├── NotSignedIn(what)                  HTTP 401 with WWW-Authenticate
     ├── Forbidden(what)                    HTTP 403
+    ├── TooManyAttempts(what, retry_after) HTTP 429: failed sign-ins, paused a while
     ├── Unavailable(what)                  HTTP 503: a dependency is away, try again
     ├── MailRejected(reply)                the SMTP reply; HTTP per its status (from_reply)
     │   ├── RecipientRejected              550 5.1.1 | 550 5.7.1 | 501 5.1.3   (5xx only)
@@ -99,6 +100,14 @@ class NotSignedIn(GatewayError):
 
 class Forbidden(GatewayError):
     """Signed in, but not allowed to do this."""
+
+
+class TooManyAttempts(GatewayError):
+    """Too many failed sign-ins: paused for `retry_after` seconds."""
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class Unavailable(GatewayError):

@@ -22,6 +22,7 @@ from gateway.config import Config
 from gateway.errors import InputError
 from gateway.models import User
 from gateway.tokens import create_token, list_tokens, revoke_token
+from gateway.web_sessions import end_sessions_of
 
 
 def register(sub: Verbs) -> None:
@@ -130,8 +131,10 @@ def cmd_passwd(ctx: Context, args: argparse.Namespace) -> int:
         if getpass.getpass("again: ") != password:
             raise InputError("password", "the two do not match")
     with ctx.db.session() as session:
-        set_password(session, ctx.config, args.email, password, args.must_change)
-    ctx.console.print(f"password of {args.email} set", markup=False)
+        user = set_password(session, ctx.config, args.email, password, args.must_change)
+        ended = end_sessions_of(session, user.id)
+    signed_out = f"; {ended} session(s) signed out" if ended else ""
+    ctx.console.print(f"password of {args.email} set{signed_out}", markup=False)
     return 0
 
 

@@ -145,6 +145,40 @@ class WebConfig:
             "Empty: /metrics is open to whoever reaches the listen address."
         ),
     )
+    public_url: str = field(
+        default="",
+        metadata=doc(
+            'The address people open, e.g. "https://mail.example.com". When it is https, '
+            "session cookies are Secure even if a TLS proxy speaks plain HTTP to us."
+        ),
+    )
+    forwarded_allow_ips: str = field(
+        default="127.0.0.1",
+        metadata=doc(
+            "Comma-separated addresses of proxies whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed (the client's IP for sign-in limits; https)."
+        ),
+    )
+    session_idle_timeout: float = field(
+        default=7200.0,
+        metadata=doc("Seconds without a request after which a signed-in session ends."),
+    )
+    session_max_age: float = field(
+        default=43200.0,
+        metadata=doc("Seconds after sign-in after which a session ends however busy it is."),
+    )
+    sign_in_window: float = field(
+        default=900.0,
+        metadata=doc("Seconds over which failed sign-ins are counted."),
+    )
+    sign_in_failures_per_user: int = field(
+        default=5,
+        metadata=doc("Failed sign-ins to one address within the window before it is paused."),
+    )
+    sign_in_failures_per_ip: int = field(
+        default=20,
+        metadata=doc("Failed sign-ins from one IP address within the window before it is paused."),
+    )
 
 
 @dataclass(frozen=True)

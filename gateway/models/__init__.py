@@ -37,6 +37,7 @@ from gateway.models.outbound import (
     OutboundRecipient,
 )
 from gateway.models.refusals import DropboxRefusal
+from gateway.models.sessions import SignInFailure, WebSession
 from gateway.models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookState
 
 __all__ = [
@@ -71,10 +72,12 @@ __all__ = [
     "Security",
     "Sighting",
     "SightingState",
+    "SignInFailure",
     "Source",
     "SyncMode",
     "User",
     "UserAddress",
+    "WebSession",
     "WebhookDelivery",
     "WebhookEndpoint",
     "WebhookState",

@@ -18,7 +18,7 @@ from tests.helpers.roles import running
 
 
 @contextlib.contextmanager
-def running_web(db: Database, config: Config, **web: str) -> Iterator[str]:
+def running_web(db: Database, config: Config, **web: Any) -> Iterator[str]:
     """Serve the web role on a free port until the block ends; yields its base URL."""
     config = replace(config, web=replace(WebConfig(listen="127.0.0.1:0"), **web))
     role = WebRole(db, config)
