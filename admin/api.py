@@ -5,9 +5,11 @@ POST /api/v1/messages sends a message as the token's user: either the JSON field
 from its To, Cc and Bcc). It answers 202 with the queue id once the message is
 committed to the delivery queue, with the same checks as the submission port.
 
-GET /api/v1/messages/{id} is the delivery report of one of the token user's
-messages: its state and, per recipient, the state (queued, sending, deferred,
-sent, bounced, cancelled), the tries and the remote server's last reply.
+GET /api/v1/deliveries/{id} is the delivery report of a message sent so (the id
+POST answered): its state and, per recipient, the state (queued, sending,
+deferred, sent, bounced, cancelled), the tries and the remote server's last reply.
+Once sent, the message is stored as any other (GET /api/v1/messages/{id}, which
+names its deliveries).
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ class MessageIn(BaseModel):
 
 
 class Queued(BaseModel):
-    id: int
+    id: int = Field(description="the delivery's id: GET /api/v1/deliveries/{id}")
     message_id: str
     recipients: list[str]
+    delivery: str = Field(description="where its delivery report is")
 
 
 class RecipientReport(BaseModel):
@@ -165,7 +168,12 @@ def _enqueue(
     try:
         with db.connection() as connection:
             queued = enqueue_in(connection, sender, mail_from, recipients, outgoing, "api")
-            result = Queued(id=queued.id, message_id=queued.message_id, recipients=recipients)
+            result = Queued(
+                id=queued.id,
+                message_id=queued.message_id,
+                recipients=recipients,
+                delivery=f"/api/v1/deliveries/{queued.id}",
+            )
             answer = Answered(202, result.model_dump())
             if once is not None:
                 remember_in(connection, sender.account_id, once[0], once[1], answer)
@@ -181,20 +189,20 @@ def _enqueue(
 
 
 @router.get(
-    "/messages/{message_id}",
+    "/deliveries/{delivery_id}",
     response_model=DeliveryReport,
     summary="A sent message's delivery report: each recipient's state and last reply",
 )
-async def message_report(message_id: ItemId, request: Request) -> DeliveryReport:
+async def delivery_report(delivery_id: ItemId, request: Request) -> DeliveryReport:
     db: Database = request.app.state.db
     who = await principal(request)
     if not who.scopes & {"send", "read"}:
         who.require("read")
     rows = await asyncio.to_thread(
-        queue_rows, db, message_id=message_id, user_id=who.user_id, account_id=who.account_id
+        queue_rows, db, message_id=delivery_id, user_id=who.user_id, account_id=who.account_id
     )
     if not rows:
-        raise NotFound(f"no message {message_id} of this token's")
+        raise NotFound(f"no delivery {delivery_id} of this token's")
     return DeliveryReport.model_validate(rows[0])
 
 

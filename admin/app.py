@@ -1,7 +1,7 @@
 """The web app (FastAPI): built once per process with the database and config it serves.
 
-The REST API under /api/v1 (admin.api, contacts, accounts_api, webhooks_api,
-explain_api) with its OpenAPI document at /api/v1/openapi.json and docs at
+The REST API under /api/v1 (admin.api, contacts, accounts_api, messages_api,
+webhooks_api, explain_api) with its OpenAPI document at /api/v1/openapi.json and docs at
 /api/v1/docs; GET /metrics (admin.metrics); GET /healthz; the pages (admin.pages)
 and their /static files. Every error of the API is answered as an HTTP problem
 (admin.problems); the pages show theirs in words.
@@ -24,6 +24,7 @@ from admin import (
     api,
     contacts,
     explain_api,
+    messages_api,
     metrics,
     pages,
     problems,
@@ -79,6 +80,7 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.include_router(webhooks_api.router)
     app.include_router(explain_api.router)
     app.include_router(accounts_api.router)
+    app.include_router(messages_api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 

@@ -137,15 +137,17 @@ class MessageAddress(Base):
 
 class MessageContact(Base):
     __tablename__ = "message_contacts"
-    __table_args__ = (UniqueConstraint("message_id", "contact_id", "role"),)
+    __table_args__ = (
+        UniqueConstraint("message_id", "contact_id", "role"),
+        # A contact's mail, newest first, a page at a time (gateway.message_queries).
+        Index("ix_message_contacts_contact_message", "contact_id", "message_id"),
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     message_id: Mapped[int] = mapped_column(
         ForeignKey("messages.id", ondelete="CASCADE"), index=True
     )
-    contact_id: Mapped[int] = mapped_column(
-        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
-    )
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 

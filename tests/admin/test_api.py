@@ -149,7 +149,7 @@ def test_attachments_must_be_base64(db: Database, config: Config, token: str) ->
 def test_the_delivery_report_of_a_message(
     db: Database, config: Config, token: str, zone_server: ZoneServer
 ) -> None:
-    """GET /api/v1/messages/{id}: the CRM reads what became of each recipient, the
+    """GET /api/v1/deliveries/{id}: the CRM reads what became of each recipient, the
     remote's reply to a bounce included; only the token's user's own messages."""
     from tests.helpers.outbound import client_test_mx, outbound_config
 
@@ -160,17 +160,17 @@ def test_the_delivery_report_of_a_message(
         fields = {**FIELDS, "to": ["carol@client.test"], "cc": ["dan@client.test"], "bcc": []}
         with running_web(db, cfg) as url:
             queued_id = post(url, token, json=fields).json()["id"]
-            waiting = httpx.get(f"{url}/api/v1/messages/{queued_id}", headers=bearer(token))
+            waiting = httpx.get(f"{url}/api/v1/deliveries/{queued_id}", headers=bearer(token))
             delivery = Delivery(db, cfg)
             for job in delivery.claim(10):
                 delivery.attempt(job)
             delivery.close()
-            report = httpx.get(f"{url}/api/v1/messages/{queued_id}", headers=bearer(token))
+            report = httpx.get(f"{url}/api/v1/deliveries/{queued_id}", headers=bearer(token))
             with db.session() as session:
                 other = create_token(session, cfg, "ann@acme.com").token
-            foreign = httpx.get(f"{url}/api/v1/messages/{queued_id}", headers=bearer(other))
-            anonymous = httpx.get(f"{url}/api/v1/messages/{queued_id}")
-            missing = httpx.get(f"{url}/api/v1/messages/999999", headers=bearer(token))
+            foreign = httpx.get(f"{url}/api/v1/deliveries/{queued_id}", headers=bearer(other))
+            anonymous = httpx.get(f"{url}/api/v1/deliveries/{queued_id}")
+            missing = httpx.get(f"{url}/api/v1/deliveries/999999", headers=bearer(token))
     finally:
         mx.close()
     assert waiting.status_code == 200 and waiting.json()["state"] == "queued"

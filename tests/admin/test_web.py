@@ -136,7 +136,9 @@ def test_an_unexpected_error_is_a_500_problem_and_is_logged(
         token = create_token(session, config, "bob@acme.com").token
     monkeypatch.setattr(api, "queue_rows", broken)
     with running_web(db, config) as url:
-        answer = httpx.get(f"{url}/api/v1/messages/1", headers={"Authorization": f"Bearer {token}"})
+        answer = httpx.get(
+            f"{url}/api/v1/deliveries/1", headers={"Authorization": f"Bearer {token}"}
+        )
     assert answer.status_code == 500
     assert answer.headers["content-type"] == "application/problem+json"
     problem = answer.json()
