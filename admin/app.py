@@ -24,6 +24,7 @@ from admin import (
     api,
     contacts,
     explain_api,
+    mailboxes_api,
     messages_api,
     metrics,
     pages,
@@ -71,6 +72,7 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.state.metrics = metrics.registry(db)
     app.state.queued = queued
     vault = _once(lambda: Vault.load(config.secret_key_file))
+    app.state.vault = vault
     app.state.cursors = _once(lambda: Cursors(vault()))
     app.state.keys = _once(lambda: Keys.of(vault()))
     problems.install(app)
@@ -81,6 +83,7 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.include_router(explain_api.router)
     app.include_router(accounts_api.router)
     app.include_router(messages_api.router)
+    app.include_router(mailboxes_api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 

@@ -7,6 +7,7 @@ expected (500, logged), as application/problem+json with a status, a title and a
 detail a person can act on.
 
     NotSignedIn 401 | Forbidden 403 | NotFound 404 | Conflict 409
+    TooManyAttempts 429 | MailboxError 422 with its `reason`
     InvalidCursor 400 | UnsupportedMedia 415 | InputError 422 (with the field at fault
     named; CsvImportError with every row at fault)
     MailRejected: by its SMTP status (from_reply) | Unavailable, database away 503
@@ -39,9 +40,11 @@ from gateway.errors import (
     NotFound,
     NotSignedIn,
     Reply,
+    TooManyAttempts,
     Unavailable,
     UnsupportedMedia,
 )
+from gateway.imap.connection import MailboxError
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
@@ -69,6 +72,11 @@ TYPES = {
     "invalid-cursor": "A page cursor this API did not give, or gave for another query (400).",
     "mail-refused": "The message is refused as the SMTP side would refuse it (403, 422).",
     "rate-limited": "Over a sending limit: Retry-After says when to try again (429).",
+    "too-many-sign-ins": "Sign-in paused after failures: Retry-After says when (429).",
+    "mailbox-refused": (
+        "The mailbox's server refused or could not be reached; `reason` says which step: "
+        "auth, tls, unreachable, timeout, refused, protocol, throttled (422)."
+    ),
     "unavailable": "The database does not answer: try again shortly (503).",
     "internal-error": "An unexpected error; it was logged for the operator (500).",
 }
@@ -124,6 +132,11 @@ def problem_for(exc: BaseException) -> Problem:
         return exc
     if isinstance(exc, MailRejected):
         return from_reply(exc.reply)
+    if isinstance(exc, MailboxError):  # the mailbox's server said no, or cannot be reached
+        return Problem(422, str(exc), kind="mailbox-refused", reason=exc.kind)
+    if isinstance(exc, TooManyAttempts):
+        headers = {"Retry-After": str(exc.retry_after)}
+        return Problem(429, str(exc), kind="too-many-sign-ins", headers=headers)
     if isinstance(exc, NotSignedIn):
         return Problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="gateway"'})
     if isinstance(exc, InvalidFields):

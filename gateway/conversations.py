@@ -87,8 +87,9 @@ def find_conversation(
     parsed: ParsedMessage,
     addresses: Sequence[str],
     when: datetime,
-) -> int:
-    """The id of the conversation the message belongs to (created if need be)."""
+) -> tuple[int, bool]:
+    """The id of the conversation the message belongs to (created if need be), and
+    whether it was created now."""
     connection = session.connection()
     refs = references_of(parsed)  # at most MAX_REFS: one prepared IN
     params: dict[str, Any] = {"account_id": account_id, "message_id": parsed.message_id}
@@ -110,7 +111,7 @@ def find_conversation(
     if found:
         target = _merge(session, sorted(found))
         _TOUCH(connection).execute(connection, {"b_target": target, "b_when": when})
-        return target
+        return target, False
     cursor = _CREATE(connection).execute(
         connection,
         {
@@ -121,7 +122,7 @@ def find_conversation(
             "created_at": utcnow(),
         },
     )
-    return int(cursor.fetchone()[0])
+    return int(cursor.fetchone()[0]), True
 
 
 def record_references(

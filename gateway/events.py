@@ -20,6 +20,7 @@ MESSAGE_ATTACHED = "message.attached"
 CONTACT_CREATED = "contact.created"
 CONTACT_UPDATED = "contact.updated"
 CONTACT_REMOVED = "contact.removed"
+CONVERSATION_CREATED = "conversation.created"
 MESSAGE_QUEUED = "message.queued"  # accepted from the CRM for delivery
 
 _INSERT = prepared(

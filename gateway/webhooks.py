@@ -40,10 +40,14 @@ PUBLIC_TYPES = {
     "message.created": "message.received",
     "message.sent": "message.sent",
     "message.bounced": "message.bounced",
+    "message.delivery_failed": "message.delivery_failed",
+    "conversation.created": "conversation.created",
     "contact.created": "contact.created",
     "contact.updated": "contact.updated",
     "mailbox.connected": "mailbox.connected",
     "mailbox.reconnect_required": "mailbox.reconnect_required",
+    "mailbox.sync_completed": "mailbox.sync_completed",
+    "domain.dns_failed": "domain.dns_failed",
     "webhook.test": "webhook.test",
 }
 EVENT_TYPES = tuple(dict.fromkeys(PUBLIC_TYPES.values()))

@@ -3,7 +3,8 @@ delivery role group-commits these for several messages):
 
     2xx -> sent; 5xx -> bounced (the remote reply kept; event message.bounced);
     anything else -> deferred with exponential backoff (jittered) until
-    [outbound] max_age, then bounced ("gave up after N days").
+    [outbound] max_age, then bounced ("gave up after N days"; event
+    message.delivery_failed: no server refused it, it could not be delivered).
 
 A message is sent once every recipient is final and one was sent (event
 message.sent); it then joins the user's mail as an outbound sighting, which the
@@ -36,6 +37,7 @@ from outbound.smtp_client import Result
 
 MESSAGE_SENT = "message.sent"
 MESSAGE_BOUNCED = "message.bounced"
+MESSAGE_DELIVERY_FAILED = "message.delivery_failed"
 NO_MAILBOX = "no mailbox"  # the sent_copy outcome of a user without a connected mailbox
 
 
@@ -95,10 +97,12 @@ def _record_recipients(
             continue
         state, reply = _outcome(result, expired, job.age)
         if state == DeliveryState.BOUNCED.value:
+            # Refused by the remote (a bounce), or given up on after [outbound]
+            # max_age of temporary failures (nobody refused it: delivery failed).
             emit(
                 connection,
                 job.account_id,
-                MESSAGE_BOUNCED,
+                MESSAGE_BOUNCED if result.permanent else MESSAGE_DELIVERY_FAILED,
                 id=job.id,
                 message_id=job.message_id,
                 recipient=address,

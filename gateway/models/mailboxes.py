@@ -69,6 +69,12 @@ class Mailbox(Base):
     state: Mapped[str] = mapped_column(String(24), default=MailboxState.ACTIVE.value)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     last_sync_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    # Before its folders are known: connecting | listing_folders (then they tell).
+    sync_phase: Mapped[str | None] = mapped_column(String(24), default=None)
+    # "Sync now" asked (API): the imap role syncs it at its next look, then clears it.
+    sync_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    # Why it needs a person (gateway.imap.reasons), while reconnect_required.
+    reconnect_reason: Mapped[str | None] = mapped_column(String(24), default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     folders: Mapped[list[MailboxFolder]] = relationship(

@@ -64,7 +64,9 @@ def new_message(
     when = parsed.date or utcnow()
     if may_thread_by_subject(parsed):
         writes.flush(session)  # the subject fallback reads message_addresses
-    conversation_id = find_conversation(session, work.account_id, parsed, candidates, when)
+    conversation_id, new_thread = find_conversation(
+        session, work.account_id, parsed, candidates, when
+    )
     message_id = _insert_message(session, work, parsed, identity, directory, flags, conversation_id)
     record_references(session, work.account_id, message_id, parsed)
     created = auto_create(session, writes, directory, can_create, message_id, parsed)
@@ -72,6 +74,15 @@ def new_message(
     _store_addresses(writes, work.account_id, message_id, roles)
     contact_ids = _attach(writes, message_id, roles, matched)
     writes.done_with(work.sighting_id, message_id)
+    if new_thread:
+        writes.event(
+            work.account_id,
+            events.CONVERSATION_CREATED,
+            conversation_id=conversation_id,
+            subject=parsed.subject,
+            message_id=message_id,
+            contact_ids=contact_ids,
+        )
     writes.event(
         work.account_id,
         events.MESSAGE_CREATED,

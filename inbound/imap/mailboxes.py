@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from gateway import events, oauth2
@@ -20,7 +20,8 @@ from gateway.addresses import parse_one
 from gateway.config import Config
 from gateway.db import Database
 from gateway.errors import Conflict, InputError, NotFound
-from gateway.imap.connection import ImapSettings, close, connect
+from gateway.imap.connection import ImapSettings, MailboxError, close, connect
+from gateway.imap.reasons import reconnect_reason
 from gateway.imap.session import Connector, settings_of
 from gateway.models import (
     Account,
@@ -148,7 +149,24 @@ def reconnect(
 ) -> Mailbox:
     """New credentials for a mailbox: signs in first, then makes it active again."""
     with db.read() as session:
-        mailbox = get_mailbox(session, config, email)
+        mailbox_id = get_mailbox(session, config, email).id
+    return reconnect_id(db, config, vault, mailbox_id, secret, connector=connector)
+
+
+def reconnect_id(
+    db: Database,
+    config: Config,
+    vault: Vault,
+    mailbox_id: int,
+    secret: str,
+    *,
+    connector: Connector = connect,
+) -> Mailbox:
+    """reconnect(), for the mailbox with this id."""
+    with db.read() as session:
+        mailbox = session.get(Mailbox, mailbox_id)
+        if mailbox is None:
+            raise NotFound(f"no mailbox {mailbox_id}")
         settings = settings_of(mailbox)
     sign_in, keep = _secret_to_store(settings.auth, secret)
     close(connector(settings, sign_in, config))  # the sign-in worked
@@ -156,6 +174,7 @@ def reconnect(
         row = session.get_one(Mailbox, mailbox.id)
         row.credentials = vault.encrypt(keep)
         row.state, row.last_error = MailboxState.ACTIVE.value, None
+        row.reconnect_reason, row.sync_phase = None, None
         events.emit(
             session, row.account_id, MAILBOX_RECONNECTED, mailbox_id=row.id, email=row.email
         )
@@ -166,30 +185,69 @@ def reconnect(
 
 def remove(db: Database, config: Config, email: str) -> None:
     """Stop syncing and delete the credentials; mail already attached stays."""
+    with db.read() as session:
+        mailbox_id = get_mailbox(session, config, email).id
+    remove_id(db, mailbox_id)
+
+
+def remove_id(db: Database, mailbox_id: int) -> None:
+    """remove(), for the mailbox with this id."""
     with db.session() as session:
-        mailbox = get_mailbox(session, config, email)
+        mailbox = session.get(Mailbox, mailbox_id)
+        if mailbox is None:
+            raise NotFound(f"no mailbox {mailbox_id}")
         events.emit(
             session, mailbox.account_id, MAILBOX_REMOVED, mailbox_id=mailbox.id, email=mailbox.email
         )
         session.delete(mailbox)
 
 
-def needs_reconnect(db: Database, mailbox_id: int, reason: str) -> None:
-    """Credentials refused: stop syncing until a person reconnects the mailbox."""
+def needs_reconnect(db: Database, mailbox_id: int, error: MailboxError) -> None:
+    """Credentials refused: stop syncing until a person reconnects the mailbox. The
+    event says why (gateway.imap.reasons) and the server's words."""
     with db.session() as session:
         mailbox = session.get(Mailbox, mailbox_id)
         if mailbox is None or mailbox.state == MailboxState.RECONNECT_REQUIRED.value:
             return
+        detail = str(error)[:2000]
         mailbox.state = MailboxState.RECONNECT_REQUIRED.value
-        mailbox.last_error = reason[:2000]
+        mailbox.last_error = detail
+        mailbox.reconnect_reason = reconnect_reason(error, mailbox.auth)
         events.emit(
             session,
             mailbox.account_id,
             MAILBOX_RECONNECT_REQUIRED,
             mailbox_id=mailbox.id,
             email=mailbox.email,
-            reason=reason[:2000],
+            reason=mailbox.reconnect_reason,
+            detail=detail,
         )
+
+
+def set_phase(db: Database, mailbox_id: int, phase: str) -> None:
+    """Where a sync stands before its folders tell (connecting, listing_folders)."""
+    with db.session() as session:
+        session.execute(
+            update(Mailbox)
+            .where(
+                Mailbox.id == mailbox_id,
+                or_(Mailbox.sync_phase.is_(None), Mailbox.sync_phase != phase),
+            )
+            .values(sync_phase=phase)
+        )
+
+
+def take_sync_requests(db: Database) -> set[int]:
+    """The mailboxes someone asked to sync now (the API's "sync now"), cleared."""
+    with db.session() as session:
+        wanted = set(
+            session.scalars(select(Mailbox.id).where(Mailbox.sync_requested_at.is_not(None)))
+        )
+        if wanted:
+            session.execute(
+                update(Mailbox).where(Mailbox.id.in_(wanted)).values(sync_requested_at=None)
+            )
+        return wanted
 
 
 def record_error(db: Database, mailbox_id: int, reason: str | None) -> None:

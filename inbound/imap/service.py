@@ -42,7 +42,13 @@ from gateway.pipeline import Pipeline
 from gateway.providers import preset
 from gateway.role import RoleContext
 from gateway.vault import Vault
-from inbound.imap.mailboxes import get_mailbox, needs_reconnect, record_error
+from inbound.imap.mailboxes import (
+    get_mailbox,
+    needs_reconnect,
+    record_error,
+    set_phase,
+    take_sync_requests,
+)
 from inbound.imap.sync import AuditFolder, MailboxSync, SyncReport
 
 log = logging.getLogger(__name__)
@@ -59,7 +65,7 @@ def sync_now(db: Database, config: Config, vault: Vault, email: str) -> SyncRepo
         client = open_session(db, config, vault, mailbox_id)
     except MailboxError as exc:
         if exc.needs_person:
-            needs_reconnect(db, mailbox_id, str(exc))
+            needs_reconnect(db, mailbox_id, exc)
         raise
     try:
         report = MailboxSync(db, config, mailbox_id).run(client)
@@ -122,7 +128,7 @@ class MailboxRunner:
             except MailboxError as exc:
                 if exc.needs_person:
                     log.warning("mailbox %s: %s; needs a person", self.mailbox_id, exc)
-                    needs_reconnect(self.db, self.mailbox_id, str(exc))
+                    needs_reconnect(self.db, self.mailbox_id, exc)
                     return
                 self._failed(str(exc), at_least=exc.retry_after)
             except NETWORK_ERRORS as exc:
@@ -149,7 +155,9 @@ class MailboxRunner:
             if mailbox is None or mailbox.state != MailboxState.ACTIVE.value:
                 return
             settings = settings_of(mailbox)
+        set_phase(self.db, self.mailbox_id, "connecting")
         client = open_session(self.db, self.config, self.vault, self.mailbox_id)
+        set_phase(self.db, self.mailbox_id, "listing_folders")
         try:
             sync = MailboxSync(self.db, self.config, self.mailbox_id, stored=self.stored)
             idle = preset(settings.provider).idle and client.has_capability("IDLE")
@@ -258,7 +266,9 @@ class ImapRole:
                         runner.stop()
                         if future.done():
                             del self.runners[mailbox_id]
-                for mailbox_id in await asyncio.to_thread(self._with_wanted_mail):
+                nudge = await asyncio.to_thread(self._with_wanted_mail)
+                nudge |= await asyncio.to_thread(take_sync_requests, self.db)
+                for mailbox_id in nudge:
                     if mailbox_id in self.runners:
                         self.runners[mailbox_id][0].nudge()
                 for mailbox_id in active:

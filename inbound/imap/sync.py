@@ -33,7 +33,9 @@ import logging
 from collections.abc import Callable
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
+from gateway import events
 from gateway.config import Config
 from gateway.db import Database
 from gateway.imap.client import ImapClient
@@ -48,6 +50,8 @@ from inbound.imap.header_index import backfill, purge
 from inbound.imap.reports import AuditFolder, FolderReport, SyncReport
 from inbound.imap.scan import window
 from inbound.imap.target import Target, source_key
+
+MAILBOX_SYNC_COMPLETED = "mailbox.sync_completed"
 
 __all__ = ["AuditFolder", "FolderReport", "MailboxSync", "SyncReport", "source_key"]
 
@@ -74,14 +78,40 @@ class MailboxSync:
             return report  # one-way sync pulls nothing
         scanning.warm()  # once per process: starts while the folders are listed and searched
         folders = find_folders(client.list_folders())
+        history_was_in = self._history_in()
         for role, name in ((FolderRole.INBOX, folders.inbox), (FolderRole.SENT, folders.sent)):
             if name is not None:
                 report.folders.append(self.sync_folder(client, role, name))
         backfill(self.target, client, report)
         purge(self.target)
         with self.db.session() as session:
-            session.get_one(Mailbox, self.mailbox_id).last_sync_at = utcnow()
+            mailbox = session.get_one(Mailbox, self.mailbox_id)
+            mailbox.last_sync_at = utcnow()
+            if not history_was_in and self._history_in(session):
+                done = session.scalars(
+                    select(MailboxFolder).where(MailboxFolder.mailbox_id == self.mailbox_id)
+                ).all()
+                events.emit(
+                    session,
+                    mailbox.account_id,
+                    MAILBOX_SYNC_COMPLETED,
+                    mailbox_id=mailbox.id,
+                    email=mailbox.email,
+                    scanned=sum(f.scanned for f in done),
+                    matched=sum(f.matched for f in done),
+                    fetched=sum(f.fetched for f in done),
+                )
         return report
+
+    def _history_in(self, session: Session | None = None) -> bool:
+        """Whether the initial sync of every folder found is done (none found: not)."""
+        if session is None:
+            with self.db.read() as reading:
+                return self._history_in(reading)
+        done = session.scalars(
+            select(MailboxFolder.initial_done).where(MailboxFolder.mailbox_id == self.mailbox_id)
+        ).all()
+        return bool(done) and all(done)
 
     def audit(self, client: ImapClient, *, repair: bool = True) -> list[AuditFolder]:
         """Compare the server's census of each synced folder (within the window) with

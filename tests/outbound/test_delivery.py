@@ -161,6 +161,13 @@ def test_a_server_that_hangs_or_is_away_defers_and_max_age_bounces(
     state, recipients = states(db, message_id)
     assert state == "bounced"
     assert "gave up after 6.0 days" in (recipients["carol@client.test"][1] or "")
+    # Nobody refused it: the CRM hears message.delivery_failed, not a bounce.
+    with db.read() as session:
+        kinds = [e.kind for e in session.scalars(select(Event).order_by(Event.id))]
+        failed = session.scalars(select(Event).where(Event.kind == "message.delivery_failed")).one()
+    assert "message.bounced" not in kinds
+    assert failed.payload["recipient"] == "carol@client.test"
+    assert "gave up after 6.0 days" in failed.payload["reply"]
 
 
 def test_submission_to_relay_end_to_end(
