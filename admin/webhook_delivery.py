@@ -17,18 +17,20 @@ import json
 import logging
 import random
 import socket
-from collections import defaultdict
-from collections.abc import Set
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable, Set
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from admin.webhook_http import Answer, post
 from gateway.config import Config
 from gateway.db import Database
 from gateway.errors import InputError
+from gateway.group_commit import GroupCommitter
 from gateway.models import Event, WebhookDelivery, WebhookEndpoint, WebhookState, utcnow
 from gateway.vault import Vault
 from gateway.webhooks import (
@@ -61,6 +63,8 @@ class Dispatcher:
         self.config = config
         self.owner = owner or f"{socket.gethostname()}/serve"
         self.vault = Vault.load(config.secret_key_file)
+        self._recording: GroupCommitter[Connection] | None = None
+        self._lock = threading.Lock()
 
     def fan_out(self, limit: int = FAN_OUT_BATCH) -> int:
         """Deliveries for up to `limit` events not yet dispatched; how many events."""
@@ -96,8 +100,14 @@ class Dispatcher:
             )
         return len(events)
 
-    def claim(self, limit: int, busy: Set[int] = frozenset()) -> list[Job]:
-        """Up to `limit` due deliveries, now `sending`; none to an endpoint in `busy`."""
+    def claim(
+        self,
+        limit: int,
+        busy: Set[int] = frozenset(),
+        room: Callable[[int], int] | None = None,
+    ) -> list[Job]:
+        """Up to `limit` due deliveries, now `sending`; none to an endpoint in `busy`,
+        and at most `room(endpoint id)` to each (the rest stay due, untouched)."""
         now = utcnow()
         with self.db.session() as session:
             query = (
@@ -115,7 +125,11 @@ class Dispatcher:
             if busy:
                 query = query.where(WebhookDelivery.endpoint_id.not_in(list(busy)))
             jobs = []
+            taken: Counter[int] = Counter()
             for delivery, endpoint in session.execute(query).all():
+                if room is not None and taken[endpoint.id] >= room(endpoint.id):
+                    continue
+                taken[endpoint.id] += 1
                 delivery.state = WebhookState.SENDING.value
                 delivery.claimed_by = self.owner
                 delivery.updated_at = now
@@ -167,25 +181,43 @@ class Dispatcher:
             values.update(
                 state=WebhookState.PENDING.value, next_attempt_at=now + timedelta(seconds=wait)
             )
-        with self.db.session() as session:
-            session.execute(
+
+        def write(connection: Connection) -> None:
+            connection.execute(
                 update(WebhookDelivery).where(WebhookDelivery.id == job.id).values(**values)
             )
             if answer.status == 410:
-                session.execute(
+                connection.execute(
                     update(WebhookEndpoint)
                     .where(WebhookEndpoint.id == job.endpoint_id)
                     .values(enabled=False, disabled_reason=f"410 Gone at {now.isoformat()}")
                 )
-                log.warning("webhooks: endpoint %s answered 410: disabled", job.endpoint_id)
+
+        # Deliveries finishing at once share a commit (one fsync, one turn at the lock).
+        self._recorder().call(write)
+        if answer.status == 410:
+            log.warning("webhooks: endpoint %s answered 410: disabled", job.endpoint_id)
         return str(values["state"])
 
-    def give_back(self, job: Job) -> None:
-        """A claimed delivery not tried after all: due again, as it was."""
+    def _recorder(self) -> GroupCommitter[Connection]:
+        with self._lock:
+            if self._recording is None:
+                self._recording = GroupCommitter(self.db.connection, name="webhook-record")
+            return self._recording
+
+    def close(self) -> None:
+        """Commit what is being recorded, then stop the recording thread."""
+        with self._lock:
+            recording, self._recording = self._recording, None
+        if recording is not None:
+            recording.close()
+
+    def give_back(self, ids: list[int]) -> None:
+        """Claimed deliveries not tried after all (a stop): due again, as they were."""
         with self.db.session() as session:
             session.execute(
                 update(WebhookDelivery)
-                .where(WebhookDelivery.id == job.id, WebhookDelivery.claimed_by == self.owner)
+                .where(WebhookDelivery.id.in_(ids), WebhookDelivery.claimed_by == self.owner)
                 .values(state=WebhookState.PENDING.value, claimed_by=None)
             )
 

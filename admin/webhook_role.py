@@ -2,7 +2,9 @@
 
 Up to [webhooks] concurrency deliveries are in flight in each process, each in a
 thread of its own, at most per_endpoint to one endpoint: an endpoint that hangs
-holds up only its own deliveries, never mail flow or other endpoints. Any number
+holds up only its own deliveries, never mail flow or other endpoints. As many more
+per endpoint are claimed ahead and wait their turn without a thread, so that a
+delivery that ends is followed at once, without a trip to the database. Any number
 of processes or nodes may run it: deliveries are claimed as the delivery queue's
 are, and a claim of a process that died is taken back after CLAIM_LEASE.
 """
@@ -14,6 +16,7 @@ import logging
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from admin.webhook_delivery import Dispatcher, Job
 from gateway.config import Config
@@ -30,7 +33,9 @@ class WebhooksRole:
         self.dispatcher = Dispatcher(db, config, owner)
         self.wake_event = asyncio.Event()
         self.pool = ThreadPoolExecutor(config.webhooks.concurrency, "webhooks")
-        self.in_flight: Counter[int] = Counter()  # endpoint id -> deliveries in flight
+        self.in_flight: Counter[int] = Counter()  # endpoint id -> claimed, not yet recorded
+        self.lanes: dict[int, asyncio.Semaphore] = {}  # endpoint id -> per_endpoint slots
+        self.queued: dict[int, asyncio.Future[Any]] = {}  # job id -> waiting for a slot
         self._expired = 0.0
 
     def wake(self) -> None:
@@ -54,40 +59,65 @@ class WebhooksRole:
                     if time.monotonic() - self._expired > EXPIRE_EVERY:
                         self._expired = time.monotonic()
                         await asyncio.to_thread(self.dispatcher.expire)
-                    free = settings.concurrency - len(flying)
-                    busy = {e for e, n in self.in_flight.items() if n >= settings.per_endpoint}
+                    free = 2 * settings.concurrency - len(flying)
+                    busy = {e for e, n in self.in_flight.items() if n >= 2 * settings.per_endpoint}
                     jobs = (
-                        await asyncio.to_thread(self.dispatcher.claim, free, busy) if free else []
+                        await asyncio.to_thread(self.dispatcher.claim, free, busy, self._room)
+                        if free
+                        else []
                     )
                 except Exception:
                     log.exception("webhooks: cannot read the outbox; trying again")
                     jobs = []
-                for job in self._within_limits(jobs):
+                for job in jobs:
                     self.in_flight[job.endpoint_id] += 1
-                    flying.add(loop.run_in_executor(self.pool, self._attempt, job))
-                if jobs and len(flying) < settings.concurrency:
+                    flying.add(asyncio.ensure_future(self._lane(loop, job)))
+                if jobs and len(flying) < 2 * settings.concurrency:
                     continue  # more may be due at once
                 # A free slot, the poll, or a stop.
                 await until_any(stop, flying, self.wake_event, settings.poll_interval)
                 flying = {f for f in flying if not f.done()}
         finally:
+            # Claimed deliveries still waiting their turn are given back at once; those
+            # being sent finish (up to [webhooks] timeout).
+            waiting = [job_id for job_id, task in self.queued.items() if not task.done()]
+            for job_id in waiting:
+                self.queued[job_id].cancel()
+            if waiting:
+                await asyncio.to_thread(self.dispatcher.give_back, waiting)
             if flying:
                 await asyncio.gather(*flying, return_exceptions=True)
             self.pool.shutdown(wait=False)
+            await asyncio.to_thread(self.dispatcher.close)
 
-    def _within_limits(self, jobs: list[Job]) -> list[Job]:
-        """The claim takes no endpoint already at its limit; within one claim, jobs
-        past an endpoint's limit are given back at once (due again)."""
-        taken: Counter[int] = Counter()
-        kept = []
-        for job in jobs:
-            limit = self.config.webhooks.per_endpoint
-            if self.in_flight[job.endpoint_id] + taken[job.endpoint_id] >= limit:
-                self.dispatcher.give_back(job)
-                continue
-            taken[job.endpoint_id] += 1
-            kept.append(job)
-        return kept
+    def _room(self, endpoint_id: int) -> int:
+        """Deliveries to the endpoint that may be claimed now: per_endpoint sending and
+        as many more waiting their turn (so a finished one is followed at once)."""
+        return 2 * self.config.webhooks.per_endpoint - self.in_flight[endpoint_id]
+
+    async def _lane(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
+        """`job` tried when its endpoint has fewer than per_endpoint in flight; waiting
+        holds no thread, so a hanging endpoint holds per_endpoint threads at most."""
+        lane = self.lanes.get(job.endpoint_id)
+        if lane is None:
+            lane = self.lanes[job.endpoint_id] = asyncio.Semaphore(
+                self.config.webhooks.per_endpoint
+            )
+        try:
+            waiting = asyncio.ensure_future(lane.acquire())
+            self.queued[job.id] = waiting
+            try:
+                await waiting
+            finally:
+                del self.queued[job.id]
+            try:
+                await loop.run_in_executor(self.pool, self._attempt, job)
+            finally:
+                lane.release()
+        except asyncio.CancelledError:
+            pass  # stopping: given back by run()
+        finally:
+            self.in_flight[job.endpoint_id] -= 1
 
     def _attempt(self, job: Job) -> None:
         try:
@@ -95,8 +125,6 @@ class WebhooksRole:
             log.info("webhooks: delivery %s to endpoint %s: %s", job.id, job.endpoint_id, state)
         except Exception:
             log.exception("webhooks: delivery %s failed to be recorded; due again later", job.id)
-        finally:
-            self.in_flight[job.endpoint_id] -= 1
 
 
 def build(ctx: RoleContext) -> WebhooksRole:

@@ -199,7 +199,7 @@ class WebhooksConfig:
         default=16, metadata=doc("Deliveries in flight at once, in each process.")
     )
     per_endpoint: int = field(
-        default=4,
+        default=8,
         metadata=doc("Deliveries in flight to one endpoint: a slow one holds up only these."),
     )
     poll_interval: float = field(
