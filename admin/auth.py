@@ -27,8 +27,8 @@ from admin.session_cookie import CSRF_HEADER, SESSION, Keys, csrf_ok, session_to
 from gateway.config import Config
 from gateway.db import Database
 from gateway.errors import Forbidden, NotSignedIn
-from gateway.tokens import SCOPES, grant_for_token
-from gateway.web_sessions import SignedIn, signed_in
+from gateway.tokens import SCOPES, grant_for_token, note_use
+from gateway.web_sessions import SignedIn, signed_in, touch_session
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MEMBER_SCOPES = frozenset({"read", "write", "send"})
@@ -79,8 +79,12 @@ async def person_of(request: Request, session_id: str) -> SignedIn | None:
     config: Config = request.app.state.config
 
     def look() -> SignedIn | None:
-        with db.session() as session:
-            return signed_in(session, config.web, session_id)
+        with db.read() as session:
+            person = signed_in(session, config.web, session_id)
+        if person is not None and person.seen_due:
+            with db.session() as session:
+                touch_session(session, person.session_id)
+        return person
 
     return await asyncio.to_thread(look)
 
@@ -92,10 +96,15 @@ def of_person(person: SignedIn) -> Principal:
 
 
 def _principal(db: Database, token: str) -> Principal:
-    with db.session() as session:
-        grant = grant_for_token(session, token)
+    # Read only: a write (and, on SQLite, the writers' lock) only when the token's
+    # last use is due to be noted, about once a minute.
+    with db.read() as session:
+        grant = grant_for_token(session, token, note=False)
     if grant is None:
         raise NotSignedIn("the token is unknown or was revoked")
+    if not grant.noted:
+        with db.session() as session:
+            note_use(session, grant.token_id)
     return Principal(grant.account_id, grant.user_id, grant.scopes)
 
 

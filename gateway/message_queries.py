@@ -201,3 +201,23 @@ def sightings_of(session: Session, reader: Reader, ids: Sequence[int]) -> dict[i
         if sighting.message_id is not None:
             found[sighting.message_id].append(sighting)
     return found
+
+
+def sources_of(session: Session, reader: Reader, ids: Sequence[int]) -> dict[int, list[str]]:
+    """Each message's kinds of source (dropbox, imap, ...), in the order first seen (a
+    member: only their own sightings)."""
+    query = (
+        select(Sighting.message_id, Sighting.source)
+        .where(Sighting.message_id.in_(ids))
+        .order_by(Sighting.id)
+    )
+    if reader.user_id is not None:
+        query = query.where(Sighting.user_id == reader.user_id)
+    found: dict[int, list[str]] = {}
+    for message_id, source in session.execute(query):
+        if message_id is None:
+            continue
+        kinds = found.setdefault(message_id, [])
+        if source not in kinds:
+            kinds.append(source)
+    return found

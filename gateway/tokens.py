@@ -17,9 +17,10 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gateway.accounts import PASSWORDS, get_user
@@ -30,6 +31,7 @@ from gateway.models import ApiToken, User, utcnow
 PREFIX = "gwt_"
 SCOPES = ("read", "write", "send", "admin")
 USER_SCOPES = frozenset({"send"})
+NOTE_EVERY = timedelta(seconds=60)  # a token's last use is noted at most this often
 _SHAPE = re.compile(r"gwt_([a-z0-9]{12})_([A-Za-z0-9_-]{43})")
 
 
@@ -47,6 +49,8 @@ class Grant:
     account_id: int
     user_id: int | None
     scopes: frozenset[str]
+    token_id: int = 0
+    noted: bool = True  # its last use is noted recently enough (see grant_for_token)
 
 
 def create_token(session: Session, config: Config, email: str, label: str = "") -> CreatedToken:
@@ -108,18 +112,28 @@ def revoke_account_token(session: Session, account_id: int, public_id: str) -> N
     session.delete(token)
 
 
-def grant_for_token(session: Session, token: str) -> Grant | None:
-    """What `token` allows, or None (unknown, revoked, malformed); its last use is
-    noted."""
+def grant_for_token(session: Session, token: str, *, note: bool = True) -> Grant | None:
+    """What `token` allows, or None (unknown, revoked, malformed). Its last use is
+    noted (with `note`) when the one kept is older than NOTE_EVERY: a busy token
+    costs no write per request. Without `note`, the grant says whether a note is due
+    (note_use() writes it)."""
     shape = _SHAPE.fullmatch(token)
     if shape is None:
         return None
     row = session.scalar(select(ApiToken).where(ApiToken.public_id == shape.group(1)))
     if row is None or not hmac.compare_digest(row.secret_sha256, _digest(shape.group(2))):
         return None
-    row.last_used_at = utcnow()
+    now = utcnow()
+    fresh = row.last_used_at is not None and now - row.last_used_at < NOTE_EVERY
+    if note and not fresh:
+        row.last_used_at = now
     scopes = USER_SCOPES if row.user_id is not None else frozenset(row.scopes.split(","))
-    return Grant(row.account_id, row.user_id, scopes)
+    return Grant(row.account_id, row.user_id, scopes, row.id, fresh or note)
+
+
+def note_use(session: Session, token_id: int) -> None:
+    """The token was used now (for `gateway token list`)."""
+    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
 
 
 def list_tokens(session: Session, config: Config, email: str) -> Sequence[ApiToken]:

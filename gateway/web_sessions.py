@@ -35,6 +35,7 @@ class SignedIn:
     name: str
     is_admin: bool
     must_change_password: bool
+    seen_due: bool = False  # last_seen_at is due to be written (touch_session)
 
 
 def open_session(session: Session, user: User, ip: str = "", user_agent: str = "") -> str:
@@ -57,19 +58,18 @@ def open_session(session: Session, user: User, ip: str = "", user_agent: str = "
 
 
 def signed_in(session: Session, web: WebConfig, token: str) -> SignedIn | None:
-    """The person of session `token` if it is live (and it is seen now), else None."""
+    """The person of session `token` if it is live, else None. Reads only: when the
+    session's last_seen_at is due to be written (about once a minute), the answer
+    says so (`seen_due`) and touch_session() writes it."""
     row = session.scalar(select(WebSession).where(WebSession.id_sha256 == _digest(token)))
     if row is None or row.ended_at is not None:
         return None
     now = utcnow()
     if _expired(row, web, now):
-        row.ended_at = now
-        return None
+        return None  # refused from now on; forget_old_sessions() deletes it
     user = session.get(User, row.user_id)
     if user is None:
         return None
-    if now - row.last_seen_at >= _TOUCH_EVERY:
-        row.last_seen_at = now
     return SignedIn(
         row.id,
         user.account_id,
@@ -78,6 +78,14 @@ def signed_in(session: Session, web: WebConfig, token: str) -> SignedIn | None:
         user.name,
         user.is_admin,
         user.password_must_change,
+        now - row.last_seen_at >= _TOUCH_EVERY,
+    )
+
+
+def touch_session(session: Session, session_id: int) -> None:
+    """The session is seen now (its idle timeout starts again)."""
+    session.execute(
+        update(WebSession).where(WebSession.id == session_id).values(last_seen_at=utcnow())
     )
 
 
