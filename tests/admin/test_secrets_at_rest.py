@@ -1,5 +1,5 @@
-"""Secrets never rest in clear: after tokens, a mailbox password, a webhook secret and
-a DKIM key were made and used, neither the database (the SQLite file and its WAL,
+"""Secrets never rest in clear: after tokens, a mailbox password, a webhook secret, a
+DKIM key, a sign-in password and a session id were made and used, neither the database (the SQLite file and its WAL,
 or a pg_dump) nor the log holds any of them, plain or base64."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from gateway.accounts import get_user
+from gateway.accounts import get_user, set_password
 from gateway.config import Config, SecurityConfig
 from gateway.db import Database
 from gateway.models import Account, Mailbox
@@ -22,10 +22,12 @@ from gateway.tokens import create_account_token, create_token
 from gateway.vault import Vault, ensure_key_file
 from gateway.webhooks import add_endpoint
 from outbound.dkim_keys import generate
+from tests.helpers.browser_session import Person
 from tests.helpers.database import PG_URL
 from tests.helpers.web import running_web
 
 PASSWORD = "Mailbox-Pa55word!-7f3a"
+SIGN_IN_PASSWORD = "Sign-in-Pa55word!-91c2"
 
 
 def test_no_secret_is_in_the_database_or_the_log(
@@ -58,9 +60,20 @@ def test_no_secret_is_in_the_database_or_the_log(
     with db.session() as session:
         key = generate(session, vault, session.get_one(Account, account_id), "acme.com")
         private = vault.decrypt(key.private_key)
+    with db.session() as session:
+        set_password(session, config, "bob@acme.com", SIGN_IN_PASSWORD)
     with running_web(db, config) as url:
         for token in (account_token, user_token, user_token[:-2] + "xx"):
             httpx.get(f"{url}/api/v1/contacts", headers={"Authorization": f"Bearer {token}"})
+        person, stranger = Person(url), Person(url)
+        try:
+            assert stranger.sign_in("bob@acme.com", SIGN_IN_PASSWORD + "x").status_code == 401
+            assert person.sign_in("bob@acme.com", SIGN_IN_PASSWORD).status_code == 303
+            session_id = (person.session_cookie or "").split(".")[0]  # the signed value's id
+            assert len(session_id) >= 40
+        finally:
+            person.close()
+            stranger.close()
     db.dispose()
     pem_body = "".join(private.strip().splitlines()[1:-1])  # the key's own base64
     der = serialization.load_pem_private_key(private.encode(), None).private_bytes(
@@ -68,10 +81,21 @@ def test_no_secret_is_in_the_database_or_the_log(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    secrets = [PASSWORD, user_token, account_token, webhook_secret, pem_body[:64]]
+    secrets = [
+        PASSWORD,
+        user_token,
+        account_token,
+        webhook_secret,
+        pem_body[:64],
+        SIGN_IN_PASSWORD,
+        session_id,
+    ]
     stored = _database_bytes(config)
     assert b"http://127.0.0.1:9/hooks" in stored and b"bob@acme.com" in stored  # read, really
-    log = caplog.text.encode()
+    # The gateway's log; the test's own HTTP client (httpx, httpcore) logs at DEBUG the
+    # cookies the gateway sets, as a browser would hold them.
+    ours = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    log = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in ours).encode()
     assert b"web: listening on" in log  # the log was captured
     for secret in secrets:
         for form in (secret.encode(), base64.b64encode(secret.encode())):
