@@ -1,6 +1,7 @@
 """Secrets never rest in clear: after tokens, a mailbox password, a webhook secret, a
-DKIM key, a sign-in password and a session id were made and used, neither the database (the SQLite file and its WAL,
-or a pg_dump) nor the log holds any of them, plain or base64."""
+DKIM key, a sign-in password and a session id were made and used, neither the
+database (the SQLite file and its WAL, or a pg_dump) nor the log holds any of them,
+plain or base64."""
 
 from __future__ import annotations
 
