@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from admin.auth import Principal, scoped
 from admin.pagination import check_limit, page
-from admin.params import ItemId
+from admin.params import MAX_ID, ItemId
 from admin.sessions import in_session
 from gateway.config import Config
 from gateway.db import Database
@@ -101,7 +101,9 @@ class MailboxIn(Credentials):
     username: str | None = None
     sync_mode: SyncMode = SyncMode.TWO_WAY
     tls_verify: bool = True
-    user_id: int | None = Field(default=None, description="its owner (default: by address)")
+    user_id: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="its owner (default: by address)"
+    )
 
 
 class FolderStatus(BaseModel):

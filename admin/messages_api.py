@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from admin.auth import Principal, scoped
 from admin.pagination import check_limit, page
-from admin.params import ItemId
+from admin.params import ItemId, OptionalId
 from admin.sessions import in_session
 from gateway.config import Config
 from gateway.contacts import find_contact
@@ -147,10 +147,10 @@ class ConversationDetail(ConversationOut):
 @router.get("/messages", response_model=MessagePage, summary="List stored messages")
 async def list_messages(
     request: Request,
-    contact_id: int | None = None,
+    contact_id: OptionalId = None,
     contact: str | None = None,
-    conversation_id: int | None = None,
-    mailbox_id: int | None = None,
+    conversation_id: OptionalId = None,
+    mailbox_id: OptionalId = None,
     direction: Direction | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -294,7 +294,7 @@ async def download(
 @router.get("/conversations", response_model=ConversationPage, summary="List conversations")
 async def list_conversations(
     request: Request,
-    contact_id: int | None = None,
+    contact_id: OptionalId = None,
     contact: str | None = None,
     limit: int = 50,
     cursor: str | None = None,

@@ -11,3 +11,4 @@ MAX_ID = 2**63 - 1
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
 AfterId = Annotated[int, Query(ge=0, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=200)]
+OptionalId = Annotated[int | None, Query(ge=1, le=MAX_ID)]  # a filter by id

@@ -11,7 +11,10 @@ Prints messages/s for
 Sender verification is off here (policy trust-network for loopback); its cost is
 measured separately with --verify against a loopback DNS zone server.
 
-    .venv/bin/python -m bench.dropbox_ingest --clients 20 --messages 2000
+    .venv/bin/python -m bench.dropbox_ingest --clients 20 --messages 2000 [--dead-webhook]
+
+With --dead-webhook each gateway run is repeated while the webhooks role keeps
+retrying an endpoint that never answers: the mail flow's figures must not change.
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ from gateway.config import load_config
 from gateway.contacts import add_contact
 from gateway.db import Database
 from gateway.directory import AccountDirectory
-from gateway.models import Sighting
+from gateway.models import Account, Sighting
 from gateway.tls import ensure_self_signed
+from gateway.vault import Vault, ensure_key_file
+from gateway.webhooks import add_endpoint
 
 BODY = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\r\n" * 135
 
@@ -183,11 +188,39 @@ def processes(serve_pid: int, log: Path) -> dict[str, int]:
     return found
 
 
+def dead_endpoint(config_file: Path, db: Database) -> subprocess.Popen[bytes]:
+    """A webhook endpoint of the account that accepts connections and never answers
+    (bench/webhook_receiver.py --dead): every event's delivery hangs until [webhooks]
+    timeout, then is retried."""
+    port = free_port()
+    with config_file.open("a", encoding="utf-8") as handle:
+        handle.write('[security]\nallowed_private_networks = ["127.0.0.0/8"]\n')
+    config = load_config(config_file, environ={})
+    ensure_key_file(config.secret_key_file)
+    with db.session() as session:
+        account = session.scalars(select(Account)).one()
+        _, secret = add_endpoint(
+            session,
+            config,
+            Vault.load(config.secret_key_file),
+            account.id,
+            f"http://127.0.0.1:{port}/hook",
+        )
+    receiver = subprocess.Popen(
+        [sys.executable, "-m", "bench.webhook_receiver", str(port), secret, "--dead"],
+        stdout=subprocess.PIPE,
+    )
+    assert receiver.stdout is not None and receiver.stdout.readline().strip() == b"ready"
+    return receiver
+
+
 def gateway(
-    clients: int, messages: int, tmp: Path, workers: int
+    clients: int, messages: int, tmp: Path, workers: int, dead: bool = False
 ) -> tuple[float, float, dict[str, float]]:
-    """(acknowledged msg/s, attached msg/s, CPU ms per message of each process)."""
+    """(acknowledged msg/s, attached msg/s, CPU ms per message of each process); with
+    `dead`, while the webhooks role retries an endpoint that never answers."""
     config_file, port, db, rcpt = prepare_gateway(tmp)
+    receiver = dead_endpoint(config_file, db) if dead else None
     env = {
         **os.environ,
         "GATEWAY_LOG__LEVEL": "info",
@@ -222,6 +255,9 @@ def gateway(
         for proc in procs:
             proc.terminate()
             proc.wait()
+        if receiver is not None:
+            receiver.terminate()
+            receiver.wait()
         db.dispose()
     return ok / elapsed, ok / attached, cpu
 
@@ -244,6 +280,11 @@ def main() -> None:
         default=1,
         help="rounds (ceiling, then each gateway run, in turn); the table shows medians",
     )
+    parser.add_argument(
+        "--dead-webhook",
+        action="store_true",
+        help="each gateway run again while an endpoint that never answers is retried",
+    )
     args = parser.parse_args()
     global CLIENT
     CLIENT = args.client
@@ -263,17 +304,24 @@ def main() -> None:
     for clients in args.clients:
         tops: list[float] = []
         floors: list[float] = []
-        runs: dict[int, list[tuple[float, float, dict[str, float]]]] = {w: [] for w in args.workers}
+        variants = [(w, False) for w in args.workers]
+        if args.dead_webhook:
+            variants += [(w, True) for w in args.workers]
+        runs: dict[tuple[int, bool], list[tuple[float, float, dict[str, float]]]] = {
+            v: [] for v in variants
+        }
         for _ in range(args.repeat):
             with tempfile.TemporaryDirectory() as tmp:
                 tops.append(ceiling(clients, args.messages, Path(tmp)))
             with tempfile.TemporaryDirectory() as tmp:
                 floors.append(ceiling(clients, args.messages, Path(tmp), commit=True))
-            for workers in args.workers:
+            for workers, dead in variants:
                 with tempfile.TemporaryDirectory() as tmp:
-                    runs[workers].append(gateway(clients, args.messages, Path(tmp), workers))
+                    runs[(workers, dead)].append(
+                        gateway(clients, args.messages, Path(tmp), workers, dead)
+                    )
         floor_ratio = statistics.median(f / t for f, t in zip(floors, tops, strict=True))
-        for workers, results in runs.items():
+        for (workers, dead), results in runs.items():
             ratios = [attached / top for top, (_, attached, _) in zip(tops, results, strict=True)]
             cpu = {
                 name: statistics.median(r[2].get(name, 0.0) for r in results)
@@ -281,7 +329,8 @@ def main() -> None:
             }
             table.add_row(
                 str(clients),
-                str(workers) if workers else "0 (one process)",
+                (str(workers) if workers else "0 (one process)")
+                + (", dead webhook" if dead else ""),
                 f"{statistics.median(tops):,.0f}",
                 f"{statistics.median(floors):,.0f} ({floor_ratio:.2f})",
                 f"{statistics.median(r[0] for r in results):,.0f}",
