@@ -1,7 +1,8 @@
 """The `web` role of `gateway serve`: uvicorn serving admin.app on [web] listen.
 
-The socket is bound in start(), so a port in use stops start-up with the key
-named; run() serves until the stop event, then lets requests in flight finish.
+The socket is bound in start() (or, with worker processes, by the supervisor:
+each worker serves on its own SO_REUSEPORT socket of the group), so a port in use
+stops start-up with the key named; run() serves until the stop event, then lets requests in flight finish.
 The runner owns SIGTERM/SIGINT: uvicorn's own signal handling is turned off.
 """
 
@@ -31,23 +32,30 @@ class _Server(uvicorn.Server):
 
 class WebRole:
     def __init__(
-        self, db: Database, config: Config, queued: Callable[[], None] = lambda: None
+        self,
+        db: Database,
+        config: Config,
+        queued: Callable[[], None] = lambda: None,
+        sock: socket.socket | None = None,
     ) -> None:
+        """`sock`: a listening socket shared with other worker processes (the
+        supervisor's, SO_REUSEPORT); default: bind [web] listen here."""
         self.db = db
         self.config = config
         self.queued = queued
-        self.sock: socket.socket | None = None
+        self.sock = sock
         self.port = 0
 
     async def start(self) -> None:
         host, port = host_port(self.config.web.listen)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        try:
-            self.sock = socket.create_server((host, port), family=family, backlog=128)
-        except OSError as exc:
-            raise cannot_listen(
-                self.config, "web", "web.listen", self.config.web.listen, exc
-            ) from exc
+        if self.sock is None:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            try:
+                self.sock = socket.create_server((host, port), family=family, backlog=128)
+            except OSError as exc:
+                raise cannot_listen(
+                    self.config, "web", "web.listen", self.config.web.listen, exc
+                ) from exc
         # Answers are written in pieces (head, body): without TCP_NODELAY (inherited by
         # accepted sockets) every answer on a kept-alive connection after the first
         # waits ~40 ms for the client's delayed ACK.
@@ -80,5 +88,6 @@ class WebRole:
 
 
 def build(ctx: RoleContext) -> WebRole:
-    """The `web` role (gateway.registry): mail sent by HTTP wakes delivery."""
-    return WebRole(ctx.db, ctx.config, queued=ctx.queued)
+    """The `web` role (gateway.registry): mail sent by HTTP wakes delivery. Under a
+    supervisor it runs in every worker process, on the listening socket they share."""
+    return WebRole(ctx.db, ctx.config, queued=ctx.queued, sock=ctx.listeners.get("web"))

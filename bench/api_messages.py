@@ -16,7 +16,7 @@ thousand requests, C at a time) asks for pages of 50:
 and prints p50/p99 latency and requests/s of each. The issue's target: p99 under
 50 ms for a page of 50 at 1M messages.
 
-    .venv/bin/python -m bench.api_messages [--messages 1000000] [--requests 2000]
+    .venv/bin/python -m bench.api_messages [--messages 1000000] [--requests 2000] [--workers 2]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench] [--keep DIR]
 """
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import socket
 import statistics
@@ -204,6 +205,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--database-url", default="", help="PostgreSQL (scratch: emptied)")
     parser.add_argument("--keep", default="", help="a directory to build in once and reuse")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="[serve] workers: processes serving HTTP"
+    )
     args = parser.parse_args()
     holder = None if args.keep else tempfile.TemporaryDirectory()
     tmp = Path(args.keep or holder.name)  # type: ignore[union-attr]
@@ -242,6 +246,7 @@ def main() -> None:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "GATEWAY_SERVE__WORKERS": str(args.workers)},
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -293,7 +298,7 @@ def main() -> None:
         kind = "PostgreSQL" if args.database_url else "SQLite"
         table = Table(
             title=f"GET /api/v1/messages, pages of 50, {total:,} messages, {kind}, "
-            f"{args.concurrency} at a time"
+            f"{args.concurrency} at a time, {args.workers} web process(es)"
         )
         for column in (
             "query",

@@ -57,7 +57,7 @@ ROLES: tuple[RoleEntry, ...] = (
     RoleEntry(
         "web",
         "admin.server:build",
-        BACKGROUND,
+        LISTENING,
         "the HTTP server: /api/v1, /metrics, /healthz",
         ("web.listen",),
     ),

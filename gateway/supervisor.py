@@ -213,16 +213,21 @@ class Supervisor:
             child.send("queued")
 
     async def serve(self, ready: Callable[[], None]) -> None:
-        if self.smtp and "dropbox" in self.smtp[0].roles:
-            where = self.config.dropbox.listen
+        shared = (
+            ("dropbox", self.config.dropbox.listen, "dropbox.listen"),
+            ("web", self.config.web.listen, "web.listen"),
+        )
+        for role, where, key in shared:
+            if not self.smtp or role not in self.smtp[0].roles:
+                continue
             try:
                 sockets = bind_group(where, len(self.smtp))
             except OSError as exc:
-                raise cannot_listen(self.config, "dropbox", "dropbox.listen", where, exc) from exc
+                raise cannot_listen(self.config, role, key, where, exc) from exc
             for child, sock in zip(self.smtp, sockets, strict=True):
-                child.listeners["dropbox"] = sock
+                child.listeners[role] = sock
             host, port = sockets[0].getsockname()[:2]
-            log.info("dropbox: listening on %s:%s", host, port)
+            log.info("%s: listening on %s:%s", role, host, port)
         stop = asyncio.Event()
         try:
             with stop_on_signals(stop):

@@ -226,8 +226,9 @@ class ServeConfig:
     workers: int = field(
         default=1,
         metadata=doc(
-            "SMTP worker processes sharing the listening sockets; the pipeline then runs in "
-            "a background process of its own, and a supervisor restarts any that dies. "
+            "Worker processes sharing the listening sockets (the dropbox's SMTP and the web "
+            "server's HTTP); the pipeline then runs in a background process of its own, and "
+            "a supervisor restarts any that dies. "
             "0 runs every role in the one process of `gateway serve`."
         ),
     )

@@ -52,6 +52,12 @@ def test_the_web_role_serves_metrics(initialized: Run, config_file: Path, worker
         answer = httpx.get(f"{found.group(1).decode()}/metrics", timeout=10)
         assert answer.status_code == 200
         assert 'gateway_mailboxes{state="active"} 0.0' in answer.text
+        if workers == "2":  # HTTP is served by every worker, on one shared port
+            serving = re.findall(
+                rb"\[(smtp-\d)\] admin.server: web: listening on (\S+)", log.read_bytes()
+            )
+            assert {w for w, _ in serving} == {b"smtp-1", b"smtp-2"}, log.read_text()
+            assert len({where for _, where in serving}) == 1
     finally:
         proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=40) == 0
