@@ -158,12 +158,14 @@ def prepare_gateway(tmp: Path) -> tuple[Path, int, Database, str]:
     port = free_port()
     config_file = tmp / "config.toml"
     config_file.write_text(
+        '[web]\nlisten = "127.0.0.1:0"\n'
         f'[dropbox]\nlisten = "127.0.0.1:{port}"\npolicy = "trust-network"\n'
         'trusted_networks = ["127.0.0.0/8"]\nmax_connections_per_ip = 10000\n'
         'connections_per_minute_per_ip = 1000000\n[log]\nlevel = "warning"\n'
     )
     config = load_config(config_file, environ={})
     ensure_self_signed(config.tls_cert_file, config.tls_key_file, "localhost")
+    ensure_key_file(config.secret_key_file)
     db = Database(config.database_url)
     db.migrate()
     with db.session() as session:
@@ -196,7 +198,6 @@ def dead_endpoint(config_file: Path, db: Database) -> subprocess.Popen[bytes]:
     with config_file.open("a", encoding="utf-8") as handle:
         handle.write('[security]\nallowed_private_networks = ["127.0.0.0/8"]\n')
     config = load_config(config_file, environ={})
-    ensure_key_file(config.secret_key_file)
     with db.session() as session:
         account = session.scalars(select(Account)).one()
         _, secret = add_endpoint(

@@ -9,6 +9,7 @@ signature with the standardwebhooks package. On SIGTERM it prints
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 
@@ -32,7 +33,8 @@ async def handle(
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             counts["received"] += 1
             if hook is None:  # --dead: hold the connection, never answer
-                await asyncio.sleep(3600)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(3600)
                 return
             try:
                 hook.verify(body, headers)
