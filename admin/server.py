@@ -2,7 +2,8 @@
 
 The socket is bound in start() (or, with worker processes, by the supervisor:
 each worker serves on its own SO_REUSEPORT socket of the group), so a port in use
-stops start-up with the key named; run() serves until the stop event, then lets requests in flight finish.
+stops start-up with the key named; run() serves until the stop event, then lets
+requests in flight finish.
 The runner owns SIGTERM/SIGINT: uvicorn's own signal handling is turned off.
 """
 

@@ -210,7 +210,18 @@ def signed_headers(
 
 
 def secrets_in_force(vault: Vault, endpoint: WebhookEndpoint, now: datetime) -> list[str]:
-    found = [vault.decrypt(endpoint.secret)]
-    if endpoint.previous_secret and endpoint.previous_until and endpoint.previous_until > now:
-        found.append(vault.decrypt(endpoint.previous_secret))
+    return in_force(vault, endpoint.secret, endpoint.previous_secret, endpoint.previous_until, now)
+
+
+def in_force(
+    vault: Vault,
+    secret: str,
+    previous: str | None,
+    previous_until: datetime | None,
+    now: datetime,
+) -> list[str]:
+    """The secrets that sign now: the endpoint's, and during a rotation the previous."""
+    found = [vault.decrypt(secret)]
+    if previous and previous_until and previous_until > now:
+        found.append(vault.decrypt(previous))
     return found
