@@ -15,11 +15,15 @@ T = TypeVar("T")
 
 
 async def in_session(request: Request, work: Callable[[Session], T]) -> T:
-    """`work(session)` in one transaction of the app's database, in a worker thread."""
+    """`work(session)` in one transaction of the app's database, in a worker thread.
+
+    A GET (or HEAD) changes nothing: it gets a read-only transaction, which on SQLite
+    never waits for the writers' lock, so reads run side by side."""
     db: Database = request.app.state.db
+    reading = request.method in ("GET", "HEAD")
 
     def run() -> T:
-        with db.session() as session:
+        with db.read() if reading else db.session() as session:
             return work(session)
 
     return await asyncio.to_thread(run)
