@@ -17,7 +17,7 @@ and prints p50/p99 latency and requests/s of each. The issue's target: p99 under
 50 ms for a page of 50 at 1M messages.
 
     .venv/bin/python -m bench.api_messages [--messages 1000000] [--requests 2000] [--workers 2]
-        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench] [--keep DIR]
+        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench_api] [--keep DIR]
 """
 
 from __future__ import annotations
