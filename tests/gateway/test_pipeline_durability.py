@@ -155,8 +155,10 @@ def test_one_batch_sees_its_own_earlier_messages(db, config, account_id) -> None
         kinds = session.scalars(select(Event.kind).order_by(Event.id)).all()
     assert kinds == [
         "contact.created",
+        "conversation.created",
         "message.created",
-        "message.created",
+        "message.created",  # the reply joins the first's conversation
         "contact.created",
+        "conversation.created",
         "message.created",
     ]
