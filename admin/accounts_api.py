@@ -25,9 +25,9 @@ from admin.auth import Principal, principal, scoped
 from admin.pagination import page
 from admin.params import ItemId, Limit
 from admin.sessions import in_session
-from gateway.accounts import dropbox_address, new_dropbox_token
+from gateway.accounts import domain_list, dropbox_address, new_dropbox_token
 from gateway.db import Database
-from gateway.errors import InputError, NotFound
+from gateway.errors import NotFound
 from gateway.models import Account, User
 from outbound.routes import set_route
 
@@ -126,7 +126,7 @@ async def change_settings(
         if body.auto_create_contacts is not None:
             account.auto_create_contacts = body.auto_create_contacts
         if body.blocked_domains is not None:
-            account.blocked_domains = _domains(body.blocked_domains)
+            account.blocked_domains = domain_list(body.blocked_domains)
         return _settings(account)
 
     return await in_session(request, work)
@@ -148,17 +148,6 @@ def _get(session: Session, who: Principal, user_id: int) -> User:
     if user is None or (who.user_id is not None and user.id != who.user_id):
         raise NotFound(f"no user {user_id}")
     return user
-
-
-def _domains(given: list[str]) -> list[str]:
-    out: list[str] = []
-    for raw in given:
-        domain = raw.strip().lower().rstrip(".")
-        if not domain or "@" in domain or any(c.isspace() or ord(c) < 32 for c in domain):
-            raise InputError("blocked_domains", f"{raw!r} is not a domain name")
-        if domain not in out:
-            out.append(domain)
-    return out
 
 
 def _user(request: Request, user: User) -> dict[str, Any]:

@@ -24,11 +24,13 @@ from admin import (
     api,
     contacts,
     explain_api,
+    mailbox_pages,
     mailboxes_api,
     messages_api,
     metrics,
     pages,
     problems,
+    settings_pages,
     webhooks_api,
 )
 from admin.pagination import Cursors
@@ -85,6 +87,8 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.include_router(messages_api.router)
     app.include_router(mailboxes_api.router)
     app.include_router(pages.router)
+    app.include_router(mailbox_pages.router)
+    app.include_router(settings_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.get("/healthz", include_in_schema=False)

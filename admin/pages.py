@@ -10,20 +10,27 @@ Errors are shown on the page, in words, never as problem JSON.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
-from admin.auth import person_of
+from admin.page_kit import (
+    STALE_FORM,
+    Visit,
+    config_of,
+    current,
+    db_of,
+    keys,
+    page,
+    render,
+    to_sign_in,
+    visit,
+)
 from admin.session_cookie import (
     CSRF_FIELD,
     PRE,
-    Keys,
     clear_session,
     client_ip,
     csrf_ok,
@@ -34,8 +41,6 @@ from admin.session_cookie import (
     set_session,
 )
 from gateway.accounts import MIN_PASSWORD, PASSWORDS, dropbox_address, set_password
-from gateway.config import Config
-from gateway.db import Database
 from gateway.errors import InputError, TooManyAttempts
 from gateway.models import Account, User
 from gateway.sign_in import WRONG, sign_in
@@ -48,56 +53,6 @@ from gateway.web_sessions import (
 )
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
-STALE_FORM = "The form had expired. It is fresh again: please send it once more."
-# Pages are never framed, cached or given scripts from elsewhere.
-HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
-
-
-def _render(
-    request: Request,
-    name: str,
-    status: int = 200,
-    headers: dict[str, str] | None = None,
-    **context: Any,
-) -> HTMLResponse:
-    response = templates.TemplateResponse(
-        request, name, {"person": None, "csrf": "", "notice": "", "error": "", **context}, status
-    )
-    response.headers.update({**HEADERS, **(headers or {})})
-    return response
-
-
-def _keys(request: Request) -> Keys:
-    keys: Keys = request.app.state.keys()
-    return keys
-
-
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
-def _config(request: Request) -> Config:
-    config: Config = request.app.state.config
-    return config
-
-
-async def _current(request: Request) -> tuple[str, SignedIn] | None:
-    token = session_token(request, _keys(request))
-    if token is None:
-        return None
-    person = await person_of(request, token)
-    return None if person is None else (token, person)
 
 
 def _local(target: str) -> str:
@@ -107,14 +62,9 @@ def _local(target: str) -> str:
     return target
 
 
-def _to_sign_in(request: Request) -> RedirectResponse:
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/sign-in?next={quote(here, safe='/')}", status_code=303)
-
-
 @router.get("/sign-in")
 async def sign_in_page(request: Request, next: str = "/", out: str = "") -> Response:
-    if await _current(request) is not None:
+    if await current(request) is not None:
         return RedirectResponse(_local(next), status_code=303)
     return _sign_in_form(request, next=_local(next), notice="You are signed out." if out else "")
 
@@ -124,9 +74,9 @@ def _sign_in_form(
 ) -> HTMLResponse:
     seed = pre_seed(request)
     context = {"email": "", "next": "/", **context}
-    csrf = csrf_token(_keys(request), seed)
-    response = _render(request, "sign_in.html", status, headers, csrf=csrf, **context)
-    keep_pre(response, request, _config(request), seed)
+    csrf = csrf_token(keys(request), seed)
+    response = render(request, "sign_in.html", status, headers, csrf=csrf, **context)
+    keep_pre(response, request, config_of(request), seed)
     return response
 
 
@@ -135,9 +85,9 @@ async def sign_in_submit(request: Request) -> Response:
     form = await request.form()
     email, password = str(form.get("email", "")), str(form.get("password", ""))
     target = _local(str(form.get("next", "/")))
-    if not csrf_ok(_keys(request), request.cookies.get(PRE), str(form.get(CSRF_FIELD, ""))):
+    if not csrf_ok(keys(request), request.cookies.get(PRE), str(form.get(CSRF_FIELD, ""))):
         return _sign_in_form(request, 403, email=email, next=target, error=STALE_FORM)
-    config, db = _config(request), _db(request)
+    config, db = config_of(request), db_of(request)
 
     def attempt() -> tuple[str | None, bool]:
         with db.session() as session:
@@ -145,7 +95,7 @@ async def sign_in_submit(request: Request) -> Response:
             if user is None:
                 return None, False
             forget_old_sessions(session, config.web)
-            old = session_token(request, _keys(request))
+            old = session_token(request, keys(request))
             if old is not None:
                 end_session(session, old)  # a new session id at every sign-in
             token = open_session(
@@ -167,18 +117,18 @@ async def sign_in_submit(request: Request) -> Response:
     if token is None:
         return _sign_in_form(request, 401, email=email, next=target, error=WRONG)
     response = RedirectResponse("/account/password" if must_change else target, status_code=303)
-    set_session(response, request, config, _keys(request), token)
+    set_session(response, request, config, keys(request), token)
     return response
 
 
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
     form = await request.form()
-    token = session_token(request, _keys(request))
-    if token is not None and not csrf_ok(_keys(request), token, str(form.get(CSRF_FIELD, ""))):
-        return _render(request, "message.html", 403, heading=STALE_FORM, back="/")
+    token = session_token(request, keys(request))
+    if token is not None and not csrf_ok(keys(request), token, str(form.get(CSRF_FIELD, ""))):
+        return render(request, "message.html", 403, heading=STALE_FORM, back="/")
     if token is not None:
-        db = _db(request)
+        db = db_of(request)
 
         def end() -> None:
             with db.session() as session:
@@ -186,28 +136,27 @@ async def sign_out(request: Request) -> Response:
 
         await asyncio.to_thread(end)
     response = RedirectResponse("/sign-in?out=1", status_code=303)
-    clear_session(response, request, _config(request))
+    clear_session(response, request, config_of(request))
     return response
 
 
 @router.get("/account/password")
 async def password_page(request: Request) -> Response:
-    current = await _current(request)
-    if current is None:
-        return _to_sign_in(request)
-    token, person = current
-    return _password_form(request, token, person)
+    found = await current(request)
+    if found is None:
+        return to_sign_in(request)
+    return _password_form(request, found.token, found.person)
 
 
 def _password_form(
     request: Request, token: str, person: SignedIn, status: int = 200, **context: Any
 ) -> HTMLResponse:
-    return _render(
+    return render(
         request,
         "password.html",
         status,
         person=person,
-        csrf=csrf_token(_keys(request), token),
+        csrf=csrf_token(keys(request), token),
         min_length=MIN_PASSWORD,
         **context,
     )
@@ -215,17 +164,17 @@ def _password_form(
 
 @router.post("/account/password")
 async def password_submit(request: Request) -> Response:
-    current = await _current(request)
-    if current is None:
-        return _to_sign_in(request)
-    token, person = current
+    found = await current(request)
+    if found is None:
+        return to_sign_in(request)
+    token, person = found.token, found.person
     form = await request.form()
-    if not csrf_ok(_keys(request), token, str(form.get(CSRF_FIELD, ""))):
+    if not csrf_ok(keys(request), token, str(form.get(CSRF_FIELD, ""))):
         return _password_form(request, token, person, 403, error=STALE_FORM)
     old, new, again = (str(form.get(k, "")) for k in ("current", "new", "again"))
     if new != again:
         return _password_form(request, token, person, 422, error="The two new passwords differ.")
-    config, db = _config(request), _db(request)
+    config, db = config_of(request), db_of(request)
 
     def change() -> str:
         with db.session() as session:
@@ -249,19 +198,17 @@ async def password_submit(request: Request) -> Response:
         reason = exc.reason if exc.where != "password" else f"The new password {exc.reason}."
         return _password_form(request, token, person, 422, error=reason)
     response = RedirectResponse("/?changed=1", status_code=303)
-    set_session(response, request, config, _keys(request), fresh)
+    set_session(response, request, config, keys(request), fresh)
     return response
 
 
 @router.get("/")
 async def home(request: Request, changed: str = "") -> Response:
-    current = await _current(request)
-    if current is None:
-        return _to_sign_in(request)
-    token, person = current
-    if person.must_change_password:
-        return RedirectResponse("/account/password", status_code=303)
-    config, db = _config(request), _db(request)
+    here = await visit(request)
+    if not isinstance(here, Visit):
+        return here
+    person = here.person
+    config, db = config_of(request), db_of(request)
 
     def facts() -> tuple[str, str]:
         with db.read() as session:
@@ -271,11 +218,10 @@ async def home(request: Request, changed: str = "") -> Response:
             return account.name, dropbox_address(config, user)
 
     account, dropbox = await asyncio.to_thread(facts)
-    return _render(
+    return await page(
         request,
+        here,
         "home.html",
-        person=person,
-        csrf=csrf_token(_keys(request), token),
         account=account,
         dropbox=dropbox,
         notice="Your password is changed." if changed else "",

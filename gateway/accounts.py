@@ -111,6 +111,19 @@ def add_user(
     return user, password
 
 
+def domain_list(given: Sequence[str]) -> list[str]:
+    """Blocked domains as kept: lower case, no trailing dot, each once; InputError
+    naming one that is not a domain name."""
+    out: list[str] = []
+    for raw in given:
+        domain = raw.strip().lower().rstrip(".")
+        if not domain or "@" in domain or any(c.isspace() or ord(c) < 32 for c in domain):
+            raise InputError("blocked_domains", f"{raw!r} is not a domain name")
+        if domain not in out:
+            out.append(domain)
+    return out
+
+
 def rotate_dropbox(session: Session, config: Config, email: str) -> User:
     """Give the user a new dropbox token: the old address is refused from now on."""
     user = get_user(session, config, email)

@@ -79,3 +79,60 @@ def test_first_sign_in_changes_the_one_time_password_then_signs_out(
         assert page.locator("[role=status]").inner_text() == "You are signed out."
         page.goto(f"{url}/")
         assert "/sign-in" in page.url
+
+
+@pytest.mark.parametrize("width", [375, 1440])
+def test_mailboxes_and_settings_pages(
+    browser: object, db: Database, config: Config, account_id: int, tmp_path: Path, width: int
+) -> None:
+    """The Mailboxes page shows a first sync's progress and keeps it fresh while open
+    (its script, allowed by the page's CSP: no console error); Email settings too."""
+    from gateway.accounts import get_user, set_password
+    from gateway.models import Mailbox, MailboxFolder
+
+    ensure_key_file(config.secret_key_file)
+    with db.session() as session:
+        set_password(session, config, "bob@acme.com", "a long enough password")
+        bob = get_user(session, config, "bob@acme.com")
+        box = Mailbox(
+            account_id=account_id,
+            user_id=bob.id,
+            email="bob@acme.com",
+            provider="zoho",
+            imap_host="imap.zoho.com",
+            imap_port=993,
+            imap_security="tls",
+            username="bob@acme.com",
+        )
+        box.folders = [
+            MailboxFolder(
+                role="inbox", name="INBOX", total=1000, scanned=420, matched=31, fetched=31
+            )
+        ]
+        session.add(box)
+        session.flush()
+        folder_id = box.folders[0].id
+    with running_web(db, config) as url:
+        page = browser.new_page(viewport={"width": width, "height": 900})  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"{url}/sign-in")
+        page.fill("#email", "bob@acme.com")
+        page.fill("#password", "a long enough password")
+        page.click("button[type=submit]")
+        page.goto(f"{url}/mailboxes")
+        assert page.locator("[data-field=badge]").inner_text() == "Syncing 42%"
+        assert page.locator("nav.sections a[aria-current=page]").inner_text() == "Mailboxes"
+        page.screenshot(path=str(tmp_path / f"mailboxes-{width}.png"), full_page=True)
+        with db.session() as session:
+            session.get_one(MailboxFolder, folder_id).scanned = 900
+        playwright_api.expect(page.locator("[data-field=badge]")).to_have_text(
+            "Syncing 90%", timeout=10_000
+        )
+        assert "900 of 1000 scanned" in page.locator("[data-field=summary]").inner_text()
+        page.goto(f"{url}/settings")
+        assert "@" in page.locator("#dropbox").inner_text()
+        page.screenshot(path=str(tmp_path / f"settings-{width}.png"), full_page=True)
+        overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+        assert overflow is False
+        assert errors == [], errors
