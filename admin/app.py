@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from admin import (
     accounts_api,
+    admin_pages,
     api,
     contacts,
     explain_api,
@@ -89,6 +90,7 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.include_router(pages.router)
     app.include_router(mailbox_pages.router)
     app.include_router(settings_pages.router)
+    app.include_router(admin_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.get("/healthz", include_in_schema=False)

@@ -43,6 +43,8 @@ HEADERS = {
 NAVIGATION = (
     ("/mailboxes", "Mailboxes", False),
     ("/settings", "Email settings", False),
+    ("/users", "Users", True),
+    ("/tokens", "API tokens", True),
 )
 
 

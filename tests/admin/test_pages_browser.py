@@ -71,6 +71,13 @@ def test_first_sign_in_changes_the_one_time_password_then_signs_out(
         assert page.locator("[role=status]").inner_text() == "Your password is changed."
         assert "root@acme.com" in page.locator(".facts").inner_text()
         page.screenshot(path=str(tmp_path / f"home-{width}.png"), full_page=True)
+        for admin_page in ("users", "tokens"):
+            page.goto(f"{url}/{admin_page}")
+            assert page.locator("h1").inner_text() in ("Users", "API tokens")
+            page.screenshot(path=str(tmp_path / f"{admin_page}-{width}.png"), full_page=True)
+            wide = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+            assert wide is False, admin_page
+        page.goto(f"{url}/?changed=1")
         # Nothing overflows sideways at this width.
         overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
         assert overflow is False
