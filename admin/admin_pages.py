@@ -27,7 +27,8 @@ DONE = {
 }
 
 
-async def _admin(request: Request) -> Visit | Response:
+async def admin_visit(request: Request) -> Visit | Response:
+    """The signed-in admin, or the page to answer instead (a member gets 403)."""
     here = await visit(request)
     if isinstance(here, Visit) and not here.person.is_admin:
         return await page(request, here, "forbidden.html", 403)
@@ -39,7 +40,7 @@ async def _admin(request: Request) -> Visit | Response:
 
 @router.get("/users")
 async def users(request: Request, done: str = "") -> Response:
-    here = await _admin(request)
+    here = await admin_visit(request)
     if not isinstance(here, Visit):
         return here
     return await _users_page(request, here, notice=DONE.get(done, ""))
@@ -68,7 +69,7 @@ async def _users_page(request: Request, here: Visit, status: int = 200, **extra:
 
 @router.post("/users")
 async def add(request: Request) -> Response:
-    here = await _admin(request)
+    here = await admin_visit(request)
     if not isinstance(here, Visit):
         return here
     fields = await form_of(request, here)
@@ -96,7 +97,7 @@ async def add(request: Request) -> Response:
 
 @router.post("/users/{user_id}/password")
 async def reset(user_id: int, request: Request) -> Response:
-    here = await _admin(request)
+    here = await admin_visit(request)
     if not isinstance(here, Visit):
         return here
     if await form_of(request, here) is None:
@@ -111,7 +112,7 @@ async def reset(user_id: int, request: Request) -> Response:
         return user.email, password
 
     try:
-        email, password = await asyncio.to_thread(_in_session, request, work)
+        email, password = await asyncio.to_thread(in_transaction, request, work)
     except NotFound:
         return await page(request, here, "not_found.html", 404, what="user")
     return await _users_page(request, here, shown={"email": email, "password": password})
@@ -119,7 +120,7 @@ async def reset(user_id: int, request: Request) -> Response:
 
 @router.post("/users/{user_id}/admin")
 async def make_admin(user_id: int, request: Request) -> Response:
-    here = await _admin(request)
+    here = await admin_visit(request)
     if not isinstance(here, Visit):
         return here
     fields = await form_of(request, here)
@@ -132,7 +133,7 @@ async def make_admin(user_id: int, request: Request) -> Response:
         _user(session, here, user_id).is_admin = fields.get("admin") == "on"
 
     try:
-        await asyncio.to_thread(_in_session, request, work)
+        await asyncio.to_thread(in_transaction, request, work)
     except NotFound:
         return await page(request, here, "not_found.html", 404, what="user")
     return back("/users", "admin")
@@ -145,7 +146,8 @@ def _user(session: Session, here: Visit, user_id: int) -> User:
     return user
 
 
-def _in_session(request: Request, work: Any) -> Any:
+def in_transaction(request: Request, work: Any) -> Any:
+    """`work(session)` in one write transaction (called in a worker thread)."""
     with db_of(request).session() as session:
         return work(session)
 
@@ -155,7 +157,7 @@ def _in_session(request: Request, work: Any) -> Any:
 
 @router.get("/tokens")
 async def tokens(request: Request, done: str = "") -> Response:
-    here = await _admin(request)
+    here = await admin_visit(request)
     if not isinstance(here, Visit):
         return here
     return await _tokens_page(request, here, notice=DONE.get(done, ""))
@@ -183,7 +185,7 @@ async def _tokens_page(request: Request, here: Visit, status: int = 200, **extra
 
 @router.post("/tokens")
 async def create(request: Request) -> Response:
-    here = await _admin(request)
+    here = await admin_visit(request)
     if not isinstance(here, Visit):
         return here
     form = await request.form()
@@ -197,7 +199,7 @@ async def create(request: Request) -> Response:
         return create_account_token(session, here.person.account_id, wanted, label).token
 
     try:
-        token = await asyncio.to_thread(_in_session, request, work)
+        token = await asyncio.to_thread(in_transaction, request, work)
     except InputError:
         return await _tokens_page(request, here, 422, error="Choose at least one scope.")
     return await _tokens_page(request, here, shown=token)
@@ -205,7 +207,7 @@ async def create(request: Request) -> Response:
 
 @router.post("/tokens/{public_id}/revoke")
 async def revoke(public_id: str, request: Request) -> Response:
-    here = await _admin(request)
+    here = await admin_visit(request)
     if not isinstance(here, Visit):
         return here
     if await form_of(request, here) is None:
@@ -215,7 +217,7 @@ async def revoke(public_id: str, request: Request) -> Response:
         revoke_account_token(session, here.person.account_id, public_id)
 
     try:
-        await asyncio.to_thread(_in_session, request, work)
+        await asyncio.to_thread(in_transaction, request, work)
     except NotFound:
         return await page(request, here, "not_found.html", 404, what="token")
     return back("/tokens", "revoked")

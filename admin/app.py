@@ -32,6 +32,7 @@ from admin import (
     pages,
     problems,
     settings_pages,
+    webhook_pages,
     webhooks_api,
 )
 from admin.pagination import Cursors
@@ -91,6 +92,7 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.include_router(mailbox_pages.router)
     app.include_router(settings_pages.router)
     app.include_router(admin_pages.router)
+    app.include_router(webhook_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.get("/healthz", include_in_schema=False)

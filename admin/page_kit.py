@@ -45,6 +45,7 @@ NAVIGATION = (
     ("/settings", "Email settings", False),
     ("/users", "Users", True),
     ("/tokens", "API tokens", True),
+    ("/webhooks", "Webhooks", True),
 )
 
 

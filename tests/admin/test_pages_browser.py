@@ -71,9 +71,9 @@ def test_first_sign_in_changes_the_one_time_password_then_signs_out(
         assert page.locator("[role=status]").inner_text() == "Your password is changed."
         assert "root@acme.com" in page.locator(".facts").inner_text()
         page.screenshot(path=str(tmp_path / f"home-{width}.png"), full_page=True)
-        for admin_page in ("users", "tokens"):
+        for admin_page in ("users", "tokens", "webhooks"):
             page.goto(f"{url}/{admin_page}")
-            assert page.locator("h1").inner_text() in ("Users", "API tokens")
+            assert page.locator("h1").inner_text() in ("Users", "API tokens", "Webhooks")
             page.screenshot(path=str(tmp_path / f"{admin_page}-{width}.png"), full_page=True)
             wide = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
             assert wide is False, admin_page
