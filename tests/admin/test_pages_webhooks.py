@@ -79,6 +79,12 @@ def receiver() -> Iterator[Receiver]:
     made.close()
 
 
+def _first(pattern: str, text: str) -> str:
+    found = re.search(pattern, text)
+    assert found, pattern
+    return found.group(1)
+
+
 def _shown(text: str) -> str:
     found = re.search(r'<code id="shown">([^<]+)</code>', text)
     assert found, "nothing shown"
@@ -95,7 +101,7 @@ def test_endpoints_test_events_log_retry_rotate_remove(site: Site, receiver: Rec
     added = ann.form("/webhooks", "/webhooks", url=receiver.url)
     secret = _shown(added.text)
     assert secret.startswith("whsec_") and secret not in ann.get("/webhooks").text
-    endpoint_id = int(re.search(r'href="/webhooks/(\d+)"', added.text)[1])
+    endpoint_id = int(_first(r'href="/webhooks/(\d+)"', added.text))
     tested = ann.form("/webhooks", f"/webhooks/{endpoint_id}/test")
     assert tested.headers["location"] == f"/webhooks/{endpoint_id}?done=tested"
     assert site.deliver() == ["delivered"]
