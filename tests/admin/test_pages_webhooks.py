@@ -114,7 +114,7 @@ def test_endpoints_test_events_log_retry_rotate_remove(site: Site, receiver: Rec
     assert site.deliver() == ["pending"]
     failing = ann.get(f"/webhooks/{endpoint_id}").text
     assert "Retry now" in failing and "500" in failing
-    delivery = int(re.search(r"/deliveries/(\d+)/retry", failing)[1])
+    delivery = int(_first(r"/deliveries/(\d+)/retry", failing))
     retried = ann.form(
         f"/webhooks/{endpoint_id}", f"/webhooks/{endpoint_id}/deliveries/{delivery}/retry"
     )
