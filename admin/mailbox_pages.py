@@ -88,12 +88,7 @@ async def edit(mailbox_id: int, request: Request) -> Response:
 async def _edit_page(
     request: Request, here: Visit, mailbox_id: int, status: int = 200, error: str = ""
 ) -> Response:
-    def work() -> dict[str, Any] | None:
-        with db_of(request).read() as session:
-            mailbox = _one(session, here, mailbox_id)
-            return None if mailbox is None else _card(session, mailbox)
-
-    card = await asyncio.to_thread(work)
+    card = await asyncio.to_thread(_card_of, request, here, mailbox_id)
     if card is None:
         return await page(request, here, "not_found.html", 404, what="mailbox")
     return await page(request, here, "mailbox_edit.html", status, card=card, error=error)
@@ -131,12 +126,7 @@ async def confirm_delete(mailbox_id: int, request: Request) -> Response:
     if not isinstance(here, Visit):
         return here
 
-    def work() -> dict[str, Any] | None:
-        with db_of(request).read() as session:
-            mailbox = _one(session, here, mailbox_id)
-            return None if mailbox is None else _card(session, mailbox)
-
-    card = await asyncio.to_thread(work)
+    card = await asyncio.to_thread(_card_of, request, here, mailbox_id)
     if card is None:
         return await page(request, here, "not_found.html", 404, what="mailbox")
     return await page(request, here, "mailbox_delete.html", card=card)
@@ -170,6 +160,13 @@ def _visible(session: Session, here: Visit) -> list[Mailbox]:
 def _one(session: Session, here: Visit, mailbox_id: int) -> Mailbox | None:
     """The mailbox if the person may see it (else None: as if there were none)."""
     return next((m for m in _visible(session, here) if m.id == mailbox_id), None)
+
+
+def _card_of(request: Request, here: Visit, mailbox_id: int) -> dict[str, Any] | None:
+    """The mailbox's card, if the person may see it."""
+    with db_of(request).read() as session:
+        mailbox = _one(session, here, mailbox_id)
+        return None if mailbox is None else _card(session, mailbox)
 
 
 def _owned(request: Request, here: Visit, mailbox_id: int) -> str | None:

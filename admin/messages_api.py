@@ -176,12 +176,9 @@ async def list_messages(
     reader = _reader(who)
 
     def work(session: Session) -> list[dict[str, Any]]:
-        wanted = contact_id
-        if contact is not None:
-            found = find_contact(session, who.account_id, contact, config.addresses.local_part_case)
-            if wanted is not None and wanted != found.id:
-                return []
-            wanted = found.id
+        wanted = _contact(session, config, who, contact_id, contact)
+        if wanted == NO_ONE:
+            return []
         given = MessageFilter(
             wanted,
             conversation_id,
@@ -313,12 +310,9 @@ async def list_conversations(
     reader = _reader(who)
 
     def work(session: Session) -> list[dict[str, Any]]:
-        wanted = contact_id
-        if contact is not None:
-            found = find_contact(session, who.account_id, contact, config.addresses.local_part_case)
-            if wanted is not None and wanted != found.id:
-                return []
-            wanted = found.id
+        wanted = _contact(session, config, who, contact_id, contact)
+        if wanted == NO_ONE:
+            return []
         ids = conversation_page(session, reader, wanted, before, limit + 1)
         counts = conversation_counts(session, reader, ids)
         rows = []
@@ -350,6 +344,20 @@ async def one_conversation(
         return {**_conversation(conversation, len(messages)), "thread": thread}
 
     return await in_session(request, work)
+
+
+NO_ONE = -1  # a contact id and an address that name two different contacts
+
+
+def _contact(
+    session: Session, config: Config, who: Principal, contact_id: int | None, address: str | None
+) -> int | None:
+    """The contact a list is filtered by: its id, or the one with `address` (404 if
+    none has it); NO_ONE when both are given and disagree."""
+    if address is None:
+        return contact_id
+    found = find_contact(session, who.account_id, address, config.addresses.local_part_case)
+    return found.id if contact_id in (None, found.id) else NO_ONE
 
 
 def _reader(who: Principal) -> Reader:

@@ -36,6 +36,7 @@ from gateway.oauth2 import Tokens
 from gateway.providers import PROVIDERS, SECURITIES, Server, discover, preset
 from gateway.resolver import Resolver
 from gateway.vault import Vault
+from inbound.imap.progress import figures
 
 MAILBOX_CONNECTED = "mailbox.connected"
 MAILBOX_RECONNECTED = "mailbox.reconnected"
@@ -275,17 +276,10 @@ def status(session: Session) -> list[dict[str, Any]]:
     for mailbox in mailboxes:
         folders = [
             {
-                "role": f.role,
-                "name": f.name,
+                **figures(f),
                 "uidvalidity": f.uidvalidity,
                 "last_uid": f.last_uid,
                 "initial_sync": "done" if f.initial_done else "running",
-                "total": f.total,
-                "scanned": f.scanned,
-                "matched": f.matched,
-                "fetched": f.fetched,
-                "missing": f.missing,
-                "audited_at": f.audited_at.isoformat() if f.audited_at else None,
             }
             for f in mailbox.folders
         ]

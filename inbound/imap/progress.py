@@ -19,25 +19,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from gateway.models import Mailbox, MailboxState, utcnow
+from gateway.models import Mailbox, MailboxFolder, MailboxState, utcnow
 
 
 def sync_status(mailbox: Mailbox, now: datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
-    folders = [
-        {
-            "role": f.role,
-            "name": f.name,
-            "initial_sync_done": f.initial_done,
-            "total": f.total,
-            "scanned": f.scanned,
-            "matched": f.matched,
-            "fetched": f.fetched,
-            "missing": f.missing,
-            "audited_at": f.audited_at.isoformat() if f.audited_at else None,
-        }
-        for f in mailbox.folders
-    ]
+    folders = [{**figures(f), "initial_sync_done": f.initial_done} for f in mailbox.folders]
     status: dict[str, Any] = {
         "mailbox_id": mailbox.id,
         "email": mailbox.email,
@@ -56,6 +43,21 @@ def sync_status(mailbox: Mailbox, now: datetime | None = None) -> dict[str, Any]
         "estimate_seconds": _estimate(mailbox, now),
     }
     return status
+
+
+def figures(folder: MailboxFolder) -> dict[str, Any]:
+    """One folder's counts: of its window, scanned, with a contact, fetched, and the
+    last audit's missing."""
+    return {
+        "role": folder.role,
+        "name": folder.name,
+        "total": folder.total,
+        "scanned": folder.scanned,
+        "matched": folder.matched,
+        "fetched": folder.fetched,
+        "missing": folder.missing,
+        "audited_at": folder.audited_at.isoformat() if folder.audited_at else None,
+    }
 
 
 def _phase(mailbox: Mailbox) -> str:
