@@ -23,6 +23,7 @@ from admin import (
     accounts_api,
     admin_pages,
     api,
+    contact_pages,
     contacts,
     explain_api,
     mailbox_pages,
@@ -93,6 +94,7 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.include_router(settings_pages.router)
     app.include_router(admin_pages.router)
     app.include_router(webhook_pages.router)
+    app.include_router(contact_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.get("/healthz", include_in_schema=False)

@@ -137,6 +137,9 @@ def test_mailboxes_and_settings_pages(
             "Syncing 90%", timeout=10_000
         )
         assert "900 of 1000 scanned" in page.locator("[data-field=summary]").inner_text()
+        page.goto(f"{url}/contacts")
+        assert page.locator("h1").inner_text() == "Contacts"
+        page.screenshot(path=str(tmp_path / f"contacts-{width}.png"), full_page=True)
         page.goto(f"{url}/settings")
         assert "@" in page.locator("#dropbox").inner_text()
         page.screenshot(path=str(tmp_path / f"settings-{width}.png"), full_page=True)
