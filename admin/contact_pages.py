@@ -75,7 +75,7 @@ async def contact(contact_id: int, request: Request, message_id: str = "") -> Re
     if not isinstance(here, Visit):
         return here
     config = config_of(request)
-    reader = Reader(here.person.account_id, None if here.person.is_admin else here.person.user_id)
+    reader = Reader(here.principal.account_id, here.principal.user_id)
     message_id = message_id.strip()[:998]
 
     def work() -> dict[str, Any] | None:

@@ -13,14 +13,18 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from admin.page_kit import STALE_FORM, Visit, back, config_of, db_of, form_of, page, visit
 from gateway.imap.connection import MailboxError
 from gateway.models import Mailbox, MailboxState, User, utcnow
 from gateway.vault import Vault
-from inbound.imap.mailboxes import reconnect_id, remove_id
+from inbound.imap.mailboxes import (
+    reconnect_id,
+    remove_id,
+    visible_mailbox,
+    visible_mailboxes,
+)
 from inbound.imap.progress import sync_status
 
 router = APIRouter(include_in_schema=False)
@@ -146,20 +150,15 @@ async def delete(mailbox_id: int, request: Request) -> Response:
 
 
 def _visible(session: Session, here: Visit) -> list[Mailbox]:
-    query = (
-        select(Mailbox)
-        .where(Mailbox.account_id == here.person.account_id)
-        .options(selectinload(Mailbox.folders))
-        .order_by(Mailbox.id)
-    )
-    if not here.person.is_admin:
-        query = query.where(Mailbox.user_id == here.person.user_id)
-    return list(session.scalars(query))
+    who = here.principal
+    query = visible_mailboxes(who.account_id, who.user_id)
+    return list(session.scalars(query.options(selectinload(Mailbox.folders))))
 
 
 def _one(session: Session, here: Visit, mailbox_id: int) -> Mailbox | None:
     """The mailbox if the person may see it (else None: as if there were none)."""
-    return next((m for m in _visible(session, here) if m.id == mailbox_id), None)
+    who = here.principal
+    return visible_mailbox(session, who.account_id, who.user_id, mailbox_id)
 
 
 def _card_of(request: Request, here: Visit, mailbox_id: int) -> dict[str, Any] | None:

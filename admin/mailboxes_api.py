@@ -23,8 +23,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from admin.auth import Principal, scoped
 from admin.pagination import check_limit, page
@@ -35,7 +34,14 @@ from gateway.db import Database
 from gateway.errors import Conflict, Forbidden, InputError, NotFound
 from gateway.models import Mailbox, MailboxState, SyncMode, User, utcnow
 from gateway.vault import Vault
-from inbound.imap.mailboxes import MailboxRequest, add_mailbox, reconnect_id, remove_id
+from inbound.imap.mailboxes import (
+    MailboxRequest,
+    add_mailbox,
+    reconnect_id,
+    remove_id,
+    visible_mailbox,
+    visible_mailboxes,
+)
 from inbound.imap.progress import sync_status
 
 router = APIRouter(prefix="/api/v1")
@@ -154,10 +160,8 @@ async def list_mailboxes(
     after = request.app.state.cursors().after(cursor, query)
 
     def work(session: Session) -> list[dict[str, Any]]:
-        found = select(Mailbox).where(Mailbox.account_id == who.account_id, Mailbox.id > after)
-        if who.user_id is not None:
-            found = found.where(Mailbox.user_id == who.user_id)
-        rows = session.scalars(found.order_by(Mailbox.id).limit(limit + 1))
+        found = visible_mailboxes(who.account_id, who.user_id).where(Mailbox.id > after)
+        rows = session.scalars(found.limit(limit + 1))
         return [_out(m) for m in rows]
 
     return page(await in_session(request, work), limit, request.app.state.cursors(), query)
@@ -264,12 +268,8 @@ async def delete(mailbox_id: ItemId, request: Request, who: Principal = WRITE) -
 
 
 def _get(session: Session, who: Principal, mailbox_id: int) -> Mailbox:
-    mailbox = session.scalar(
-        select(Mailbox)
-        .where(Mailbox.id == mailbox_id, Mailbox.account_id == who.account_id)
-        .options(selectinload(Mailbox.folders))
-    )
-    if mailbox is None or (who.user_id is not None and mailbox.user_id != who.user_id):
+    mailbox = visible_mailbox(session, who.account_id, who.user_id, mailbox_id)
+    if mailbox is None:
         raise NotFound(f"no mailbox {mailbox_id}")
     return mailbox
 

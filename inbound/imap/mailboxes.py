@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from gateway import events, oauth2
@@ -256,6 +256,28 @@ def record_error(db: Database, mailbox_id: int, reason: str | None) -> None:
         mailbox = session.get(Mailbox, mailbox_id)
         if mailbox is not None and mailbox.last_error != reason:
             mailbox.last_error = reason[:2000] if reason else None
+
+
+def visible_mailboxes(account_id: int, user_id: int | None) -> Select[Mailbox]:
+    """The mailboxes a reader may see, by id: the account's (user_id None: an admin or
+    the account's token), or a member's own."""
+    query = select(Mailbox).where(Mailbox.account_id == account_id).order_by(Mailbox.id)
+    if user_id is not None:
+        query = query.where(Mailbox.user_id == user_id)
+    return query
+
+
+def visible_mailbox(
+    session: Session, account_id: int, user_id: int | None, mailbox_id: int
+) -> Mailbox | None:
+    """One of visible_mailboxes(), folders loaded; None when it is not the reader's."""
+    if not 0 < mailbox_id < 2**63:  # past what the database holds: none
+        return None
+    return session.scalar(
+        visible_mailboxes(account_id, user_id)
+        .where(Mailbox.id == mailbox_id)
+        .options(selectinload(Mailbox.folders))
+    )
 
 
 def get_mailbox(session: Session, config: Config, email: str) -> Mailbox:
