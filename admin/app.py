@@ -23,6 +23,7 @@ from admin import (
     accounts_api,
     admin_pages,
     api,
+    connect_pages,
     contact_pages,
     contacts,
     explain_api,
@@ -90,6 +91,7 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.include_router(messages_api.router)
     app.include_router(mailboxes_api.router)
     app.include_router(pages.router)
+    app.include_router(connect_pages.router)  # before /mailboxes/{id}/...
     app.include_router(mailbox_pages.router)
     app.include_router(settings_pages.router)
     app.include_router(admin_pages.router)

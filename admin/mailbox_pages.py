@@ -15,12 +15,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session, selectinload
 
+from admin.connect_pages import oauth_headers, steps_of
+from admin.connecting import reconnect_mailbox
 from admin.page_kit import STALE_FORM, Visit, back, config_of, db_of, form_of, page, visit
-from gateway.imap.connection import MailboxError
+from gateway import oauth2_consent
+from gateway.imap.connection import STEPS, MailboxError
 from gateway.models import Mailbox, MailboxState, User, utcnow
+from gateway.oauth2 import ISSUER
 from gateway.vault import Vault
 from inbound.imap.mailboxes import (
-    reconnect_id,
     remove_id,
     visible_mailbox,
     visible_mailboxes,
@@ -29,6 +32,9 @@ from inbound.imap.progress import sync_status
 
 router = APIRouter(include_in_schema=False)
 DONE = {
+    "connected": "Connected: the first sync starts within seconds, and its progress shows here.",
+    "oauth_unset": "Signing in with this provider is not set up on this gateway: ask the admin "
+    "to set its [oauth2] client id and secret.",
     "synced": "Sync asked for: it starts within seconds.",
     "reconnected": "Reconnected: sync resumes where it stopped.",
     "removed": "Mailbox removed: sync stopped and its password is deleted. Its mail stays.",
@@ -90,12 +96,32 @@ async def edit(mailbox_id: int, request: Request) -> Response:
 
 
 async def _edit_page(
-    request: Request, here: Visit, mailbox_id: int, status: int = 200, error: str = ""
+    request: Request,
+    here: Visit,
+    mailbox_id: int,
+    status: int = 200,
+    error: str = "",
+    steps: list[dict[str, str]] | None = None,
 ) -> Response:
     card = await asyncio.to_thread(_card_of, request, here, mailbox_id)
     if card is None:
         return await page(request, here, "not_found.html", 404, what="mailbox")
-    return await page(request, here, "mailbox_edit.html", status, card=card, error=error)
+    config = config_of(request)
+    provider = card["provider"]
+    missing = oauth2_consent.missing(config, provider) if card["auth"] == "oauth2" else None
+    return await page(
+        request,
+        here,
+        "mailbox_edit.html",
+        status,
+        card=card,
+        error=error,
+        steps=steps or [],
+        oauth_ready=card["auth"] == "oauth2" and missing is None,
+        oauth_missing=missing or "",
+        issuer=oauth2_consent.ISSUER_NAMES.get(ISSUER.get(provider, ""), ""),
+        headers=oauth_headers(config, provider) if card["auth"] == "oauth2" else {},
+    )
 
 
 @router.post("/mailboxes/{mailbox_id}/edit")
@@ -110,7 +136,7 @@ async def reconnect(mailbox_id: int, request: Request) -> Response:
     if owned is None:
         return await page(request, here, "not_found.html", 404, what="mailbox")
     if owned != "password":
-        message = "This mailbox signs in with OAuth: reconnect it from the API with new tokens."
+        message = "This mailbox signs in with OAuth: sign in again below."
         return await _edit_page(request, here, mailbox_id, 422, message)
     password = fields.get("password", "")
     if not password:
@@ -118,9 +144,15 @@ async def reconnect(mailbox_id: int, request: Request) -> Response:
     config = config_of(request)
     try:
         vault = Vault.load(config.secret_key_file)
-        await asyncio.to_thread(reconnect_id, db_of(request), config, vault, mailbox_id, password)
+        await asyncio.to_thread(
+            reconnect_mailbox, db_of(request), config, vault, mailbox_id, password
+        )
     except MailboxError as exc:
-        return await _edit_page(request, here, mailbox_id, 422, f"{exc}")
+        sends = await asyncio.to_thread(_sends, request, mailbox_id)
+        steps = steps_of(exc, with_smtp=sends)
+        failed = STEPS.get(exc.step, "Connecting")
+        message = f"{failed} failed, so the password was not saved."
+        return await _edit_page(request, here, mailbox_id, 422, message, steps)
     return back("/mailboxes", "reconnected")
 
 
@@ -166,6 +198,12 @@ def _card_of(request: Request, here: Visit, mailbox_id: int) -> dict[str, Any] |
     with db_of(request).read() as session:
         mailbox = _one(session, here, mailbox_id)
         return None if mailbox is None else _card(session, mailbox)
+
+
+def _sends(request: Request, mailbox_id: int) -> bool:
+    with db_of(request).read() as session:
+        mailbox = session.get(Mailbox, mailbox_id)
+        return mailbox is not None and bool(mailbox.smtp_host)
 
 
 def _owned(request: Request, here: Visit, mailbox_id: int) -> str | None:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from admin.auth import Principal, scoped
+from admin.connecting import connect_mailbox, reconnect_mailbox
 from admin.pagination import check_limit, page
 from admin.params import MAX_ID, ItemId
 from admin.sessions import in_session
@@ -36,8 +37,6 @@ from gateway.models import Mailbox, MailboxState, SyncMode, User, utcnow
 from gateway.vault import Vault
 from inbound.imap.mailboxes import (
     MailboxRequest,
-    add_mailbox,
-    reconnect_id,
     remove_id,
     visible_mailbox,
     visible_mailboxes,
@@ -212,7 +211,7 @@ async def connect(body: MailboxIn, request: Request, who: Principal = WRITE) -> 
         user_email=owner,
     )
     vault: Vault = request.app.state.vault()
-    mailbox = await asyncio.to_thread(add_mailbox, db, config, vault, mailbox_request, secret)
+    mailbox = await asyncio.to_thread(connect_mailbox, db, config, vault, mailbox_request, secret)
     return await in_session(request, lambda s: _out(_get(s, who, mailbox.id)))
 
 
@@ -232,7 +231,7 @@ async def reconnect(
         field = "oauth2_tokens" if auth == "oauth2" else "password"
         raise InputError(field, f"this mailbox signs in with {auth}: give {field}")
     vault: Vault = request.app.state.vault()
-    await asyncio.to_thread(reconnect_id, db, config, vault, mailbox_id, secret)
+    await asyncio.to_thread(reconnect_mailbox, db, config, vault, mailbox_id, secret)
     return await in_session(request, lambda s: _out(_get(s, who, mailbox_id)))
 
 

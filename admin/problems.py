@@ -74,7 +74,8 @@ TYPES = {
     "rate-limited": "Over a sending limit: Retry-After says when to try again (429).",
     "too-many-sign-ins": "Sign-in paused after failures: Retry-After says when (429).",
     "mailbox-refused": (
-        "The mailbox's server refused or could not be reached; `reason` says which step: "
+        "The mailbox's server refused or could not be reached; `step` says where "
+        "(imap_connect, imap_sign_in, smtp_connect, smtp_sign_in) and `reason` why: "
         "auth, tls, unreachable, timeout, refused, protocol, throttled (422)."
     ),
     "unavailable": "The database does not answer: try again shortly (503).",
@@ -133,7 +134,7 @@ def problem_for(exc: BaseException) -> Problem:
     if isinstance(exc, MailRejected):
         return from_reply(exc.reply)
     if isinstance(exc, MailboxError):  # the mailbox's server said no, or cannot be reached
-        return Problem(422, str(exc), kind="mailbox-refused", reason=exc.kind)
+        return Problem(422, str(exc), kind="mailbox-refused", reason=exc.kind, step=exc.step)
     if isinstance(exc, TooManyAttempts):
         headers = {"Retry-After": str(exc.retry_after)}
         return Problem(429, str(exc), kind="too-many-sign-ins", headers=headers)

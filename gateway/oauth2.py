@@ -124,11 +124,18 @@ def _refused(exc: urllib.error.HTTPError) -> TokenError:
         body = {}
     code = str(body.get("error", "")) if isinstance(body, dict) else ""
     text = str(body.get("error_description", "")) if isinstance(body, dict) else ""
-    message = f"the token endpoint refused the refresh ({exc.code} {code}: {text})".replace(
+    if not code and exc.code in (401, 403):
+        code = "invalid_client"
+    return refused(code, text, f"{exc.code} ", "refresh")
+
+
+def refused(code: str, text: str, status: str = "", what: str = "code") -> TokenError:
+    """A token endpoint's refusal, told apart by its `error` (never by its words)."""
+    message = f"the token endpoint refused the {what} ({status}{code}: {text})".replace(
         ":  ", ": "
-    )
+    ).replace(": )", ")")
     if code in PERSON:
         return TokenError("person", message + "; the user must sign in again")
-    if code == "invalid_client" or (exc.code in (401, 403) and not code):
+    if code == "invalid_client":
         return TokenError("operator", message + "; check [oauth2] client id and secret")
     return TokenError("transient", message)

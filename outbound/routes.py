@@ -30,12 +30,13 @@ from gateway.db import Database
 from gateway.errors import InputError
 from gateway.models import Mailbox, MailboxState
 from gateway.netguard import check_host
+from gateway.providers import Server as Endpoint
 from gateway.resolver import DnsTempError, Resolver
 from gateway.vault import Vault
 from outbound.claims import CAN_SEND, Job
+from outbound.smtp_check import mailbox_server
 from outbound.smtp_client import (
     TLS_IMPLICIT,
-    TLS_NONE,
     TLS_OPPORTUNISTIC,
     TLS_REQUIRED,
     Result,
@@ -180,20 +181,10 @@ class Routes:
             username, auth, verify = mailbox.username, mailbox.auth, mailbox.tls_verify
             provider, mailbox_id = mailbox.provider, mailbox.id
             secret = self.vault.decrypt(mailbox.credentials)
-        allowed = self.config.security.allowed_private_networks
-        address = check_host(
-            host,
-            port,
-            allowed,
-            what="SMTP host",
-            resolver=self.resolver if self.config.dns.nameservers else None,
-        )
-        if security == "none" and not _in_networks(address, allowed):
-            raise InputError("mailbox route", f"SMTP without TLS to {host} is not allowed")
-        tls = {"tls": TLS_IMPLICIT, "starttls": TLS_REQUIRED}.get(security, TLS_NONE)
-        verify = verify and self.config.imap.tls_verify
+        endpoint = Endpoint(host, port, security)
+        resolver = self.resolver if self.config.dns.nameservers else None
         if auth != "oauth2":
-            return Server(host, address, port, tls, verify, login=(username, secret))
+            return mailbox_server(self.config, endpoint, username, auth, secret, verify, resolver)
         tokens = oauth2.Tokens.from_json(secret)
         if tokens.expired():
             try:
@@ -206,7 +197,8 @@ class Routes:
                 session.get_one(Mailbox, mailbox_id).credentials = self.vault.encrypt(
                     tokens.to_json()
                 )
-        return Server(host, address, port, tls, verify, xoauth2=(username, tokens.access_token))
+        token = tokens.access_token
+        return mailbox_server(self.config, endpoint, username, auth, token, verify, resolver)
 
 
 def set_route(db: Database, config: Config, email: str, route: str) -> None:

@@ -82,7 +82,7 @@ class Sessions:
             self._idle[server] = fresh
             client = fresh.pop()[1] if fresh else None
         for old in stale:
-            _quit(old)
+            quit_quietly(old)
             old.close()
         return client
 
@@ -105,7 +105,7 @@ class Sessions:
             every = [c for waiting in self._idle.values() for _, c in waiting]
             self._idle.clear()
         for client in every:
-            _quit(client)
+            quit_quietly(client)
             client.close()
 
 
@@ -140,7 +140,7 @@ def transmit(
         if sessions is not None:
             sessions.give(server, client, reset=not ended)
         else:
-            _quit(client)
+            quit_quietly(client)
             client.close()
         client = None
     except smtplib.SMTPAuthenticationError as exc:
@@ -168,18 +168,23 @@ class _Dropped(Exception):
 
 
 def _open(server: Server, helo: str, timeout: float) -> smtplib.SMTP:
-    client = _connect(server, helo, timeout)
+    client = connect_to(server, helo, timeout)
     try:
-        if server.login is not None:
-            client.login(*server.login)
-        elif server.xoauth2 is not None:
-            user, token = server.xoauth2
-            response = f"user={user}\x01auth=Bearer {token}\x01\x01"
-            client.auth("XOAUTH2", lambda challenge=None: response)
+        sign_in(client, server)
     except BaseException:
         client.close()
         raise
     return client
+
+
+def sign_in(client: smtplib.SMTP, server: Server) -> None:
+    """AUTH with the server's login (PLAIN or LOGIN) or XOAUTH2 token, if it has one."""
+    if server.login is not None:
+        client.login(*server.login)
+    elif server.xoauth2 is not None:
+        user, token = server.xoauth2
+        response = f"user={user}\x01auth=Bearer {token}\x01\x01"
+        client.auth("XOAUTH2", lambda challenge=None: response)
 
 
 def _transaction(
@@ -242,7 +247,8 @@ class _Implicit(smtplib.SMTP_SSL):
         return self.context.wrap_socket(raw, server_hostname=host)
 
 
-def _connect(server: Server, helo: str, timeout: float) -> smtplib.SMTP:
+def connect_to(server: Server, helo: str, timeout: float) -> smtplib.SMTP:
+    """A session to `server` after EHLO, and STARTTLS when its `tls` asks for it."""
     context = ssl.create_default_context()
     if not server.verify or server.tls == TLS_OPPORTUNISTIC:
         # Opportunistic TLS for MX hosts (RFC 3207 7): encrypt what can be, never
@@ -283,6 +289,6 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-def _quit(client: smtplib.SMTP) -> None:
+def quit_quietly(client: smtplib.SMTP) -> None:
     with contextlib.suppress(smtplib.SMTPException, OSError):
         client.quit()

@@ -177,7 +177,13 @@ class ImapConfig:
 class OAuth2Config:
     """OAuth2 apps that mailboxes of Google and Microsoft sign in with (XOAUTH2)."""
 
-    google_client_id: str = field(default="", metadata=doc("Client id of your Google app."))
+    google_client_id: str = field(
+        default="",
+        metadata=doc(
+            "Client id of your Google app (a Web client whose redirect URI is "
+            "<[web] public_url>/mailboxes/connect/callback). Empty: no Gmail sign-in."
+        ),
+    )
     google_client_secret: str = field(
         default="", metadata=doc("Its client secret (or GATEWAY_OAUTH2__GOOGLE_CLIENT_SECRET).")
     )
@@ -185,8 +191,20 @@ class OAuth2Config:
         default="https://oauth2.googleapis.com/token",
         metadata=doc("Google's token endpoint (where access tokens are refreshed)."),
     )
+    google_authorize_url: str = field(
+        default="https://accounts.google.com/o/oauth2/v2/auth",
+        metadata=doc("Google's sign-in page (the authorization endpoint)."),
+    )
+    google_scope: str = field(
+        default="https://mail.google.com/ openid email",
+        metadata=doc("What the gateway asks Google for: IMAP and SMTP, and the address."),
+    )
     microsoft_client_id: str = field(
-        default="", metadata=doc("Application (client) id of your Microsoft Entra app.")
+        default="",
+        metadata=doc(
+            "Application (client) id of your Microsoft Entra app (Web redirect URI "
+            "<[web] public_url>/mailboxes/connect/callback). Empty: no Microsoft sign-in."
+        ),
     )
     microsoft_client_secret: str = field(default="", metadata=doc("Its client secret."))
     microsoft_tenant: str = field(
@@ -199,5 +217,16 @@ class OAuth2Config:
     microsoft_token_url: str = field(
         default="https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
         metadata=doc("Microsoft's token endpoint; {tenant} is replaced."),
+    )
+    microsoft_authorize_url: str = field(
+        default="https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize",
+        metadata=doc("Microsoft's sign-in page; {tenant} is replaced."),
+    )
+    microsoft_scope: str = field(
+        default=(
+            "https://outlook.office.com/IMAP.AccessAsUser.All "
+            "https://outlook.office.com/SMTP.Send offline_access openid email"
+        ),
+        metadata=doc("What the gateway asks Microsoft for: IMAP, SMTP and a refresh token."),
     )
     timeout: float = field(default=20.0, metadata=doc("Seconds to wait for a token endpoint."))

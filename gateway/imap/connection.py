@@ -7,7 +7,9 @@
   process allocate it (CPython gh-119511).
 - Failures become MailboxError with a kind: "auth" (wrong credentials: the
   mailbox needs a person), "tls", "unreachable", "timeout", "refused" (the
-  host check) or "protocol".
+  host check) or "protocol"; and the step that failed: "imap_connect" (reaching
+  the server, TLS, its greeting) or "imap_sign_in" (LOGIN or AUTHENTICATE).
+  Sending's own check (outbound.smtp_check) adds "smtp_connect" and "smtp_sign_in".
 """
 
 from __future__ import annotations
@@ -49,14 +51,28 @@ _THROTTLED = re.compile(
     re.IGNORECASE,
 )
 _SUGGESTED = re.compile(r"backoff time:?\s*(\d+)\s*(ms|milliseconds)\b", re.IGNORECASE)
+# The steps of connecting a mailbox, in order, as a person reads them.
+STEPS = {
+    "imap_connect": "IMAP connect",
+    "imap_sign_in": "IMAP sign-in",
+    "smtp_connect": "SMTP connect",
+    "smtp_sign_in": "SMTP sign-in",
+}
 
 
 class MailboxError(GatewayError):
     """A mailbox could not be used; `kind` says whether a person must act ("auth")."""
 
-    def __init__(self, kind: str, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        retry_after: float | None = None,
+        step: str = "imap_connect",
+    ) -> None:
         self.kind = kind
         self.retry_after = retry_after  # seconds the server asked us to wait
+        self.step = step  # one of STEPS
         super().__init__(message)
 
     @property
@@ -193,7 +209,7 @@ def connect(settings: ImapSettings, secret: str, config: Config) -> SafeIMAPClie
         raise MailboxError(PROTOCOL, f"{where} does not speak IMAP: {exc}") from exc
     try:
         if settings.security == "starttls":
-            client.starttls(context)
+            _starttls(client, context, where)
         login(client, settings, secret)
         # imapclient turns imaplib's debug output into a logger call per line read;
         # at thousands of lines per header scan that costs real time: off.
@@ -213,6 +229,19 @@ def connect(settings: ImapSettings, secret: str, config: Config) -> SafeIMAPClie
 imaplib.Commands.setdefault("COMPRESS", ("AUTH", "SELECTED"))
 
 
+def _starttls(client: IMAPClient, context: ssl.SSLContext, where: str) -> None:
+    try:
+        client.starttls(context)
+    except ssl.SSLError as exc:
+        raise MailboxError(TLS, f"TLS with {where} failed: {_reason(exc)}") from exc
+    except TimeoutError as exc:
+        raise MailboxError(TIMEOUT, f"{where} stopped answering at STARTTLS") from exc
+    except (IMAPClientError, imaplib.IMAP4.error) as exc:
+        raise MailboxError(TLS, f"{where} refused STARTTLS: {_text(exc)}") from exc
+    except OSError as exc:
+        raise MailboxError(UNREACHABLE, f"{where} closed the connection: {_reason(exc)}") from exc
+
+
 def _compress(client: IMAPClient) -> None:
     """COMPRESS DEFLATE; a server that then refuses it is used uncompressed."""
     try:
@@ -226,6 +255,14 @@ def _compress(client: IMAPClient) -> None:
 
 
 def login(client: IMAPClient, settings: ImapSettings, secret: str) -> None:
+    try:
+        _login(client, settings, secret)
+    except MailboxError as exc:
+        exc.step = "imap_sign_in"
+        raise
+
+
+def _login(client: IMAPClient, settings: ImapSettings, secret: str) -> None:
     where = f"{settings.host}:{settings.port}"
     try:
         if settings.auth == "oauth2":

@@ -1,7 +1,8 @@
 """Connecting, reconnecting and removing mailboxes; their status.
 
-A mailbox is saved only after a real sign-in to its IMAP server succeeded,
-with its credentials encrypted (gateway.vault). A refused sign-in later (a
+A mailbox is saved only after a real sign-in to its IMAP server succeeded (and,
+given a `check_sending`, to its SMTP server: the web and API connect pass
+outbound's check), with its credentials encrypted (gateway.vault). A refused sign-in later (a
 password reset, revoked access) puts it in reconnect_required until a person
 gives new credentials with reconnect(); it then resumes from its checkpoints.
 """
@@ -9,6 +10,7 @@ gives new credentials with reconnect(); it then resumes from its checkpoints.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +45,9 @@ MAILBOX_RECONNECTED = "mailbox.reconnected"
 MAILBOX_RECONNECT_REQUIRED = "mailbox.reconnect_required"
 MAILBOX_REMOVED = "mailbox.removed"
 ONE_WAY_PLANS = (Plan.PRO.value, Plan.ENTERPRISE.value)
+# Signs in to the mailbox's SMTP server (server, IMAP settings, the secret to sign in
+# with), or raises MailboxError naming the step; runs after the IMAP sign-in worked.
+SendingCheck = Callable[[Server, ImapSettings, str], None]
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class MailboxRequest:
     tls_verify: bool = True
     auth: str = "password"
     user_email: str | None = None  # the CRM user who owns it (default: by address)
+    reading_only: bool = False  # no SMTP server, even where the preset has one
 
 
 def _secret_to_store(auth: str, secret: str) -> tuple[str, str]:
@@ -85,6 +91,7 @@ def add_mailbox(
     secret: str,
     *,
     connector: Connector = connect,
+    check_sending: SendingCheck | None = None,
 ) -> Mailbox:
     email = _address(config, request.email)
     with db.read() as session:
@@ -113,6 +120,8 @@ def add_mailbox(
     )
     sign_in, keep = _secret_to_store(request.auth, secret)
     close(connector(settings, sign_in, config))  # the sign-in worked
+    if check_sending is not None and smtp is not None and smtp.host:
+        check_sending(smtp, settings, sign_in)
     mailbox = Mailbox(
         account_id=account_id,
         user_id=user_id,
@@ -162,6 +171,7 @@ def reconnect_id(
     secret: str,
     *,
     connector: Connector = connect,
+    check_sending: SendingCheck | None = None,
 ) -> Mailbox:
     """reconnect(), for the mailbox with this id."""
     with db.read() as session:
@@ -169,8 +179,11 @@ def reconnect_id(
         if mailbox is None:
             raise NotFound(f"no mailbox {mailbox_id}")
         settings = settings_of(mailbox)
+        smtp = Server(mailbox.smtp_host, mailbox.smtp_port, mailbox.smtp_security)
     sign_in, keep = _secret_to_store(settings.auth, secret)
     close(connector(settings, sign_in, config))  # the sign-in worked
+    if check_sending is not None and smtp.host:
+        check_sending(smtp, settings, sign_in)
     with db.session() as session:
         row = session.get_one(Mailbox, mailbox.id)
         row.credentials = vault.encrypt(keep)
@@ -369,7 +382,9 @@ def _servers(config: Config, request: MailboxRequest, email: str) -> tuple[Serve
         request.imap_port or imap.port,
         _security("--imap-security", request.imap_security or imap.security),
     )
-    if request.smtp_host or smtp is not None:
+    if request.reading_only:
+        smtp = None
+    elif request.smtp_host or smtp is not None:
         base = smtp or Server(request.smtp_host or "", 587, "starttls")
         smtp = Server(
             request.smtp_host or base.host,

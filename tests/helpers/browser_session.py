@@ -29,7 +29,7 @@ class Person:
         assert found, f"no CSRF token on {path}"
         return found.group(1)
 
-    def form(self, page: str, action: str, **fields: str) -> httpx.Response:
+    def form(self, page: str, action: str, /, **fields: str) -> httpx.Response:
         """Post `fields` to `action` with the token of the form on `page`."""
         return self.client.post(action, data={"csrf_token": self.token_on(page), **fields})
 
