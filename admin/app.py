@@ -27,6 +27,7 @@ from admin import (
     contact_pages,
     contacts,
     explain_api,
+    inbox_pages,
     mailbox_pages,
     mailboxes_api,
     messages_api,
@@ -97,6 +98,7 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.include_router(admin_pages.router)
     app.include_router(webhook_pages.router)
     app.include_router(contact_pages.router)
+    app.include_router(inbox_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.get("/healthz", include_in_schema=False)

@@ -41,6 +41,7 @@ HEADERS = {
 }
 # The navigation: (path, label, admins only). Pages are added here as they are built.
 NAVIGATION = (
+    ("/inbox", "Inbox", False),
     ("/contacts", "Contacts", False),
     ("/mailboxes", "Mailboxes", False),
     ("/settings", "Email settings", False),

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from gateway.models import (
     Contact,
     Conversation,
     Mailbox,
     Message,
+    MessageAddress,
     MessageContact,
     Sighting,
     Source,
@@ -44,15 +45,43 @@ class MessageFilter:
     direction: str | None = None
     since: datetime | None = None  # sent at or after
     until: datetime | None = None  # sent before
+    source: str | None = None  # seen by this kind of source (e.g. "dropbox")
+    search: str | None = None  # in the subject or an address, any case
+    matched: bool = False  # only mail on a contact
 
 
-def visible(reader: Reader) -> Any:
-    """The condition on Message that `reader` may see it."""
-    condition = Message.account_id == reader.account_id
+def visible(reader: Reader, m: Any = Message) -> Any:
+    """The condition on Message (or an alias of it) that `reader` may see it."""
+    condition = m.account_id == reader.account_id
     if reader.user_id is not None:
-        mine = exists().where(Sighting.message_id == Message.id, Sighting.user_id == reader.user_id)
+        mine = exists().where(Sighting.message_id == m.id, Sighting.user_id == reader.user_id)
         condition = and_(condition, mine)
     return condition
+
+
+def inbox_page(
+    session: Session, reader: Reader, given: MessageFilter, before: int, limit: int
+) -> list[int]:
+    """The newest message of each conversation with a message that matches, newest
+    first, below `before`: one entry a conversation, however many of its messages
+    match, and on no later page again (a conversation shows where its newest
+    matching message is). Messages without a conversation stand alone."""
+    newer = aliased(Message)
+    query = select(Message.id).where(visible(reader), *_conditions(session, reader, given))
+    query = query.where(
+        or_(
+            Message.conversation_id.is_(None),
+            ~exists().where(
+                newer.conversation_id == Message.conversation_id,
+                newer.id > Message.id,
+                visible(reader, newer),
+                *_conditions(session, reader, given, newer),
+            ),
+        )
+    )
+    if before:
+        query = query.where(Message.id < before)
+    return list(session.scalars(query.order_by(Message.id.desc()).limit(limit)))
 
 
 def message_page(
@@ -89,16 +118,37 @@ def message_page_query(
     return query.limit(limit)
 
 
-def _conditions(session: Session, reader: Reader, given: MessageFilter) -> list[Any]:
+def _conditions(
+    session: Session, reader: Reader, given: MessageFilter, m: Any = Message
+) -> list[Any]:
+    """The filter's conditions on Message, or on an alias of it."""
     found: list[Any] = []
     if given.conversation_id is not None:
-        found.append(Message.conversation_id == given.conversation_id)
+        found.append(m.conversation_id == given.conversation_id)
     if given.direction is not None:
-        found.append(Message.direction == given.direction)
+        found.append(m.direction == given.direction)
     if given.since is not None:
-        found.append(Message.sent_at >= given.since)
+        found.append(m.sent_at >= given.since)
     if given.until is not None:
-        found.append(Message.sent_at < given.until)
+        found.append(m.sent_at < given.until)
+    if given.matched:
+        found.append(exists().where(MessageContact.message_id == m.id))
+    if given.source is not None:
+        seen = exists().where(Sighting.message_id == m.id, Sighting.source == given.source)
+        if reader.user_id is not None:
+            seen = seen.where(Sighting.user_id == reader.user_id)
+        found.append(seen)
+    if given.search:
+        words = given.search.lower()
+        found.append(
+            or_(
+                func.lower(m.subject).contains(words, autoescape=True),
+                exists().where(
+                    MessageAddress.message_id == m.id,
+                    MessageAddress.address.contains(words, autoescape=True),
+                ),
+            )
+        )
     if given.mailbox_id is not None:
         mailbox = session.get(Mailbox, given.mailbox_id)
         if (
@@ -106,12 +156,12 @@ def _conditions(session: Session, reader: Reader, given: MessageFilter) -> list[
             or mailbox.account_id != reader.account_id
             or (reader.user_id is not None and mailbox.user_id != reader.user_id)
         ):
-            found.append(Message.id < 0)  # another's mailbox: nothing, as for no mailbox
+            found.append(m.id < 0)  # another's mailbox: nothing, as for no mailbox
         else:
             prefix = f"imap:{mailbox.id}:"
             found.append(
                 exists().where(
-                    Sighting.message_id == Message.id,
+                    Sighting.message_id == m.id,
                     Sighting.user_id == mailbox.user_id,
                     Sighting.source == Source.IMAP.value,
                     # LIKE, not a range: PostgreSQL's collations order ':' unlike bytes.

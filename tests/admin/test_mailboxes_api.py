@@ -89,6 +89,7 @@ def test_connect_sync_reconnect_and_delete(
     assert refused.status_code == 422, refused.text
     problem = refused.json()
     assert problem["type"].endswith("#mailbox-refused") and problem["reason"] == "auth"
+    assert problem["step"] == "imap_sign_in"
     assert "refused the user name or password" in problem["detail"]
     assert site.call("GET", "/mailboxes").json()["data"] == []  # nothing saved
 
