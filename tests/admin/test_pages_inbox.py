@@ -97,9 +97,7 @@ def inbox(db: Database, config: Config, account_id: int) -> Iterator[Inbox]:
         "hello": push(db, config, hello, source=Source.IMAP, key=f"imap:{mailbox}:a:1:10"),
         "reply": push(db, config, reply, source=Source.OUTBOUND, key="outbound:7"),
         "contract": push(db, config, _multipart(), source=Source.DROPBOX),
-        "stranger": push(
-            db, config, make_message(from_="x@nowhere.example", subject="Unmatched")
-        ),
+        "stranger": push(db, config, make_message(from_="x@nowhere.example", subject="Unmatched")),
         "ann": push(
             db,
             config,
@@ -161,9 +159,7 @@ def test_search_and_filters(inbox: Inbox) -> None:
     assert bad.status_code == 200
 
 
-def test_pages_never_repeat_a_conversation(
-    db: Database, config: Config, inbox: Inbox
-) -> None:
+def test_pages_never_repeat_a_conversation(db: Database, config: Config, inbox: Inbox) -> None:
     for n in range(30):
         push(
             db,
@@ -186,7 +182,7 @@ def test_pages_never_repeat_a_conversation(
     assert len(rows(first)) == 25
     assert shown[0] == "Re: Topic 29" and "Topic 29" not in shown
     assert len(shown) == len(set(shown)) == 33  # 30 topics, 3 earlier conversations
-    assert '>Newest</a>' in second and "Older" not in second
+    assert ">Newest</a>" in second and "Older" not in second
 
 
 def test_the_message_view(inbox: Inbox) -> None:
@@ -223,7 +219,15 @@ def test_an_html_mail_runs_nothing_and_loads_nothing_until_asked(inbox: Inbox) -
     assert body.headers["x-frame-options"] == "SAMEORIGIN"
     html = body.text.lower()
     assert "<h1>big news</h1>" in html and "read on" in html
-    for gone in ("<script", "onload", "onerror", "tracker.example", "javascript:", "<iframe", "<form"):
+    for gone in (
+        "<script",
+        "onload",
+        "onerror",
+        "tracker.example",
+        "javascript:",
+        "<iframe",
+        "<form",
+    ):
         assert gone not in html, gone
     assert '<a href="https://client.com/more" target="_blank" rel="noopener noreferrer">' in html
     shown = bob.get(f"/inbox/{news}/body?images=1")
