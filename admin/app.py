@@ -35,6 +35,7 @@ from admin import (
     pages,
     problems,
     settings_pages,
+    unattached_pages,
     webhook_pages,
     webhooks_api,
 )
@@ -98,6 +99,7 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.include_router(admin_pages.router)
     app.include_router(webhook_pages.router)
     app.include_router(contact_pages.router)
+    app.include_router(unattached_pages.router)  # before /inbox/{id}
     app.include_router(inbox_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 

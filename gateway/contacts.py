@@ -87,15 +87,23 @@ def create_contact(
 
 
 def add_contact(
-    session: Session, directory: AccountDirectory, emails: Sequence[str], name: str, case: str
+    session: Session,
+    directory: AccountDirectory,
+    emails: Sequence[str],
+    name: str,
+    case: str,
+    source_message_id: int | None = None,
 ) -> Contact:
+    """A contact added by a person (from a message they chose, if given)."""
     parsed = [check_address(directory, e, case) for e in emails]
     keys = [(a.normalized, a.addr_spec) for a in parsed]
     taken = match_contacts(session, directory.account_id, [k for k, _ in keys])
     if taken:
         address = sorted(taken)[0]
         raise Conflict(f"{address} already belongs to contact {taken[address]}")
-    return create_contact(session, directory, unique(keys), name=name)
+    return create_contact(
+        session, directory, unique(keys), name=name, source_message_id=source_message_id
+    )
 
 
 def remove_contact(session: Session, account_id: int, email: str, case: str) -> Contact:
