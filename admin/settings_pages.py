@@ -1,7 +1,8 @@
 """Email settings: the person's BCC dropbox address (copy it, or make a new one: the
 old one stops working), and the account's contact settings (auto-create contacts,
-blocked domains), which an admin changes and a member sees. The sending route is
-shown with where it is changed."""
+blocked domains), which an admin changes and a member sees; and where the person's
+mail from the CRM leaves ("Change email server": their mailbox's SMTP server, the
+gateway's own delivery, or the configured relay), which they choose themselves."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ from admin.page_kit import STALE_FORM, Visit, back, config_of, db_of, form_of, p
 from gateway.accounts import domain_list, dropbox_address, new_dropbox_token
 from gateway.errors import InputError
 from gateway.models import Account, User
+from outbound.routes import ROUTES as CHOICES
+from outbound.routes import sending_mailbox
 
 router = APIRouter(include_in_schema=False)
 DONE = {
     "rotated": "Your new dropbox address works now; the old one is refused from now on.",
     "saved": "Contact settings saved.",
+    "route": "Email server changed: your next mail from the CRM leaves this way.",
     "stale": STALE_FORM,
 }
 ROUTES = {
@@ -48,6 +52,9 @@ async def _page(request: Request, here: Visit, status: int = 200, **extra: Any) 
             return {
                 "dropbox": dropbox_address(config, user),
                 "route": ROUTES.get(user.route, user.route or ""),
+                "route_key": user.route or "",
+                "can_mailbox": sending_mailbox(session, user.id) is not None,
+                "can_relay": bool(config.outbound.relay_url),
                 "default_route": config.outbound.default_route,
                 "auto_create": account.auto_create_contacts,
                 "blocked": "\n".join(account.blocked_domains),
@@ -96,3 +103,33 @@ async def contacts(request: Request) -> Response:
 
     await asyncio.to_thread(work)
     return back("/settings", "saved")
+
+
+@router.post("/settings/route")
+async def route(request: Request) -> Response:
+    """The person's own sending route; empty: the account's default."""
+    here = await visit(request)
+    if not isinstance(here, Visit):
+        return here
+    fields = await form_of(request, here)
+    if fields is None:
+        return back("/settings", "stale")
+    config = config_of(request)
+    wanted = fields.get("route", "")
+
+    def work() -> str:
+        with db_of(request).session() as session:
+            user = session.get_one(User, here.person.user_id)
+            if wanted and wanted not in CHOICES:
+                return "Choose one of the email servers shown."
+            if wanted == "relay" and not config.outbound.relay_url:
+                return "No relay is configured ([outbound] relay_url): choose another."
+            if wanted == "mailbox" and sending_mailbox(session, user.id) is None:
+                return "Connect a mailbox with an SMTP server first, then choose it."
+            user.route = wanted or None
+            return ""
+
+    refusal = await asyncio.to_thread(work)
+    if refusal:
+        return await _page(request, here, 422, error=refusal)
+    return back("/settings", "route")

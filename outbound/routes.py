@@ -174,7 +174,7 @@ class Routes:
         """The SMTP server of the user's connected mailbox, signed in as them (password,
         or an XOAUTH2 access token refreshed when it has expired)."""
         with self.db.read() as session:
-            mailbox = _sending_mailbox(session, user_id)
+            mailbox = sending_mailbox(session, user_id)
             if mailbox is None or mailbox.credentials is None:
                 raise InputError("mailbox route", "the user has no connected mailbox to send with")
             host, port, security = mailbox.smtp_host, mailbox.smtp_port, mailbox.smtp_security
@@ -208,12 +208,12 @@ def set_route(db: Database, config: Config, email: str, route: str) -> None:
         raise InputError("ROUTE", "relay needs [outbound] relay_url")
     with db.session() as session:
         user = get_user(session, config, email)
-        if route == "mailbox" and _sending_mailbox(session, user.id) is None:
+        if route == "mailbox" and sending_mailbox(session, user.id) is None:
             raise InputError("ROUTE", f"{email} has no connected mailbox with an SMTP server")
         user.route = route
 
 
-def _sending_mailbox(session: Session, user_id: int) -> Mailbox | None:
+def sending_mailbox(session: Session, user_id: int) -> Mailbox | None:
     """The user's connected mailbox that can send (an SMTP server, signed in)."""
     return session.scalars(
         select(Mailbox)

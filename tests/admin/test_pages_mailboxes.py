@@ -5,6 +5,7 @@ contact settings an admin changes and a member only sees; CSRF on every form."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -165,3 +166,43 @@ def test_email_settings(site: Site) -> None:
         account = session.scalars(select(Account).where(Account.name == "acme")).one()
         assert account.auto_create_contacts and account.blocked_domains == ["spam.com"]
     assert "spam.com" in bob.get("/settings").text
+
+
+def test_change_email_server(site: Site) -> None:
+    bob = site.person("bob@acme.com")
+    page = bob.get("/settings").text
+    assert "Change email server" in page and "gateway dkim generate" in page
+    # No sending mailbox and no relay yet: both are shown disabled, and refused.
+    assert re.search(r'value="mailbox"[^>]* disabled', page)
+    assert re.search(r'value="relay"[^>]* disabled', page)
+    for route, words in (("mailbox", "Connect a mailbox"), ("relay", "No relay"), ("x", "Choose")):
+        refused = bob.form("/settings", "/settings/route", route=route)
+        assert refused.status_code == 422 and words in refused.text
+    done = bob.form("/settings", "/settings/route", route="direct")
+    assert done.headers["location"] == "/settings?done=route"
+    with site.db.read() as session:
+        assert get_user(session, site.config, "bob@acme.com").route == "direct"
+    assert "the gateway&#39;s own delivery" in bob.get("/settings?done=route").text
+    with site.db.session() as session:
+        user = get_user(session, site.config, "bob@acme.com")
+        session.add(
+            Mailbox(
+                account_id=user.account_id,
+                user_id=user.id,
+                email="bob@acme.com",
+                provider="other",
+                imap_host="imap.acme.test",
+                imap_port=993,
+                imap_security="tls",
+                smtp_host="smtp.acme.test",
+                smtp_port=465,
+                smtp_security="tls",
+                username="bob@acme.com",
+                credentials="x",
+            )
+        )
+    assert bob.form("/settings", "/settings/route", route="mailbox").status_code == 303
+    back_to_default = bob.form("/settings", "/settings/route", route="")
+    assert back_to_default.status_code == 303
+    with site.db.read() as session:
+        assert get_user(session, site.config, "bob@acme.com").route is None
