@@ -59,6 +59,7 @@ COOKIE = "gateway_oauth"
 CALLBACK = "/mailboxes/connect/callback"
 WAIT = 600  # seconds a person has to finish signing in at the provider
 SERVER_FIELDS = (
+    "username",
     "imap_host",
     "imap_port",
     "imap_security",
@@ -287,6 +288,7 @@ def _names() -> dict[str, str]:
 def _preset_servers(known: Preset) -> dict[str, str]:
     imap, smtp = known.imap, known.smtp
     return {
+        "username": "",
         "imap_host": imap.host if imap else "",
         "imap_port": str(imap.port) if imap else "993",
         "imap_security": imap.security if imap else "tls",
@@ -395,6 +397,7 @@ def _request(
         smtp_host=servers.get("smtp_host") or None,
         smtp_port=port("smtp_port"),
         smtp_security=security("smtp_security"),
+        username=servers.get("username") or None,
         sync_mode=sync,
         auth=auth,
         user_email=here.person.email,

@@ -226,3 +226,9 @@ async def home(request: Request, changed: str = "") -> Response:
         dropbox=dropbox,
         notice="Your password is changed." if changed else "",
     )
+
+
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    """Browsers ask for /favicon.ico whatever the page says: the same icon."""
+    return RedirectResponse("/static/icon.svg", status_code=301)

@@ -3,8 +3,6 @@ at a phone's width and a desktop's. Screenshots are kept in the test's tmp dir."
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,26 +13,16 @@ from gateway.config import Config
 from gateway.db import Database
 from gateway.models import Account
 from gateway.vault import ensure_key_file
+from tests.helpers.browser import chromium
 from tests.helpers.web import running_web
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    if not shutil.which(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is missing: .ci/run installs Debian's chromium")
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.mark.parametrize("width", [375, 1440])
