@@ -6,6 +6,7 @@ consent and a forged callback included."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Iterator
@@ -269,6 +270,16 @@ def test_look_up_server_settings_for_other(site: Site) -> None:
     assert empty.status_code == 422 and "Enter the email address first" in empty.text
 
 
+def consent(site: Site, location: str, decision: str) -> str:
+    """At the authorization server's page: Allow or Deny; where it sends the browser."""
+    page = httpx.get(location)
+    assert page.status_code == 200, page.text
+    form = {k: html.unescape(v) for k, v in re.findall(r'name="(\w+)" value="([^"]*)"', page.text)}
+    answered = httpx.post(f"{site.auth.url}/authorize", data={**form, "decision": decision})
+    assert answered.status_code == 303
+    return str(answered.headers["location"])
+
+
 def _oauth(bob: Person, site: Site, decision: str, **fields: str) -> httpx.Response:
     """Sign in with Google: to the provider, its consent page, and back."""
     start = bob.form(
@@ -281,15 +292,7 @@ def _oauth(bob: Person, site: Site, decision: str, **fields: str) -> httpx.Respo
     assert start.status_code == 303, start.text
     to = start.headers["location"]
     assert to.startswith(f"{site.auth.url}/authorize?")
-    consent = httpx.get(to)
-    assert consent.status_code == 200, consent.text
-    form = dict(re.findall(r'name="(\w+)" value="([^"]*)"', consent.text))
-    import html
-
-    form = {k: html.unescape(v) for k, v in form.items()}
-    answered = httpx.post(f"{site.auth.url}/authorize", data={**form, "decision": decision})
-    assert answered.status_code == 303
-    back = answered.headers["location"]
+    back = consent(site, to, decision)
     assert back.startswith(f"{site.url}/mailboxes/connect/callback?")
     return bob.get(back.removeprefix(site.url))
 
@@ -363,13 +366,8 @@ def test_reconnect_an_oauth_mailbox_by_signing_in_again(site: Site) -> None:
     assert f"form-action 'self' {site.auth.url}" in edit.headers["content-security-policy"]
     start = bob.form(f"/mailboxes/{box.id}/edit", f"/mailboxes/{box.id}/oauth")
     assert start.status_code == 303
-    consent = httpx.get(start.headers["location"])
-    form = dict(re.findall(r'name="(\w+)" value="([^"]*)"', consent.text))
-    import html
-
-    form = {k: html.unescape(v) for k, v in form.items()}
-    answered = httpx.post(f"{site.auth.url}/authorize", data={**form, "decision": "allow"})
-    came_back = bob.get(answered.headers["location"].removeprefix(site.url))
+    back = consent(site, start.headers["location"], "allow")
+    came_back = bob.get(back.removeprefix(site.url))
     assert came_back.headers["location"] == "/mailboxes?done=reconnected"
     (box,) = site.mailboxes()
     assert box.state == "active"
@@ -383,3 +381,35 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_outlook_signs_in_with_microsofts_endpoints_and_scopes(site: Site) -> None:
+    microsoft = replace(
+        site.config.oauth2,
+        microsoft_client_id=site.auth.client_id,
+        microsoft_client_secret=site.auth.client_secret,
+        microsoft_tenant="consumers",
+        microsoft_authorize_url=f"{site.auth.url}/authorize?tenant={{tenant}}",
+        microsoft_token_url=f"{site.auth.url}/token?tenant={{tenant}}",
+    )
+    config = replace(site.config, oauth2=microsoft)
+    with running_web(site.db, config) as url:
+        bob = Person(url)
+        site.people.append(bob)
+        assert bob.sign_in("bob@acme.com", PASSWORD).status_code == 303
+        assert "Sign in with Microsoft" in bob.get("/mailboxes/connect/outlook").text
+        start = bob.form(
+            "/mailboxes/connect/outlook",
+            "/mailboxes/connect/outlook/oauth",
+            email="bob@acme.com",
+            **servers(site),
+        )
+        asked = parse_qs(urlsplit(start.headers["location"]).query)
+        assert asked["tenant"] == ["consumers"] and asked["prompt"] == ["select_account"]
+        assert "offline_access" in asked["scope"][0].split()
+        assert "https://outlook.office.com/IMAP.AccessAsUser.All" in asked["scope"][0].split()
+        back = consent(site, start.headers["location"], "allow")
+        came_back = bob.get(back.removeprefix(url))
+        assert came_back.headers.get("location") == "/mailboxes?done=connected", came_back.text
+    (box,) = site.mailboxes()
+    assert (box.provider, box.auth) == ("outlook", "oauth2")
