@@ -91,7 +91,7 @@ COMMANDS: tuple[str, ...] = (
     "gateway.cli.contacts",  # contacts
     "gateway.cli.mail",  # ingest, messages
     "inbound.cli",  # mailbox, quarantine
-    "outbound.cli",  # dkim, queue, user route
+    "outbound.cli",  # dkim, domain, dns, queue, user route
 )
 
 

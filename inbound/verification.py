@@ -6,22 +6,20 @@
                                with d= aligned with it (DMARC relaxed alignment:
                                same organizational domain, RFC 7489 3.1)
 
-Every DNS query goes through gateway.resolver: pyspf's module-level look-up
-hook is pointed at the verifier's resolver here, once, and dkimpy gets it as
-`dnsfunc=`.
+Every DNS query goes through gateway.resolver: pyspf's through gateway.spf_dns
+(made current for the verification), dkimpy's as `dnsfunc=`.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import dkim
 import spf
 from publicsuffixlist import PublicSuffixList
 
+from gateway import spf_dns
 from gateway.addresses import domain_of, normalize
 from gateway.resolver import DnsTempError, Resolver
 
@@ -29,7 +27,6 @@ log = logging.getLogger(__name__)
 
 MAX_SIGNATURES = 5
 _PSL = PublicSuffixList()
-_CURRENT: contextvars.ContextVar[Resolver] = contextvars.ContextVar("spf_resolver")
 
 
 def organizational_domain(domain: str) -> str:
@@ -39,27 +36,6 @@ def organizational_domain(domain: str) -> str:
 
 def aligned(a: str, b: str) -> bool:
     return bool(a) and bool(b) and organizational_domain(a) == organizational_domain(b)
-
-
-def _spf_lookup(name: str, qtype: str, *args: Any, **kwargs: Any) -> list[Any]:
-    """pyspf's DNSLookup hook, answered by the verifier's Resolver."""
-    resolver = _CURRENT.get()
-    key = (name, qtype)
-    try:
-        if qtype in ("A", "AAAA"):
-            return [(key, address) for address in resolver.addresses(name, qtype)]
-        if qtype == "MX":
-            return [(key, (r.preference, r.exchange)) for r in resolver.mx(name)]
-        if qtype == "PTR":
-            return [(key, target) for target in resolver.ptr(name)]
-        if qtype in ("TXT", "SPF"):
-            return [(key, strings) for strings in resolver.txt_strings(name, qtype)]
-    except DnsTempError as exc:
-        raise spf.TempError(f"DNS {exc}") from exc
-    return []
-
-
-spf.DNSLookup = _spf_lookup  # the one place pyspf's resolver is set
 
 
 @dataclass(frozen=True)
@@ -100,13 +76,10 @@ class SenderVerifier:
         self.resolver = resolver
 
     def verify(self, ip: str, helo: str, mail_from: str, raw: bytes, from_domain: str) -> Verdict:
-        token = _CURRENT.set(self.resolver)
-        try:
+        with spf_dns.using(self.resolver):
             spf_result, spf_domain = self._spf(ip, helo, mail_from)
             signatures = self._dkim(raw)
             dmarc = self._dmarc(from_domain, spf_result, spf_domain, signatures)
-        finally:
-            _CURRENT.reset(token)
         return Verdict(spf_result, spf_domain, signatures, dmarc, from_domain)
 
     def _spf(self, ip: str, helo: str, mail_from: str) -> tuple[str, str]:

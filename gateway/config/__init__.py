@@ -33,7 +33,7 @@ from gateway.config.inbound_sections import (
 )
 from gateway.config.loading import DEFAULT_CONFIG_FILE, ENV_PREFIX, load_config
 from gateway.config.model import SECTIONS, Config
-from gateway.config.outbound_sections import OutboundConfig, SubmissionConfig
+from gateway.config.outbound_sections import DnsChecksConfig, OutboundConfig, SubmissionConfig
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
@@ -43,6 +43,7 @@ __all__ = [
     "Config",
     "ContactsConfig",
     "DatabaseConfig",
+    "DnsChecksConfig",
     "DnsConfig",
     "DropboxConfig",
     "ImapConfig",

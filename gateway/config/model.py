@@ -26,7 +26,7 @@ from gateway.config.inbound_sections import (
     OAuth2Config,
     PipelineConfig,
 )
-from gateway.config.outbound_sections import OutboundConfig, SubmissionConfig
+from gateway.config.outbound_sections import DnsChecksConfig, OutboundConfig, SubmissionConfig
 from gateway.errors import ConfigError
 
 
@@ -45,6 +45,7 @@ class Config:
     oauth2: OAuth2Config = field(default_factory=OAuth2Config)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    dns_checks: DnsChecksConfig = field(default_factory=DnsChecksConfig)
     web: WebConfig = field(default_factory=WebConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)

@@ -90,6 +90,20 @@ class OutboundConfig:
         default="localhost",
         metadata=doc("Name given in EHLO; for direct delivery, the sending host's DNS name."),
     )
+    sending_ips: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            "Public IP addresses that mail leaves from (direct delivery): the DNS page's "
+            'SPF record allows them, e.g. ["203.0.113.25", "2001:db8::25"].'
+        ),
+    )
+    spf_include: str = field(
+        default="",
+        metadata=doc(
+            "A domain whose SPF record covers the senders you use (e.g. your relay's, "
+            '"_spf.relay.example"): the SPF record includes it.'
+        ),
+    )
     max_age: float = field(
         default=5 * 24 * 3600.0,
         metadata=doc("Seconds a deferred recipient is retried before it bounces (5 days)."),
@@ -119,4 +133,27 @@ class OutboundConfig:
     )
     connections_per_domain: int = field(
         default=2, metadata=doc("Connections at once to one destination domain (direct).")
+    )
+
+
+@dataclass(frozen=True)
+class DnsChecksConfig:
+    """Live checks of the sending domains' SPF, DKIM and DMARC and the dropbox's MX."""
+
+    interval: float = field(
+        default=6 * 3600.0, metadata=doc("Seconds between automatic checks of each domain.")
+    )
+    alert_after: int = field(
+        default=3,
+        metadata=doc(
+            "Failed checks in a row before a domain counts as broken (banner, "
+            "domain.dns_failed webhook): DNS changes take a while to spread."
+        ),
+    )
+    dmarc_reports_local: str = field(
+        default="dmarc-reports",
+        metadata=doc(
+            "Local part of the dropbox domain's address that the suggested DMARC record "
+            "sends aggregate reports to (rua)."
+        ),
     )

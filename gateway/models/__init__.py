@@ -35,6 +35,7 @@ from gateway.models.outbound import (
     IdempotencyKey,
     OutboundMessage,
     OutboundRecipient,
+    SendingDomain,
 )
 from gateway.models.refusals import DropboxRefusal
 from gateway.models.sessions import SignInFailure, WebSession
@@ -70,6 +71,7 @@ __all__ = [
     "ScannedAddress",
     "ScannedMessage",
     "Security",
+    "SendingDomain",
     "Sighting",
     "SightingState",
     "SignInFailure",

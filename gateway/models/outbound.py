@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.models.base import Base, IdType, UtcDateTime, utcnow
@@ -115,6 +116,28 @@ class DkimKey(Base):
     public_key: Mapped[str] = mapped_column(Text)  # the p= value
     state: Mapped[str] = mapped_column(String(12), default="active")  # active | retired
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class SendingDomain(Base):
+    """A domain the account sends from: the records it should publish are derived from
+    config and its DKIM keys; the last live check of them is kept here."""
+
+    __tablename__ = "sending_domains"
+    __table_args__ = (UniqueConstraint("domain"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    domain: Mapped[str] = mapped_column(String(253))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The last check: pass | warn | fail | unknown (DNS did not answer), with each
+    # record's findings (outbound.dns_checks), and how many checks in a row failed.
+    status: Mapped[str | None] = mapped_column(String(8), default=None)
+    checks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    alerted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
 
 
 class IdempotencyKey(Base):

@@ -1,8 +1,11 @@
 """ZoneServer: an authoritative DNS server (twisted.names) on loopback, fed from a dict.
 
-Records are {(name, type): [value, ...]} with type "TXT", "A", "AAAA", "MX", "SRV", "PTR" or
-"SERVFAIL" (answer SERVFAIL for that name: a temperror). The reactor runs in
-a thread for the whole test session; tests change records between messages.
+Records are {(name, type): [value, ...]} with type "TXT", "A", "AAAA", "MX", "SRV", "PTR",
+"CNAME" (answered with the target's records of the type asked, as a recursive
+resolver would), "SERVFAIL" (answer SERVFAIL for that name: a temperror) or "TIMEOUT"
+(never answer). A TXT value is split into strings of 255; a tuple gives its strings.
+The reactor runs in a thread for the whole test session; tests change records
+between messages.
 """
 
 from __future__ import annotations
@@ -37,10 +40,19 @@ class _Zone(ResolverBase):
         kind = dns.QUERY_TYPES.get(type_, str(type_))
         self.queries.append((text, kind))
         answers = []
+        alias = self.records.get((text, "CNAME"))
+        if alias and kind != "CNAME":
+            target = alias[0].lower().rstrip(".")
+            pointer: Any = dns.Record_CNAME(target.encode(), ttl=60)
+            answers.append(dns.RRHeader(name=name, type=dns.CNAME, payload=pointer, ttl=60))
+            name, text = target.encode(), target
         for value in self.records.get((text, kind), []):
-            if kind == "TXT":
-                chunks = [value[i : i + 255].encode() for i in range(0, len(value), 255)] or [b""]
+            if kind == "TXT" and isinstance(value, tuple):
+                chunks = [part.encode() for part in value]
                 payload: Any = dns.Record_TXT(*chunks, ttl=60)
+            elif kind == "TXT":
+                chunks = [value[i : i + 255].encode() for i in range(0, len(value), 255)] or [b""]
+                payload = dns.Record_TXT(*chunks, ttl=60)
             elif kind == "A":
                 payload = dns.Record_A(value, ttl=60)
             elif kind == "AAAA":
@@ -68,6 +80,9 @@ class _Factory(server.DNSServerFactory):
 
     def handleQuery(self, message: Any, protocol: Any, address: Any) -> None:
         name = message.queries[0].name.name.decode("ascii", "replace").lower().rstrip(".")
+        if (name, "TIMEOUT") in self.zone.records:
+            self.zone.queries.append((name, "TIMEOUT"))
+            return  # no answer at all: the resolver times out
         if (name, "SERVFAIL") in self.zone.records:
             self.zone.queries.append((name, "SERVFAIL"))
             response = self._responseFromMessage(message=message, rCode=dns.ESERVER)
