@@ -26,6 +26,8 @@ from admin import (
     connect_pages,
     contact_pages,
     contacts,
+    dns_pages,
+    domains_api,
     explain_api,
     inbox_pages,
     mailbox_pages,
@@ -92,12 +94,14 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.include_router(accounts_api.router)
     app.include_router(messages_api.router)
     app.include_router(mailboxes_api.router)
+    app.include_router(domains_api.router)
     app.include_router(pages.router)
     app.include_router(connect_pages.router)  # before /mailboxes/{id}/...
     app.include_router(mailbox_pages.router)
     app.include_router(settings_pages.router)
     app.include_router(admin_pages.router)
     app.include_router(webhook_pages.router)
+    app.include_router(dns_pages.router)
     app.include_router(contact_pages.router)
     app.include_router(unattached_pages.router)  # before /inbox/{id}
     app.include_router(inbox_pages.router)

@@ -46,6 +46,7 @@ NAVIGATION = (
     ("/mailboxes", "Mailboxes", False),
     ("/settings", "Email settings", False),
     ("/users", "Users", True),
+    ("/dns", "DNS setup", True),
     ("/tokens", "API tokens", True),
     ("/webhooks", "Webhooks", True),
 )

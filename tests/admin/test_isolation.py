@@ -19,10 +19,11 @@ from admin.webhook_delivery import Dispatcher
 from gateway.accounts import add_user, create_account, get_user, set_password
 from gateway.config import Config
 from gateway.db import Database
-from gateway.models import Mailbox, WebhookDelivery
+from gateway.models import Account, Mailbox, WebhookDelivery
 from gateway.tokens import create_account_token
 from gateway.vault import Vault
 from gateway.webhooks import add_endpoint
+from outbound.sending_domains import add_domain
 from tests.helpers.browser_session import Person
 from tests.helpers.mail import make_message
 from tests.helpers.pipeline import contact, push
@@ -42,12 +43,12 @@ class Acme:
     """Ids of acme's things: `ids[param]`, or by path where a name means two things."""
 
     api: ApiClient
-    ids: dict[str, int]
+    ids: dict[str, int | str]
     queue_id: int
     webhook_delivery_id: int
     people: list[Person] = field(default_factory=list)
 
-    def id_for(self, path: str, param: str) -> int:
+    def id_for(self, path: str, param: str) -> int | str:
         if param == "delivery_id":
             return self.webhook_delivery_id if "/webhooks/" in path else self.queue_id
         if param == "number":
@@ -90,7 +91,9 @@ def acme(db: Database, config: Config, account_id: int) -> Iterator[Acme]:
         session.add(box)
         endpoint, _ = add_endpoint(session, config, vault, account_id, "http://127.0.0.1:9/hook")
         session.flush()
-        ids = {
+        domain = add_domain(session, vault, session.get_one(Account, account_id), "acme.example")
+        ids: dict[str, int | str] = {
+            "domain": domain.domain,
             "contact_id": carol,
             "message_id": anns.message_id or 0,
             "mailbox_id": box.id,
@@ -177,7 +180,7 @@ def test_a_member_reaches_only_their_own(acme: Acme) -> None:
     def member(method: str, path: str, **kw: Any) -> httpx.Response:
         return bob.api(method, path, **kw)
 
-    admin_only = ("/webhooks", "/events", "/users/{user_id}/route", "/settings")
+    admin_only = ("/webhooks", "/events", "/users/{user_id}/route", "/settings", "/domains")
     shared = ("/contacts/{contact_id}",)  # the account's contacts: members read them
     for method, path in _operations(acme.api):
         if "{" not in path:

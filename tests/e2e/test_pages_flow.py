@@ -34,6 +34,7 @@ from gateway.models import Message
 from tests.helpers.browser import WIDTHS, artifacts, axe_problems, chromium, overflows
 from tests.helpers.mail import make_message
 from tests.helpers.serve import start
+from tests.peers.dns import ZoneServer
 from tests.peers.dovecot import Dovecot
 from tests.peers.imap_faults import FaultyImap
 from tests.peers.oauth_server import AuthServer
@@ -88,6 +89,7 @@ def world(
     tmp_path: Path,
     database_url: str,
     dovecot_server: Dovecot,
+    zone_server: ZoneServer,
     capsys: pytest.CaptureFixture[str],
 ) -> Iterator[dict[str, Any]]:
     imap = FaultyImap()
@@ -98,6 +100,8 @@ def world(
         f'[paths]\nvar_dir = "var"\n[database]\nurl = "{database_url}"\n'
         '[web]\nlisten = "127.0.0.1:0"\n'
         '[security]\nallowed_private_networks = ["127.0.0.0/8"]\n'
+        # Every DNS question to the tests' own server: nothing leaves loopback.
+        f'[dns]\nnameservers = ["{zone_server.address}"]\ntimeout = 1.0\n'
         "[imap]\ntimeout = 10.0\nbackoff_max = 2.0\npoll_interval = 2.0\n"
         f'[oauth2]\ngoogle_client_id = "{auth.client_id}"\n'
         f'google_client_secret = "{auth.client_secret}"\n'
@@ -316,6 +320,7 @@ def test_main_pages_at_phone_and_desktop_widths(world: dict[str, Any]) -> None:
                 "/mailboxes/connect/gmail",
                 "/settings",
                 "/users",
+                "/dns",
                 "/tokens",
                 "/webhooks",
             ]
