@@ -25,6 +25,7 @@ from gateway.config import Config
 from gateway.db import Database
 from gateway.models import Mailbox, MailboxState
 from gateway.web_sessions import SignedIn
+from outbound.sending_domains import broken
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 STALE_FORM = "The form had expired. It is fresh again: please send it once more."
@@ -93,6 +94,7 @@ def render(
         "error": "",
         "nav": [],
         "broken": [],
+        "dns_broken": [],
     }
     response = templates.TemplateResponse(request, name, {**base, **context}, status)
     response.headers.update({**HEADERS, **(headers or {})})
@@ -110,6 +112,9 @@ async def page(
         if person.is_admin or not admin
     ]
     broken = await asyncio.to_thread(_needing_reconnect, db_of(request), person.user_id)
+    dns_broken: list[str] = []
+    if person.is_admin:
+        dns_broken = await asyncio.to_thread(_broken_domains, db_of(request), person.account_id)
     return render(
         request,
         name,
@@ -118,8 +123,15 @@ async def page(
         csrf=csrf_token(keys(request), visit.token),
         nav=nav,
         broken=broken,
+        dns_broken=dns_broken,
         **context,
     )
+
+
+def _broken_domains(db: Database, account_id: int) -> list[str]:
+    """The account's sending domains whose DNS checks keep failing (admins' banner)."""
+    with db.read() as session:
+        return broken(session, account_id)
 
 
 def _needing_reconnect(db: Database, user_id: int) -> list[dict[str, Any]]:

@@ -80,6 +80,12 @@ ROLES: tuple[RoleEntry, ...] = (
         BACKGROUND,
         "delivers events to the CRM's webhook endpoints",
     ),
+    RoleEntry(
+        "dns",
+        "outbound.dns_role:build",
+        BACKGROUND,
+        "re-checks the sending domains' SPF, DKIM and DMARC records",
+    ),
 )
 ROLE_NAMES: tuple[str, ...] = tuple(entry.name for entry in ROLES)
 

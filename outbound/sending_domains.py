@@ -3,19 +3,23 @@ records to publish, and their live check, kept with its time.
 
 A check's outcome is stored on the domain: its status, each finding, when, and how
 many checks in a row failed. A DNS that did not answer ("unknown") neither counts
-as a failure nor clears one: the count waits for a real answer.
+as a failure nor clears one: the count waits for a real answer. At [dns_checks]
+alert_after failures in a row the domain counts as broken: `alerted_at` is set
+(the pages show a banner to admins) and a domain.dns_failed event is emitted, once;
+a check that passes (or only warns) clears it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from gateway import events
 from gateway.config import Config
 from gateway.db import Database
 from gateway.errors import Conflict, NotFound
@@ -25,6 +29,8 @@ from gateway.vault import Vault
 from outbound import dns_checks, dns_records
 from outbound.dkim_keys import ACTIVE, SigningKey, generate, normalized
 
+DNS_FAILED = "domain.dns_failed"
+
 
 @dataclass(frozen=True)
 class Checked:
@@ -32,6 +38,7 @@ class Checked:
     status: str
     findings: list[dns_checks.Finding]
     failures: int  # failed checks in a row, this one included
+    alerted: bool  # this check made the domain count as broken
 
 
 def add_domain(session: Session, vault: Vault, account: Account, domain: str) -> SendingDomain:
@@ -135,17 +142,72 @@ def check(db: Database, config: Config, vault: Vault, account_id: int, domain: s
         ]
     findings = dns_checks.check_domain(config, Resolver(config.dns), name, keys)
     status = dns_checks.overall(findings)
+    alerted = False
     with db.session() as session:
         row = get_domain(session, account_id, name)
         if status == dns_checks.FAIL:
             row.failures += 1
         elif status != dns_checks.UNKNOWN:
             row.failures = 0
+            row.alerted_at = None  # fixed
         row.status = status
         row.checks = [f.as_dict() for f in findings]
         row.checked_at = utcnow()
         failures = row.failures
-    return Checked(name, status, findings, failures)
+        if failures >= config.dns_checks.alert_after and row.alerted_at is None:
+            row.alerted_at = row.checked_at
+            alerted = True
+            events.emit(
+                session,
+                account_id,
+                DNS_FAILED,
+                domain=name,
+                failures=failures,
+                checks=[f.as_dict() for f in findings if f.status == dns_checks.FAIL],
+            )
+    return Checked(name, status, findings, failures, alerted)
+
+
+def due(db: Database, config: Config, limit: int = 20) -> list[tuple[int, str]]:
+    """Domains whose last check is older than [dns_checks] interval, each claimed by
+    moving its checked_at to now (a conditional update: of several nodes looking at
+    once, one gets each domain); (account id, domain) of those this caller claimed."""
+    horizon = utcnow() - timedelta(seconds=config.dns_checks.interval)
+    with db.read() as session:
+        candidates = session.execute(
+            select(SendingDomain.id, SendingDomain.checked_at)
+            .where((SendingDomain.checked_at.is_(None)) | (SendingDomain.checked_at < horizon))
+            .order_by(SendingDomain.checked_at.asc().nulls_first(), SendingDomain.id)
+            .limit(limit)
+        ).all()
+    claimed = []
+    for domain_id, seen in candidates:
+        with db.session() as session:
+            same = (
+                SendingDomain.checked_at.is_(None)
+                if seen is None
+                else SendingDomain.checked_at == seen
+            )
+            taken = session.execute(
+                update(SendingDomain)
+                .where(SendingDomain.id == domain_id, same)
+                .values(checked_at=utcnow())
+                .returning(SendingDomain.account_id, SendingDomain.domain)
+            ).first()
+            if taken is not None:
+                claimed.append((taken.account_id, taken.domain))
+    return claimed
+
+
+def broken(session: Session, account_id: int) -> list[str]:
+    """The account's domains that count as broken (the admins' banner)."""
+    return list(
+        session.scalars(
+            select(SendingDomain.domain)
+            .where(SendingDomain.account_id == account_id, SendingDomain.alerted_at.is_not(None))
+            .order_by(SendingDomain.domain)
+        )
+    )
 
 
 def summary(row: SendingDomain) -> dict[str, Any]:

@@ -212,15 +212,25 @@ class ServeConfig:
     """What `gateway serve` runs."""
 
     roles: tuple[str, ...] = field(
-        default=("dropbox", "pipeline", "imap", "web", "submission", "delivery", "webhooks"),
+        default=(
+            "dropbox",
+            "pipeline",
+            "imap",
+            "web",
+            "submission",
+            "delivery",
+            "webhooks",
+            "dns",
+        ),
         metadata=doc(
             'Roles started by `gateway serve`: "dropbox" (the BCC dropbox SMTP server), '
             '"pipeline" (finishes every stored message, including those interrupted by a '
             'crash), "imap" (syncs every active connected mailbox), "web" (the HTTP '
             'server: /api/v1, /metrics), "submission" (SMTP AUTH for the CRM: queues its '
             'mail), "delivery" (sends queued mail by each user\'s route; with [outbound] '
-            'default_route = "hold" nothing leaves until a route is set) and "webhooks" '
-            "(delivers events to the CRM's endpoints)."
+            'default_route = "hold" nothing leaves until a route is set), "webhooks" '
+            '(delivers events to the CRM\'s endpoints) and "dns" (re-checks the sending '
+            "domains' DNS records every [dns_checks] interval)."
         ),
     )
     workers: int = field(

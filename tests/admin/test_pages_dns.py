@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from gateway.accounts import get_user, set_password
-from gateway.config import Config, DnsConfig
+from gateway.config import Config, DnsConfig, SecurityConfig
 from gateway.db import Database
 from gateway.models import DkimKey
 from gateway.tokens import create_account_token
@@ -148,3 +148,100 @@ def test_the_domains_api(site: Site) -> None:
     assert listed[0]["status"] == "pass" and listed[0]["checked_at"]
     assert api.call("DELETE", "/domains/acme.example", "admin").status_code == 204
     assert api.call("GET", "/domains/acme.example", "admin").status_code == 404
+
+
+def test_the_periodic_recheck_raises_and_clears_the_banner_and_the_webhook(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer
+) -> None:
+    from admin.webhook_delivery import Dispatcher
+    from gateway.models import Account, Event, SendingDomain, WebhookDelivery
+    from gateway.vault import Vault
+    from gateway.webhooks import add_endpoint
+    from outbound.dns_role import DnsRole
+    from outbound.sending_domains import add_domain
+
+    ensure_key_file(config.secret_key_file)
+    zone_server.clear()
+    config = replace(
+        config,
+        dns=DnsConfig(nameservers=(zone_server.address,), timeout=1.0),
+        outbound=replace(config.outbound, sending_ips=("203.0.113.25",)),
+        dropbox=replace(config.dropbox, domain="dropbox.gw.example", hostname="mx.gw.example"),
+        dns_checks=replace(config.dns_checks, interval=0.0, alert_after=2),
+        security=SecurityConfig(allowed_private_networks=("127.0.0.0/8",)),  # the endpoint
+    )
+    vault = Vault.load(config.secret_key_file)
+    with db.session() as session:
+        for email in ("bob@acme.com", "ann@acme.com"):
+            set_password(session, config, email, PASSWORD)
+        get_user(session, config, "ann@acme.com").is_admin = True
+        add_domain(session, vault, session.get_one(Account, account_id), "acme.example")
+        add_endpoint(
+            session, config, vault, account_id, "http://127.0.0.1:9/hook", ["domain.dns_failed"]
+        )
+    role = DnsRole(db, config)
+
+    def dns_failed() -> list[Event]:
+        with db.read() as session:
+            return list(session.query(Event).filter_by(kind="domain.dns_failed"))
+
+    with running_web(db, config) as url:
+        site = Site(url, db, zone_server, ApiClient(url, {}))
+        try:
+            ann, bob = site.person("ann@acme.com"), site.person("bob@acme.com")
+            assert role.pass_once() == 1  # nothing published: the first failure
+            assert dns_failed() == [] and "keep failing" not in ann.get("/mailboxes").text
+            # A DNS that does not answer neither counts nor clears.
+            with db.read() as session:
+                selector = session.query(DkimKey).one().selector
+            for name in ("acme.example", f"{selector}._domainkey.acme.example"):
+                zone_server.set(name, "SERVFAIL")
+            zone_server.set("_dmarc.acme.example", "SERVFAIL")
+            assert role.pass_once() == 1
+            assert dns_failed() == []
+            zone_server.clear()
+            assert role.pass_once() == 1  # the second failure in a row: broken
+            (event,) = dns_failed()
+            assert event.payload["domain"] == "acme.example" and event.payload["failures"] == 2
+            assert {c["kind"] for c in event.payload["checks"]} == {"spf", "dkim", "dmarc"}
+            banner = ann.get("/mailboxes").text
+            assert "acme.example's DNS records keep failing their checks" in banner
+            assert 'href="/dns/acme.example">Fix DNS for acme.example' in banner
+            assert "keep failing" not in bob.get("/mailboxes").text  # admins only
+            Dispatcher(db, config).fan_out()
+            with db.read() as session:
+                (delivery,) = session.query(WebhookDelivery).all()
+                assert delivery.event_type == "domain.dns_failed"
+            role.pass_once()
+            assert len(dns_failed()) == 1  # raised once, not at every failed check
+            site.publish_all("acme.example")
+            role.pass_once()
+            assert "keep failing" not in ann.get("/mailboxes").text
+            with db.read() as session:
+                row = session.query(SendingDomain).one()
+                assert row.status == "pass" and row.alerted_at is None and row.failures == 0
+        finally:
+            for person in site.people:
+                person.close()
+            zone_server.clear()
+
+
+def test_a_domain_is_checked_once_per_interval(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer
+) -> None:
+    from gateway.models import Account
+    from gateway.vault import Vault
+    from outbound.dns_role import DnsRole
+    from outbound.sending_domains import add_domain, due
+
+    ensure_key_file(config.secret_key_file)
+    config = replace(config, dns=DnsConfig(nameservers=(zone_server.address,), timeout=1.0))
+    with db.session() as session:
+        add_domain(
+            session,
+            Vault.load(config.secret_key_file),
+            session.get_one(Account, account_id),
+            "acme.example",
+        )
+    assert DnsRole(db, config).pass_once() == 1
+    assert due(db, config) == []  # checked just now: not due for [dns_checks] interval

@@ -71,10 +71,19 @@ def test_serve_runs_every_role_by_default_and_says_what_listens_where(
     finally:
         proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=40) == 0
-    roles = [line.split(":")[1].strip() for line in lines[:7]]
-    assert roles == ["dropbox", "pipeline", "imap", "web", "submission", "delivery", "webhooks"]
+    roles = [line.split(":")[1].strip() for line in lines[:8]]
+    assert roles == [
+        "dropbox",
+        "pipeline",
+        "imap",
+        "web",
+        "submission",
+        "delivery",
+        "webhooks",
+        "dns",
+    ]
     assert "on 127.0.0.1:0 (dropbox.listen)" in lines[0]
     assert "on 127.0.0.1:0 (web.listen)" in lines[3]
     assert "on 127.0.0.1:0 (submission.listen)" in lines[4]
-    assert "outbound mail is held: nothing leaves this machine" in lines[7]
+    assert "outbound mail is held: nothing leaves this machine" in lines[8]
     assert lines[-1] == "gateway: ready"
