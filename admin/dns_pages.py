@@ -20,6 +20,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from admin.admin_pages import admin_visit
 from admin.page_kit import HEADERS, STALE_FORM, Visit, back, config_of, db_of, form_of, page
+from gateway import dmarc_reports
 from gateway.errors import GatewayError, NotFound
 from gateway.models import Account
 from gateway.resolver import Resolver
@@ -44,6 +45,7 @@ DONE = {
     "removed": "Domain removed: it is no longer checked. Its DKIM keys stay.",
     "stale": STALE_FORM,
 }
+PERIODS = (7, 30, 90)  # days of DMARC reports the page sums
 BADGES = {
     "pass": ("All good", "live"),
     "warn": ("Check the advice", "syncing"),
@@ -101,7 +103,7 @@ async def add(request: Request) -> Response:
 
 
 @router.get("/dns/{domain}")
-async def domain_page(domain: str, request: Request, done: str = "") -> Response:
+async def domain_page(domain: str, request: Request, done: str = "", days: int = 30) -> Response:
     here = await admin_visit(request)
     if not isinstance(here, Visit):
         return here
@@ -115,12 +117,27 @@ async def domain_page(domain: str, request: Request, done: str = "") -> Response
             except (NotFound, GatewayError):
                 return None
             found = [*records(session, config, resolver, row), mx_record(config, resolver)]
-            return {**_badged(summary(row)), "records": [r.as_dict() for r in found]}
+            reports = dmarc_reports.summary(session, here.person.account_id, row.domain, period)
+            return {
+                **_badged(summary(row)),
+                "records": [r.as_dict() for r in found],
+                "reports": reports,
+            }
 
+    period = days if days in PERIODS else 30
     card = await asyncio.to_thread(work)
     if card is None:
         return await page(request, here, "not_found.html", 404, what="sending domain")
-    return await page(request, here, "dns_domain.html", d=card, notice=DONE.get(done, ""))
+    return await page(
+        request,
+        here,
+        "dns_domain.html",
+        d=card,
+        periods=PERIODS,
+        period=period,
+        reports_to=f"{config.dns_checks.dmarc_reports_local}@{config.dropbox.domain}",
+        notice=DONE.get(done, ""),
+    )
 
 
 @router.post("/dns/{domain}/check")

@@ -15,6 +15,7 @@ SENDER_OK = Reply(250, "2.1.0", "Sender OK")
 RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
 ACCEPTED = Reply(250, "2.0.0", "Message accepted")
 QUARANTINED = Reply(250, "2.0.0", "Message accepted and held for the user's approval")
+REPORT_RECEIVED = Reply(250, "2.0.0", "DMARC report received")
 
 START_DATA = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
 
@@ -29,6 +30,8 @@ NEEDS_SMTPUTF8_ADDRESS = Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF
 NEEDS_SMTPUTF8_HEADERS = Reply(550, "5.6.7", "Non-ASCII headers require SMTPUTF8")
 BARE_NEWLINE = Reply(550, "5.6.0", "Bare CR or LF in message: lines must end with CRLF")
 TOO_BIG = Reply(552, "5.3.4", "Message too big")
+NOT_A_REPORT = Reply(550, "5.6.0", "Not a DMARC aggregate report (RFC 7489 appendix C)")
+REPORT_TOO_BIG = Reply(552, "5.3.4", "DMARC report too big once uncompressed")
 TLS_ACTIVE = Reply(503, "5.5.1", "TLS is already active")
 NEED_RECIPIENT = Reply(503, "5.5.1", "Error: need RCPT command")
 DATA_SYNTAX = Reply(501, "5.5.4", "Syntax: DATA")

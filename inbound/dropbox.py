@@ -26,6 +26,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway import dmarc_reports
 from gateway import smtp_replies as replies
 from gateway.addresses import domain_of, parse_address_list
 from gateway.config import Config, host_port
@@ -57,6 +58,7 @@ class Transaction:
     """Per-envelope state beside aiosmtpd's Envelope."""
 
     recipients: dict[int, DropboxRecipient] = field(default_factory=dict)
+    report: bool = False  # addressed to the DMARC reports address
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class DropboxHandler(GatewayHandler):
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         _transaction(envelope).recipients.clear()
+        _transaction(envelope).report = False
         return str(replies.SENDER_OK)
 
     async def handle_RCPT(
@@ -118,6 +121,10 @@ class DropboxHandler(GatewayHandler):
             return str(replies.TOO_MANY_RECIPIENTS)
         if _CONTROL.search(address):
             return str(replies.BAD_RECIPIENT)
+        if self.recipients.is_reports(address):
+            transaction.report = True  # DMARC reports: from anyone, no sender checks
+            envelope.rcpt_tos.append(address)
+            return str(replies.RECIPIENT_OK)
         try:
             recipient = await self.recipients.lookup(address)
         except MailRejected as exc:
@@ -131,9 +138,14 @@ class DropboxHandler(GatewayHandler):
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
+        transaction = _transaction(envelope)
+        if transaction.report:
+            said = await self._report(envelope, raw)
+            if not transaction.recipients or not said.startswith("250"):
+                return said
         try:
             _check_content(raw, envelope.smtp_utf8)
-            recipients = list(_transaction(envelope).recipients.values())
+            recipients = list(transaction.recipients.values())
             ip = _client_ip(session)
             decision, verdict = await self._decide(ip, session, envelope, raw, recipients)
             if not decision.keep:
@@ -180,6 +192,33 @@ class DropboxHandler(GatewayHandler):
             " (quarantined)" if decision.quarantine else "",
         )
         return str(replies.QUARANTINED if decision.quarantine else replies.ACCEPTED)
+
+    async def _report(self, envelope: Envelope, raw: bytes) -> str:
+        """A DMARC aggregate report: kept for its domain's account (gateway.dmarc_reports),
+        or dropped without a word when no account sends from that domain."""
+        try:
+            report = await asyncio.to_thread(dmarc_reports.report_of, raw)
+
+            def keep() -> str:  # a few a day per domain: a transaction of its own
+                with self.db.session() as session:
+                    return dmarc_reports.store(session, report)
+
+            outcome = await asyncio.to_thread(keep)
+        except MailRejected as exc:
+            log.info("dropbox: refused a DMARC report from <%s>: %s", envelope.mail_from, exc)
+            return reply_for(exc)
+        except SQLAlchemyError as exc:
+            return reply_for(storage_error(exc))
+        except Exception as exc:  # never a 500 or a 250 for what we could not do
+            return reply_for(exc)
+        log.info(
+            "dropbox: DMARC report %s from %s about %s: %s",
+            report.report_id,
+            report.org_name,
+            report.domain,
+            outcome,
+        )
+        return str(replies.REPORT_RECEIVED)
 
     async def _remember_refusal(
         self,

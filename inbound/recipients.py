@@ -38,9 +38,15 @@ class RecipientPolicy:
     def __init__(self, db: Database, config: Config) -> None:
         self.db = db
         self.domain = (normalize(f"x@{config.dropbox.domain}") or "").rpartition("@")[2]
+        self.reports = f"{config.dns_checks.dmarc_reports_local.lower()}@{self.domain}"
         self._cache: dict[str, tuple[DropboxRecipient, float]] = {}
         prefix, _, suffix = config.dropbox.address_format.lower().partition("{token}")
         self._local = re.compile(f"^{re.escape(prefix)}{_TOKEN}{re.escape(suffix)}$")
+
+    def is_reports(self, address: str) -> bool:
+        """Whether `address` is the DMARC reports address ([dns_checks]
+        dmarc_reports_local at the dropbox domain), which takes reports from anyone."""
+        return normalize(address) == self.reports
 
     def token_of(self, address: str) -> str:
         """The dropbox token in `address`, or RecipientRejected."""

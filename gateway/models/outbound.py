@@ -140,6 +140,44 @@ class SendingDomain(Base):
     alerted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
 
 
+class DmarcReport(Base):
+    """A DMARC aggregate report (RFC 7489 appendix C) a receiver sent about one of the
+    account's sending domains; its rows are in dmarc_report_rows."""
+
+    __tablename__ = "dmarc_reports"
+    __table_args__ = (UniqueConstraint("domain", "org_name", "report_id"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    domain: Mapped[str] = mapped_column(String(253))
+    org_name: Mapped[str] = mapped_column(String(200))
+    report_id: Mapped[str] = mapped_column(String(200))
+    begin: Mapped[datetime] = mapped_column(UtcDateTime)
+    end: Mapped[datetime] = mapped_column(UtcDateTime)
+    policy: Mapped[str] = mapped_column(String(16), default="")
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class DmarcReportRow(Base):
+    """One row of a report: mail from one source IP, and how it fared."""
+
+    __tablename__ = "dmarc_report_rows"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    report_id: Mapped[int] = mapped_column(
+        ForeignKey("dmarc_reports.id", ondelete="CASCADE"), index=True
+    )
+    source_ip: Mapped[str] = mapped_column(String(45))
+    count: Mapped[int] = mapped_column(Integer)
+    disposition: Mapped[str] = mapped_column(String(16), default="none")
+    dkim: Mapped[str] = mapped_column(String(8))  # DMARC's own verdict: pass | fail
+    spf: Mapped[str] = mapped_column(String(8))
+    spf_result: Mapped[str] = mapped_column(String(16), default="")  # the raw SPF result
+    header_from: Mapped[str] = mapped_column(String(253), default="")
+
+
 class IdempotencyKey(Base):
     """The first answer to a request that named an Idempotency-Key, kept 24 hours: a
     replay gets it again; the same key with another request is a conflict."""

@@ -245,3 +245,20 @@ def test_a_domain_is_checked_once_per_interval(
         )
     assert DnsRole(db, config).pass_once() == 1
     assert due(db, config) == []  # checked just now: not due for [dns_checks] interval
+
+
+def test_the_dns_page_reads_the_dmarc_reports(site: Site) -> None:
+    from gateway.dmarc_reports import parse, store
+    from tests.peers.dmarc_reporters import google
+
+    ann = site.person("ann@acme.com")
+    ann.form("/dns", "/dns/domains", domain="acme.example")
+    before = ann.get("/dns/acme.example").text
+    assert "No reports about acme.example yet" in before
+    assert "rua= names dmarc-reports@dropbox.gw.example" in before
+    with site.db.session() as session:
+        assert store(session, parse(google("acme.example"))) == "stored"
+    page = ann.get("/dns/acme.example").text
+    assert "98% aligned; 2% from 203.0.113.7" in page
+    assert "1 report from google.com" in page and "<td>203.0.113.25</td><td>98</td>" in page
+    assert "98% aligned" in ann.get("/dns/acme.example?days=7").text  # yesterday's
