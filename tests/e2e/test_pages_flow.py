@@ -30,7 +30,9 @@ from gateway.accounts import set_password
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.db import Database
-from gateway.models import Message
+from gateway.models import Account, Message
+from gateway.vault import Vault
+from outbound.sending_domains import add_domain
 from tests.helpers.browser import WIDTHS, artifacts, axe_problems, chromium, overflows
 from tests.helpers.mail import make_message
 from tests.helpers.serve import start
@@ -298,6 +300,10 @@ def test_main_pages_at_phone_and_desktop_widths(world: dict[str, Any]) -> None:
     url = world["url"]
     shots = artifacts("screenshots")
     problems: dict[str, list[str]] = {}
+    config = load_config(world["config_file"])
+    with world["db"].session() as session:  # a sending domain, for its DNS page
+        account = session.query(Account).one()
+        add_domain(session, Vault.load(config.secret_key_file), account, "acme.example")
     with chromium() as browser:
         setup = browser.new_context()
         sign_in(setup.new_page(), url, "root@acme.com", world["one_time"], new=PASSWORD)
@@ -321,6 +327,7 @@ def test_main_pages_at_phone_and_desktop_widths(world: dict[str, Any]) -> None:
                 "/settings",
                 "/users",
                 "/dns",
+                "/dns/acme.example",
                 "/tokens",
                 "/webhooks",
             ]
