@@ -20,6 +20,8 @@ problem of any of them from admin.problems, the CLI's exit code from gateway.cli
     │   ├── RecipientRejected              550 5.1.1 | 550 5.7.1 | 501 5.1.3   (5xx only)
     │   ├── SenderRejected                 550 5.7.1 | 501 5.1.7 | 553 5.6.7 ...
     │   ├── MessageRejected                552 5.3.4 | 550 5.6.0 | 554 5.6.0 ...
+    │   │   ├── NotAReport(why)            550 5.6.0: not a DMARC report (gateway.dmarc_reports)
+    │   │   └── ReportTooBig               552 5.3.4: a report that inflates past the bound
     │   └── TryLater                       451 4.3.0 | 452 4.3.1 | 452 4.5.3 | 451 4.7.1 (4xx only)
     ├── DnsTempError                       DNS timed out or SERVFAIL (gateway.resolver)
     ├── TokenError(kind)                   an OAuth2 token endpoint said no (gateway.oauth2)
