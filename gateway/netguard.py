@@ -68,6 +68,12 @@ def _resolve(host: str, port: int, what: str, resolver: Resolver | None) -> list
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+def in_networks(address: str, networks: Sequence[str]) -> bool:
+    """Whether `address` lies in one of `networks` (CIDR texts, as in config)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
 def is_allowed(
     address: IPAddress, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 ) -> bool:

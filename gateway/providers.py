@@ -45,6 +45,14 @@ class Preset:
     idle: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def password_advice(self) -> str:
+        """What to add to "the password was refused": the two-factor hint and where to
+        make an app password ("" for providers without one)."""
+        if not self.two_factor_hint:
+            return ""
+        return f". {self.two_factor_hint}: {self.app_password_help}"
+
 
 @functools.cache
 def presets() -> dict[str, Preset]:

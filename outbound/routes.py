@@ -13,10 +13,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
 from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select
@@ -224,8 +222,3 @@ def sending_mailbox(session: Session, user_id: int) -> Mailbox | None:
         )
         .order_by(Mailbox.id)
     ).first()
-
-
-def _in_networks(address: str, networks: Sequence[str]) -> bool:
-    ip = ipaddress.ip_address(address)
-    return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)

@@ -10,7 +10,6 @@ refused password says what the provider asks for instead (an app password).
 
 from __future__ import annotations
 
-import ipaddress
 import smtplib
 import ssl
 
@@ -25,7 +24,7 @@ from gateway.imap.connection import (
     UNREACHABLE,
     MailboxError,
 )
-from gateway.netguard import check_host
+from gateway.netguard import check_host, in_networks
 from gateway.providers import Server as Endpoint
 from gateway.providers import preset
 from gateway.resolver import Resolver
@@ -58,7 +57,7 @@ def mailbox_server(
     if resolver is None and config.dns.nameservers:
         resolver = Resolver(config.dns)
     address = check_host(endpoint.host, endpoint.port, allowed, what="SMTP host", resolver=resolver)
-    if endpoint.security == "none" and not _in_networks(address, allowed):
+    if endpoint.security == "none" and not in_networks(address, allowed):
         raise InputError(
             "SMTP host",
             f"SMTP without TLS is allowed only to networks in [security] "
@@ -127,12 +126,9 @@ def _refused(auth: str, username: str, provider: str, exc: smtplib.SMTPAuthentic
         return f"the SMTP server refused the OAuth2 access token of {username} ({said})"
     message = f"the SMTP server refused the user name or password for {username} ({said})"
     try:
-        known = preset(provider)
+        return message + preset(provider).password_advice
     except InputError:
         return message
-    if known.two_factor_hint:
-        message += f". {known.two_factor_hint}: {known.app_password_help}"
-    return message
 
 
 def _words(exc: smtplib.SMTPException) -> str:
@@ -146,8 +142,3 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return exc.verify_message or str(exc)
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-
-
-def _in_networks(address: str, networks: list[str] | tuple[str, ...]) -> bool:
-    ip = ipaddress.ip_address(address)
-    return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)

@@ -29,7 +29,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from gateway.config import Config
 from gateway.errors import GatewayError, InputError
 from gateway.imap import compress
-from gateway.netguard import check_host
+from gateway.netguard import check_host, in_networks
 from gateway.providers import preset
 from gateway.resolver import Resolver
 
@@ -187,7 +187,9 @@ def connect(settings: ImapSettings, secret: str, config: Config) -> SafeIMAPClie
         )
     except InputError as exc:
         raise MailboxError(REFUSED, str(exc)) from exc
-    if settings.security == "none" and not _allowed_cleartext(address, config):
+    if settings.security == "none" and not in_networks(
+        address, config.security.allowed_private_networks
+    ):
         raise MailboxError(
             REFUSED,
             f"IMAP without TLS is allowed only to networks in [security] "
@@ -297,20 +299,7 @@ def _auth_message(settings: ImapSettings, server_text: str) -> str:
     if settings.auth == "oauth2":
         return f"the server refused the OAuth2 access token of {settings.username} ({reason})"
     message = f"the server refused the user name or password for {settings.username} ({reason})"
-    p = preset(settings.provider)
-    if p.two_factor_hint:
-        message += f". {p.two_factor_hint}: {p.app_password_help}"
-    return message
-
-
-def _allowed_cleartext(address: str, config: Config) -> bool:
-    import ipaddress
-
-    ip = ipaddress.ip_address(address)
-    return any(
-        ip in ipaddress.ip_network(n, strict=False)
-        for n in config.security.allowed_private_networks
-    )
+    return message + preset(settings.provider).password_advice
 
 
 def _reason(exc: BaseException) -> str:
