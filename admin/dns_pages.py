@@ -116,7 +116,7 @@ async def domain_page(domain: str, request: Request, done: str = "", days: int =
                 row = get_domain(session, here.person.account_id, domain)
             except (NotFound, GatewayError):
                 return None
-            found = [*records(session, config, resolver, row), mx_record(config, resolver)]
+            found = records(session, config, resolver, row)
             reports = dmarc_reports.summary(session, here.person.account_id, row.domain, period)
             return {
                 **_badged(summary(row)),
@@ -172,7 +172,7 @@ async def zone(domain: str, request: Request) -> Response:
                 row = get_domain(session, here.person.account_id, domain)
             except GatewayError:
                 return None
-            found = [*records(session, config, resolver, row), mx_record(config, resolver)]
+            found = records(session, config, resolver, row)
             return row.domain, zone_file(found)
 
     made = await asyncio.to_thread(work)

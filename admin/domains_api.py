@@ -21,16 +21,15 @@ from admin.sessions import in_session
 from gateway.models import Account
 from gateway.resolver import Resolver
 from gateway.vault import Vault
-from outbound import dns_checks
 from outbound.sending_domains import (
     add_domain,
     check,
     get_domain,
     list_domains,
-    mx_record,
     records,
     remove_domain,
     summary,
+    with_dropbox,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["sending domains"])
@@ -110,7 +109,7 @@ async def one(domain: str, request: Request, who: Principal = ADMIN) -> dict[str
 
     def work(session: Session) -> dict[str, Any]:
         row = get_domain(session, who.account_id, domain)
-        found = [*records(session, config, resolver, row), mx_record(config, resolver)]
+        found = records(session, config, resolver, row)
         return {**summary(row), "records": [r.as_dict() for r in found]}
 
     return await in_session(request, work)
@@ -123,13 +122,8 @@ async def check_now(domain: str, request: Request, who: Principal = ADMIN) -> di
     done = await asyncio.to_thread(
         check, request.app.state.db, config, vault, who.account_id, domain
     )
-    mx = await asyncio.to_thread(dns_checks.check_mx, config, Resolver(config.dns))
-    findings = [*done.findings, mx]
-    return {
-        "domain": done.domain,
-        "status": dns_checks.overall(findings),
-        "checks": [f.as_dict() for f in findings],
-    }
+    findings, status = await asyncio.to_thread(with_dropbox, config, done)
+    return {"domain": done.domain, "status": status, "checks": [f.as_dict() for f in findings]}
 
 
 @router.delete("/domains/{domain}", status_code=204, summary="Stop checking it")

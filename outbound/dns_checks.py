@@ -73,7 +73,7 @@ def check_domain(
 
 def check_spf(config: Config, resolver: Resolver, domain: str) -> list[Finding]:
     try:
-        published = _txt(resolver, domain)
+        published = txt_of(resolver, domain)
     except DnsTempError as exc:
         return [_unknown("spf", domain, exc)]
     records = [t for t in published if t.lower() == "v=spf1" or t.lower().startswith("v=spf1 ")]
@@ -178,7 +178,7 @@ def check_dkim(resolver: Resolver, domain: str, keys: Sequence[SigningKey]) -> l
 def _dkim_for(resolver: Resolver, key: SigningKey) -> Finding:
     name = f"{key.selector}._domainkey.{key.domain}"
     try:
-        published = [t for t in _txt(resolver, name) if "p=" in t]
+        published = [t for t in txt_of(resolver, name) if "p=" in t]
     except DnsTempError as exc:
         return _unknown("dkim", name, exc)
     ours = txt_value(key.algorithm, key.public_b64)
@@ -236,7 +236,7 @@ def _dkim_for(resolver: Resolver, key: SigningKey) -> Finding:
 def check_dmarc(config: Config, resolver: Resolver, domain: str) -> Finding:
     name = f"_dmarc.{domain}"
     try:
-        records = [t for t in _txt(resolver, name) if t.lower().startswith("v=dmarc1")]
+        records = [t for t in txt_of(resolver, name) if t.lower().startswith("v=dmarc1")]
     except DnsTempError as exc:
         return _unknown("dmarc", name, exc)
     if not records:
@@ -316,7 +316,8 @@ def check_mx(config: Config, resolver: Resolver) -> Finding:
 # -- helpers ---------------------------------------------------------------------------
 
 
-def _txt(resolver: Resolver, name: str) -> list[str]:
+def txt_of(resolver: Resolver, name: str) -> list[str]:
+    """The TXT records at `name`, each its strings joined, as text."""
     return [t.decode("utf-8", "replace").strip() for t in resolver.txt(name)]
 
 

@@ -87,7 +87,8 @@ def remove_domain(session: Session, account_id: int, domain: str) -> None:
 def records(
     session: Session, config: Config, resolver: Resolver, row: SendingDomain
 ) -> list[dns_records.Record]:
-    """What to publish for the domain, each with what DNS holds there now."""
+    """What to publish for the domain, each with what DNS holds there now; last, the
+    dropbox domain's MX (every page of records shows it beside the domain's)."""
     keys = list(
         session.scalars(
             select(DkimKey)
@@ -98,7 +99,7 @@ def records(
 
     def found(name: str) -> list[str]:
         try:
-            return [t.decode("utf-8", "replace") for t in resolver.txt(name)]
+            return dns_checks.txt_of(resolver, name)
         except DnsTempError:
             return []
 
@@ -106,7 +107,7 @@ def records(
     names = {f"{k.selector}._domainkey.{k.domain}" for k in keys}
     out += dns_records.dkim(keys, {n: found(n) for n in names})
     out += dns_records.dmarc(row.domain, found(f"_dmarc.{row.domain}"), config)
-    return out
+    return [*out, mx_record(config, resolver)]
 
 
 def mx_record(config: Config, resolver: Resolver) -> dns_records.Record:
@@ -115,6 +116,12 @@ def mx_record(config: Config, resolver: Resolver) -> dns_records.Record:
     except DnsTempError:
         found = []
     return dns_records.mx(config, found)
+
+
+def with_dropbox(config: Config, checked: Checked) -> tuple[list[dns_checks.Finding], str]:
+    """A check's findings and the dropbox MX's, and the worst status of them all."""
+    findings = [*checked.findings, dns_checks.check_mx(config, Resolver(config.dns))]
+    return findings, dns_checks.overall(findings)
 
 
 def zone_file(rows: list[dns_records.Record]) -> str:

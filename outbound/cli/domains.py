@@ -17,9 +17,9 @@ from outbound.sending_domains import (
     check,
     get_domain,
     list_domains,
-    mx_record,
     records,
     remove_domain,
+    with_dropbox,
     zone_file,
 )
 
@@ -95,7 +95,7 @@ def cmd_records(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.db.read() as session:
         account = get_account(session, args.account)
         row = get_domain(session, account.id, args.domain)
-        found = [*records(session, ctx.config, resolver, row), mx_record(ctx.config, resolver)]
+        found = records(session, ctx.config, resolver, row)
     ctx.console.print(zone_file(found), end="", soft_wrap=True, markup=False, highlight=False)
     return 0
 
@@ -105,8 +105,7 @@ def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
         account_id = get_account(session, args.account).id
     vault = Vault.load(ctx.config.secret_key_file)
     checked = check(ctx.db, ctx.config, vault, account_id, args.domain)
-    findings = [*checked.findings, dns_checks.check_mx(ctx.config, Resolver(ctx.config.dns))]
-    status = dns_checks.overall(findings)
+    findings, status = with_dropbox(ctx.config, checked)
     if args.json:
         ctx.print_json(
             {"domain": checked.domain, "status": status, "checks": [f.as_dict() for f in findings]}
