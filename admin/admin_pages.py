@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from admin.page_kit import STALE_FORM, Visit, back, config_of, db_of, form_of, page, visit
+from admin.page_kit import STALE_FORM, Visit, back, config_of, db_of, form_of, minutes, page, visit
 from gateway.accounts import add_user, list_users, new_password, set_password
 from gateway.errors import Conflict, InputError, NotFound
 from gateway.models import Account, User
@@ -171,10 +171,8 @@ async def _tokens_page(request: Request, here: Visit, status: int = 200, **extra
                     "id": t.public_id,
                     "label": t.label,
                     "scopes": t.scopes.replace(",", ", "),
-                    "created": t.created_at.isoformat()[:16].replace("T", " "),
-                    "last_used": t.last_used_at.isoformat()[:16].replace("T", " ")
-                    if t.last_used_at
-                    else "never",
+                    "created": minutes(t.created_at),
+                    "last_used": minutes(t.last_used_at, "never"),
                 }
                 for t in list_account_tokens(session, here.person.account_id)
             ]

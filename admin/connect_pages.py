@@ -54,7 +54,14 @@ from gateway.vault import Vault
 from inbound.imap.mailboxes import ONE_WAY_PLANS, MailboxRequest, visible_mailbox
 
 router = APIRouter(include_in_schema=False)
-TILES = ("gmail", "microsoft365", "outlook", "zoho", "other")
+# The tiles, in order, with the names people know them by.
+TILES = {
+    "gmail": "Gmail",
+    "microsoft365": "Microsoft 365",
+    "outlook": "Outlook",
+    "zoho": "Zoho",
+    "other": "Other",
+}
 COOKIE = "gateway_oauth"
 CALLBACK = "/mailboxes/connect/callback"
 WAIT = 600  # seconds a person has to finish signing in at the provider
@@ -268,20 +275,10 @@ def _tile(config: Config, key: str) -> dict[str, Any]:
     oauth = key in ISSUER
     return {
         "key": key,
-        "name": _names().get(key, known.name),
+        "name": TILES.get(key, known.name),
         "oauth": oauth,
         "missing": oauth2_consent.missing(config, key) if oauth else None,
         "password": "password" in known.auth,
-    }
-
-
-def _names() -> dict[str, str]:
-    return {
-        "gmail": "Gmail",
-        "microsoft365": "Microsoft 365",
-        "outlook": "Outlook",
-        "zoho": "Zoho",
-        "other": "Other",
     }
 
 

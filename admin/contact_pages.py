@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from admin.page_kit import Visit, config_of, db_of, page, visit
+from admin.page_kit import Visit, config_of, db_of, minutes, page, visit
 from gateway.explain import explain
 from gateway.message_queries import Reader, conversation_messages, conversation_page
 from gateway.models import Contact, ContactEmail
@@ -137,7 +137,7 @@ def _timeline(session: Session, reader: Reader, contact_id: int) -> list[dict[st
                 "messages": [
                     {
                         "id": m.id,
-                        "date": m.sent_at.isoformat()[:16].replace("T", " ") if m.sent_at else "",
+                        "date": minutes(m.sent_at),
                         "direction": m.direction,
                         "from": ", ".join(a.get("email", "") for a in m.from_addresses),
                         "subject": m.subject,

@@ -19,7 +19,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from admin.admin_pages import admin_visit
-from admin.page_kit import HEADERS, STALE_FORM, Visit, back, config_of, db_of, form_of, page
+from admin.page_kit import (
+    HEADERS,
+    STALE_FORM,
+    Visit,
+    back,
+    config_of,
+    db_of,
+    form_of,
+    minutes,
+    page,
+)
 from gateway import dmarc_reports
 from gateway.errors import GatewayError, NotFound
 from gateway.models import Account
@@ -204,5 +214,5 @@ async def remove(domain: str, request: Request) -> Response:
 
 def _badged(row: dict[str, Any]) -> dict[str, Any]:
     words, style = BADGES.get(row["status"], BADGES["unchecked"])
-    checked = row["checked_at"][:16].replace("T", " ") if row["checked_at"] else "never"
+    checked = minutes(row["checked_at"], "never")
     return {**row, "badge": words, "style": style, "last_checked": checked}

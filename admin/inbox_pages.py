@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from admin.page_kit import HEADERS, Visit, config_of, db_of, page, visit
+from admin.page_kit import HEADERS, Visit, config_of, db_of, minutes, page, visit
 from gateway.explain import explain
 from gateway.mail_html import safe_html
 from gateway.message_parts import contents
@@ -258,7 +258,7 @@ def _rows(session: Session, reader: Reader, ids: list[int]) -> list[dict[str, An
 
 def _date(mail: Message) -> str:
     when = mail.sent_at or mail.created_at
-    return when.isoformat()[:16].replace("T", " ") if when else ""
+    return minutes(when)
 
 
 def _where(source: str, key: str, folder: str | None, mailboxes: dict[str, str]) -> str:

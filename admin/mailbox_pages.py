@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from admin.connect_pages import oauth_headers, steps_of
 from admin.connecting import reconnect_mailbox
-from admin.page_kit import STALE_FORM, Visit, back, config_of, db_of, form_of, page, visit
+from admin.page_kit import STALE_FORM, Visit, back, config_of, db_of, form_of, minutes, page, visit
 from gateway import oauth2_consent
 from gateway.imap.connection import STEPS, MailboxError
 from gateway.models import Mailbox, MailboxState, User, utcnow
@@ -231,9 +231,7 @@ def _card(session: Session, mailbox: Mailbox) -> dict[str, Any]:
         "percent": percent,
         "badge": badge(status, percent),
         "reason": REASONS.get(status["reason"] or "", ""),
-        "last_sync": status["last_sync_at"][:16].replace("T", " ")
-        if status["last_sync_at"]
-        else "never",
+        "last_sync": minutes(status["last_sync_at"], "never"),
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -63,6 +64,14 @@ class Visit:
     @property
     def principal(self) -> Principal:
         return of_person(self.person)
+
+
+def minutes(when: datetime | str | None, missing: str = "") -> str:
+    """A time as the pages show it, to the minute ("2026-12-05 16:20"; UTC)."""
+    if when is None or when == "":
+        return missing
+    text = when.isoformat() if isinstance(when, datetime) else when
+    return text[:16].replace("T", " ")
 
 
 def keys(request: Request) -> Keys:

@@ -23,7 +23,7 @@ from fastapi.responses import Response
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from admin.page_kit import STALE_FORM, Visit, back, config_of, db_of, form_of, page, visit
+from admin.page_kit import STALE_FORM, Visit, back, config_of, db_of, form_of, minutes, page, visit
 from gateway import quarantine
 from gateway.contacts import add_contact, find_contact, update_contact
 from gateway.directory import AccountDirectory
@@ -199,7 +199,7 @@ def _unattached(
         {
             "id": m.id,
             "subject": m.subject or "(no subject)",
-            "date": (m.sent_at or m.created_at).isoformat()[:16].replace("T", " "),
+            "date": minutes(m.sent_at or m.created_at),
             "from": ", ".join(a.get("email", "") for a in m.from_addresses),
             "addresses": addresses[m.id],
             "name": _name_of(m, addresses[m.id]),
@@ -240,7 +240,7 @@ def _held(session: Session, reader: Reader) -> list[dict[str, Any]]:
                 "id": sighting.id,
                 "from": str(headers.get("From", "") or "")[:300],
                 "subject": str(headers.get("Subject", "") or "(no subject)")[:300],
-                "date": received.isoformat()[:16].replace("T", " ") if received else "",
+                "date": minutes(received),
                 "why": _verdict(sighting.auth_results),
             }
         )
