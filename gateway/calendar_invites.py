@@ -1,29 +1,24 @@
-"""Meeting invitations in mail (iTIP, RFC 5546), read with the icalendar library.
+"""Meeting invitations (iTIP, RFC 5546) and calendar entries, read with icalendar.
 
-`invites_in(raw)` finds every calendar a message carries (a text/calendar part,
-in multipart/alternative or not, and .ics attachments) and gives one Invite per
-event: its METHOD (from the calendar, else from the part's Content-Type, which
-Zoom writes with a doubled ";;"), UID and RECURRENCE-ID (which occurrence of a
-series), SEQUENCE and DTSTAMP (which version wins), summary, start and end in UTC
-with the time zone's IANA name (Outlook's Windows names mapped), the recurrence
-rule, location, conference link, organizer and attendees with their
-participation status. The same event seen twice (Google's text/calendar part and
-its invite.ics twin) is one Invite: the highest (SEQUENCE, DTSTAMP).
+`parse(data, method)` reads one calendar (a text/calendar part, an .ics file, a
+CalDAV resource) and gives one Invite per event: its METHOD (from the calendar,
+else the one the caller read from the part's Content-Type), UID and RECURRENCE-ID
+(which occurrence of a series), SEQUENCE and DTSTAMP (which version wins),
+summary, start and end in UTC with the time zone's IANA name (Outlook's Windows
+names mapped), the recurrence rule, location, conference link, organizer and
+attendees with their participation status. gateway.mail_invites finds the
+calendars in a message.
 
-A calendar that cannot be read is skipped (and logged): it never stops the mail
-that carries it. PUBLISH is an "add to calendar" file, not an invitation:
-`Invite.invitation` is False for it.
+PUBLISH is an "add to calendar" file, not an invitation: `Invite.invitation` is
+False for it.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -86,37 +81,6 @@ class Invite:
         return self.sequence, self.dtstamp or datetime.min.replace(tzinfo=UTC)
 
 
-@dataclass
-class Found:
-    invites: list[Invite] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # calendars that could not be read
-
-
-def invites_in(raw: bytes) -> Found:
-    """Every event of every calendar in the message, one per (UID, RECURRENCE-ID)."""
-    found = Found()
-    best: dict[tuple[str, str], Invite] = {}
-    message = BytesParser(policy=policy.default).parsebytes(raw)
-    for part in message.walk():
-        if part.is_multipart() or not _is_calendar(part):
-            continue
-        name = part.get_filename() or part.get_content_type()
-        try:
-            data = _payload(part)
-            method = _method_of(part)
-            invites = parse(data, method, name)
-        except Exception as exc:  # anything a broken calendar does: skip it, keep the mail
-            log.info("calendar part %s not read: %s", name, exc)
-            found.problems.append(f"{name}: {exc}"[:300])
-            continue
-        for invite in invites:
-            known = best.get(invite.key)
-            if known is None or invite.version > known.version:
-                best[invite.key] = invite
-    found.invites = list(best.values())
-    return found
-
-
 def parse(data: bytes, method: str = "", source: str = "") -> list[Invite]:
     """The events of one calendar (raises on what icalendar cannot read)."""
     if len(data) > MAX_CALENDAR:
@@ -160,33 +124,6 @@ def parse(data: bytes, method: str = "", source: str = "") -> list[Invite]:
             )
         )
     return out
-
-
-# -- the parts ----------------------------------------------------------------------------
-
-
-def _is_calendar(part: Any) -> bool:
-    kind = part.get_content_type()
-    name = (part.get_filename() or "").lower()
-    return kind in CALENDAR_TYPES or name.endswith((".ics", ".vcs"))
-
-
-def _payload(part: Any) -> bytes:
-    assert isinstance(part, EmailMessage)
-    data = part.get_payload(decode=True)
-    return data if isinstance(data, bytes) else b""
-
-
-def _method_of(part: Any) -> str:
-    """The part's method= parameter, read by hand: Zoom writes
-    `text/calendar; charset=utf-8;; method=PUBLISH`, which the email package's parser
-    does not always give back as a parameter."""
-    method = part.get_param("method")
-    if isinstance(method, str) and method:
-        return method.strip().upper()
-    header = str(part.get("Content-Type", ""))
-    found = re.search(r"method\s*=\s*\"?([A-Za-z]+)", header)
-    return found.group(1).upper() if found else ""
 
 
 # -- the values ---------------------------------------------------------------------------

@@ -59,6 +59,7 @@ def create_contact(
     name: str = "",
     source: str = "manual",
     source_message_id: int | None = None,
+    source_meeting_id: int | None = None,
 ) -> Contact:
     """Create a contact from (normalized, display) pairs and attach its past mail."""
     contact = Contact(
@@ -66,6 +67,7 @@ def create_contact(
         name=name,
         source=source,
         source_message_id=source_message_id,
+        source_meeting_id=source_meeting_id,
     )
     contact.emails = [
         ContactEmail(account_id=directory.account_id, address=key, display=display)
@@ -81,6 +83,7 @@ def create_contact(
         emails=[k for k, _ in keys],
         source=source,
         source_message_id=source_message_id,
+        source_meeting_id=source_meeting_id,
     )
     attach_existing(session, directory.account_id, contact.id, [k for k, _ in keys])
     return contact

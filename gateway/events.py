@@ -22,6 +22,9 @@ CONTACT_UPDATED = "contact.updated"
 CONTACT_REMOVED = "contact.removed"
 CONVERSATION_CREATED = "conversation.created"
 MESSAGE_QUEUED = "message.queued"  # accepted from the CRM for delivery
+MEETING_CREATED = "meeting.created"
+MEETING_UPDATED = "meeting.updated"
+MEETING_CANCELLED = "meeting.cancelled"
 
 _INSERT = prepared(
     "insert_event",

@@ -48,6 +48,9 @@ PUBLIC_TYPES = {
     "mailbox.reconnect_required": "mailbox.reconnect_required",
     "mailbox.sync_completed": "mailbox.sync_completed",
     "domain.dns_failed": "domain.dns_failed",
+    "meeting.created": "meeting.created",
+    "meeting.updated": "meeting.updated",
+    "meeting.cancelled": "meeting.cancelled",
     "webhook.test": "webhook.test",
 }
 EVENT_TYPES = tuple(dict.fromkeys(PUBLIC_TYPES.values()))

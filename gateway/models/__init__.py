@@ -14,6 +14,14 @@ from gateway.models.mailboxes import (
     Security,
     SyncMode,
 )
+from gateway.models.meetings import (
+    Calendar,
+    CalendarEntry,
+    CalendarKind,
+    Meeting,
+    MeetingAttendee,
+    MeetingStatus,
+)
 from gateway.models.messages import (
     Conversation,
     Direction,
@@ -47,6 +55,9 @@ __all__ = [
     "Account",
     "ApiToken",
     "Base",
+    "Calendar",
+    "CalendarEntry",
+    "CalendarKind",
     "Contact",
     "ContactEmail",
     "Conversation",
@@ -63,6 +74,9 @@ __all__ = [
     "Mailbox",
     "MailboxFolder",
     "MailboxState",
+    "Meeting",
+    "MeetingAttendee",
+    "MeetingStatus",
     "Message",
     "MessageAddress",
     "MessageContact",

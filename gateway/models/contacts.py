@@ -18,10 +18,14 @@ class Contact(Base):
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(String(200), default="")
-    # manual | import | auto; auto-created contacts name the message they came from.
+    # manual | import | auto | meeting; auto-created contacts name the message or the
+    # meeting they came from.
     source: Mapped[str] = mapped_column(String(16), default="manual")
     source_message_id: Mapped[int | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL"), default=None
+    )
+    source_meeting_id: Mapped[int | None] = mapped_column(
+        ForeignKey("meetings.id", ondelete="SET NULL"), default=None
     )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 

@@ -6,7 +6,7 @@
                                                                |
              nothing matched and scanned (keep=if_matched)? --yes--> discarded, raw deleted
                                                                |no
-         thread --> Message + addresses --> attach --> event --> sighting done
+         thread --> Message + addresses --> attach --> event --> meetings --> sighting done
 
 A batch of sightings is finished in one transaction, so every step is redone
 from database state after a crash: a sighting is either still pending (and
@@ -19,6 +19,7 @@ claim sightings with FOR UPDATE SKIP LOCKED on PostgreSQL.
     runner      Pipeline: batches, savepoints, attempts; a known message is sighted
     creation    a new Message: match, thread, insert, addresses, attach, event
     autocreate  which new addresses become contacts, and creating them
+    invitations the meeting invitations a message carries, applied to the meetings
     writes      rows written together just before the batch commits
     statements  the hot path's statements, built once
 """

@@ -19,6 +19,7 @@ from gateway.matching import match_contacts
 from gateway.models import Direction, Keep, Role, SightingState, utcnow
 from gateway.parsing import ParsedMessage
 from gateway.pipeline.autocreate import auto_create, creatable
+from gateway.pipeline.invitations import apply_meetings, read_invites
 from gateway.pipeline.statements import FLAGS_OF, INSERT_MESSAGE, SET_FLAGS
 from gateway.pipeline.work import Outcome, Work, discard
 from gateway.pipeline.writes import Writes
@@ -94,6 +95,8 @@ def new_message(
         auto_created_contact_ids=list(created.values()),
         flags=flags,
     )
+    found = work.invites if work.invites is not None else read_invites(work.data)
+    meetings = apply_meetings(session, writes, config, work, directory, message_id, found)
     return Outcome(
         work.sighting_id,
         SightingState.DONE.value,
@@ -102,6 +105,7 @@ def new_message(
         contact_ids=contact_ids,
         auto_created=list(created.values()),
         flags=tuple(flags),
+        meeting_ids=meetings,
     )
 
 

@@ -17,6 +17,7 @@ from gateway.directory import AccountDirectory
 from gateway.models import Sighting, SightingState
 from gateway.parsing import ParsedMessage, parse, parse_origin
 from gateway.pipeline.creation import new_message
+from gateway.pipeline.invitations import read_invites
 from gateway.pipeline.statements import SEEN
 from gateway.pipeline.work import Outcome, Work, claim, claim_after, still_pending
 from gateway.pipeline.writes import Writes
@@ -108,9 +109,10 @@ class Pipeline:
         if work.data is None:
             return work
         try:
-            return dataclasses.replace(work, parsed=self._parse(work))
+            parsed = self._parse(work)
         except Exception:
             return work
+        return dataclasses.replace(work, parsed=parsed, invites=read_invites(work.data))
 
     def _parse(self, work: Work) -> ParsedMessage:
         assert work.data is not None

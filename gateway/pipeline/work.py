@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from gateway.mail_invites import Found
 from gateway.models import RawMessage, Sighting, SightingState, table_of, utcnow
 from gateway.parsing import ParsedMessage
 from gateway.store import drop_raw_if_unused
@@ -28,6 +29,7 @@ class Work:
     data: bytes | None
     origin: dict[str, Any] | None = None
     parsed: ParsedMessage | None = None  # parsed ahead, outside the write transaction
+    invites: Found | None = None  # its invitations, read ahead too
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Outcome:
     auto_created: list[int] = field(default_factory=list)
     flags: tuple[str, ...] = ()
     error: str | None = None
+    meeting_ids: list[int] = field(default_factory=list)
 
 
 _s = table_of(Sighting).c

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gateway.calendar_invites import invites_in
+from gateway.mail_invites import invites_in
 from tests.helpers.mail import make_message
-from tests.peers import invites
+from tests.peers import invites, tnef
 
 
 def test_google_sends_one_event_twice_and_it_is_one_invite() -> None:
@@ -92,3 +92,40 @@ def test_the_newest_version_of_an_event_wins() -> None:
     ).encode()
     (invite,) = invites_in(raw).invites
     assert (invite.sequence, invite.summary) == (2, "New")
+
+
+def test_an_outlook_invitation_only_in_winmail_dat_is_read() -> None:
+    found = invites_in(tnef.outlook_tnef_only())
+    assert found.problems == []
+    (invite,) = found.invites
+    assert invite.method == "REQUEST" and invite.source == "winmail.dat"
+    assert (
+        invite.uid
+        == tnef.global_object_id(bytes.fromhex("8b6e5a0c1d2e3f405162738495a6b7c8")).hex().upper()
+    )
+    assert invite.summary == "Budget 2027" and invite.location == "Room 4.12"
+    assert invite.start == datetime(2026, 12, 16, 13, tzinfo=UTC)
+    assert invite.end == datetime(2026, 12, 16, 14, tzinfo=UTC)
+    assert invite.timezone == "Europe/Berlin"
+    assert invite.dtstamp == datetime(2026, 12, 5, 10, tzinfo=UTC)
+    assert invite.organizer is not None and invite.organizer.email == "frank@partner.example"
+    roles = {a.email: a.role for a in invite.attendees}
+    assert roles == {"bob@acme.com": "REQ-PARTICIPANT", "grace@partner.example": "OPT-PARTICIPANT"}
+
+
+def test_a_tnef_cancellation_and_a_uid_carried_in_the_object_id() -> None:
+    data = tnef.meeting_tnef(
+        message_class="IPM.Schedule.Meeting.Canceled",
+        sequence=2,
+        marker=b"vCal-Uid\x01\x00\x00\x00shared-uid-42@partner.example\x00",
+    )
+    (invite,) = invites_in(tnef.outlook_tnef_only(data)).invites
+    assert invite.method == "CANCEL" and invite.cancelled
+    assert invite.uid == "shared-uid-42@partner.example" and invite.sequence == 2
+
+
+def test_a_broken_winmail_dat_is_a_problem_not_an_error() -> None:
+    found = invites_in(tnef.outlook_tnef_only(b"\x78\x9f\x3e\x22" + b"\xff" * 40))
+    assert found.invites == []
+    found = invites_in(tnef.outlook_tnef_only(b"not tnef at all"))
+    assert found.invites == [] and found.problems

@@ -1,0 +1,293 @@
+"""Meetings: an invitation (from mail or a calendar) applied to the account's store.
+
+    REQUEST, ADD   create the meeting, or update it when this version is newer
+    REPLY          the answering attendee's status (Outlook's names no ORGANIZER);
+                   a reply to a meeting not seen yet records it from the reply
+    CANCEL         the meeting (or the one occurrence) is cancelled
+    snapshot       a synced calendar's copy: it is what the calendar holds now
+
+One meeting per (account, UID, RECURRENCE-ID), whichever way it came; (SEQUENCE,
+DTSTAMP) decides which version wins, and an attendee's answer is kept against an
+older invitation. Its organizer and attendees that are contacts are its contacts;
+with auto-create on, new ones become contacts (source "meeting"), except the
+account's users, dropbox addresses, no-reply style and blocked domains, and rooms.
+Each change is announced: meeting.created, meeting.updated, meeting.cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from gateway import events
+from gateway.addresses import normalize
+from gateway.calendar_invites import Attendee, Invite
+from gateway.config import Config
+from gateway.contacts import create_contact
+from gateway.directory import AccountDirectory
+from gateway.matching import match_contacts
+from gateway.models import Meeting, MeetingAttendee, MeetingStatus, utcnow
+
+log = logging.getLogger(__name__)
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+_DETAILS = ("summary", "location", "conference_url", "rrule", "timezone", "all_day")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an invitation was read."""
+
+    source: str  # mail | caldav | graph
+    user_id: int | None = None
+    message_id: int | None = None
+    snapshot: bool = False  # a calendar's current copy of the event
+
+
+@dataclass(frozen=True)
+class Applied:
+    meeting_id: int
+    change: str  # created | updated | cancelled | "" (an older version: nothing changed)
+    contact_ids: tuple[int, ...] = ()
+    created_contact_ids: tuple[int, ...] = ()
+
+
+def apply_invite(
+    session: Session,
+    config: Config,
+    directory: AccountDirectory,
+    invite: Invite,
+    origin: Origin,
+) -> Applied | None:
+    """Apply `invite` to the store; None when it is not an invitation (PUBLISH)."""
+    if not origin.snapshot and invite.method not in ("REQUEST", "ADD", "REPLY", "CANCEL"):
+        return None
+    meeting = find(session, directory.account_id, invite.uid, invite.recurrence_id or "")
+    was_cancelled = meeting is not None and meeting.status == MeetingStatus.CANCELLED.value
+    created = meeting is None
+    if meeting is None:
+        meeting = Meeting(
+            account_id=directory.account_id,
+            owner_user_id=origin.user_id,
+            uid=invite.uid,
+            recurrence_id=invite.recurrence_id or "",
+            source=origin.source,
+            from_reply=invite.method == "REPLY",
+            sequence=0,
+            status=MeetingStatus.CONFIRMED.value,
+            organizer="",
+            attendees=[],
+        )
+        session.add(meeting)
+    case = config.addresses.local_part_case
+    if created:
+        _details(meeting, invite, case)
+    if invite.method == "REPLY" and not origin.snapshot:
+        changed = _answers(meeting, invite, case) or created
+    elif created or origin.snapshot or meeting.from_reply or invite.version > _version(meeting):
+        if invite.method != "CANCEL" or created:  # a CANCEL changes only the status
+            _details(meeting, invite, case)
+            _attendees(meeting, invite, case)
+        changed = True
+    else:
+        changed = False
+    if not changed:
+        return Applied(meeting.id, "")
+    if invite.method != "REPLY" or origin.snapshot:
+        meeting.sequence = max(meeting.sequence, invite.sequence)
+        meeting.dtstamp = invite.dtstamp or meeting.dtstamp
+        meeting.status = (
+            MeetingStatus.CANCELLED if invite.cancelled else MeetingStatus.CONFIRMED
+        ).value
+        meeting.from_reply = False
+    meeting.message_id = origin.message_id or meeting.message_id
+    meeting.updated_at = utcnow()
+    session.flush()
+    contact_ids, new_contacts = _contacts(session, config, directory, meeting)
+    cancelled = meeting.status == MeetingStatus.CANCELLED.value
+    change = "created" if created else "cancelled" if cancelled and not was_cancelled else "updated"
+    kind = {
+        "created": events.MEETING_CREATED,
+        "updated": events.MEETING_UPDATED,
+        "cancelled": events.MEETING_CANCELLED,
+    }[change]
+    payload = describe(meeting)
+    payload.update(contact_ids=contact_ids, auto_created_contact_ids=new_contacts)
+    payload.update(source=origin.source, message_id=origin.message_id, method=invite.method)
+    events.emit(session, directory.account_id, kind, **payload)
+    return Applied(meeting.id, change, tuple(contact_ids), tuple(new_contacts))
+
+
+def cancel_meetings(
+    session: Session, account_id: int, uid: str, source: str, reason: str
+) -> list[int]:
+    """Every meeting of `uid` cancelled (a calendar no longer holds it); their ids."""
+    meetings = session.scalars(
+        select(Meeting)
+        .where(Meeting.account_id == account_id, Meeting.uid == uid)
+        .options(selectinload(Meeting.attendees))
+    ).all()
+    done = []
+    for meeting in meetings:
+        if meeting.status == MeetingStatus.CANCELLED.value:
+            continue
+        meeting.status = MeetingStatus.CANCELLED.value
+        meeting.updated_at = utcnow()
+        payload = describe(meeting)
+        payload.update(source=source, reason=reason)
+        events.emit(session, account_id, events.MEETING_CANCELLED, **payload)
+        done.append(meeting.id)
+    return done
+
+
+def find(session: Session, account_id: int, uid: str, recurrence_id: str) -> Meeting | None:
+    return session.scalar(
+        select(Meeting)
+        .where(
+            Meeting.account_id == account_id,
+            Meeting.uid == uid,
+            Meeting.recurrence_id == recurrence_id,
+        )
+        .options(selectinload(Meeting.attendees))
+    )
+
+
+def describe(meeting: Meeting) -> dict[str, Any]:
+    """The meeting as the API and the webhooks show it."""
+    return {
+        "meeting_id": meeting.id,
+        "uid": meeting.uid,
+        "recurrence_id": meeting.recurrence_id or None,
+        "summary": meeting.summary,
+        "start": meeting.start_at.isoformat() if meeting.start_at else None,
+        "end": meeting.end_at.isoformat() if meeting.end_at else None,
+        "all_day": meeting.all_day,
+        "timezone": meeting.timezone or None,
+        "rrule": meeting.rrule or None,
+        "location": meeting.location,
+        "conference_url": meeting.conference_url or None,
+        "organizer": meeting.organizer or None,
+        "status": meeting.status,
+        "sequence": meeting.sequence,
+        "attendees": [
+            {
+                "email": a.address,
+                "name": a.name,
+                "status": a.status,
+                "role": a.role,
+                "organizer": a.organizer,
+                "resource": a.resource,
+            }
+            for a in meeting.attendees
+        ],
+    }
+
+
+# -- the parts of an invitation ------------------------------------------------------------
+
+
+def _version(meeting: Meeting) -> tuple[int, datetime]:
+    return meeting.sequence, meeting.dtstamp or _EPOCH
+
+
+def _details(meeting: Meeting, invite: Invite, case: str) -> None:
+    for name in _DETAILS:
+        setattr(meeting, name, getattr(invite, name))
+    meeting.start_at = invite.start
+    meeting.end_at = invite.end
+    if invite.organizer is not None:
+        meeting.organizer = normalize(invite.organizer.email, case) or meeting.organizer
+
+
+def _people(invite: Invite, case: str) -> dict[str, Attendee]:
+    out: dict[str, Attendee] = {}
+    if invite.organizer is not None:
+        key = normalize(invite.organizer.email, case)
+        if key:
+            out[key] = invite.organizer
+    for person in invite.attendees:
+        key = normalize(person.email, case)
+        if key:
+            out[key] = person  # the organizer's own PARTSTAT, when listed, wins
+    return out
+
+
+def _attendees(meeting: Meeting, invite: Invite, case: str) -> None:
+    """The invitation's attendees; an answer newer than the invitation is kept."""
+    people = _people(invite, case)
+    if not people:
+        return
+    stamp = invite.dtstamp or _EPOCH
+    existing = {a.address: a for a in meeting.attendees}
+    organizer = normalize(invite.organizer.email, case) if invite.organizer else None
+    rows = []
+    for key, person in people.items():
+        row = existing.get(key) or MeetingAttendee(account_id=meeting.account_id, address=key)
+        row.name = person.name or row.name or ""
+        row.role = person.role
+        row.resource = person.resource
+        row.organizer = key == organizer
+        if row.status_at is None or row.status_at <= stamp:
+            row.status = person.status
+        rows.append(row)
+    meeting.attendees = rows
+
+
+def _answers(meeting: Meeting, invite: Invite, case: str) -> bool:
+    """A REPLY: each answering attendee's status, unless an answer as new is known."""
+    stamp = invite.dtstamp or utcnow()
+    existing = {a.address: a for a in meeting.attendees}
+    changed = False
+    for key, person in _people(invite, case).items():
+        if invite.organizer is not None and person is invite.organizer:
+            continue  # some clients repeat the organizer in a REPLY
+        row = existing.get(key)
+        if row is None:
+            row = MeetingAttendee(account_id=meeting.account_id, address=key, name=person.name)
+            meeting.attendees.append(row)
+            existing[key] = row
+        elif row.status_at is not None and row.status_at > stamp:
+            continue
+        row.status, row.status_at = person.status, stamp
+        row.resource = row.resource or person.resource
+        changed = True
+    return changed
+
+
+def _contacts(
+    session: Session, config: Config, directory: AccountDirectory, meeting: Meeting
+) -> tuple[list[int], list[int]]:
+    """The meeting's contacts, with new attendees created as contacts if the account
+    auto-creates: (contact ids, those created now)."""
+    people = [
+        a for a in meeting.attendees if not a.resource and directory.can_be_contact(a.address)
+    ]
+    matched = match_contacts(session, meeting.account_id, [a.address for a in people])
+    created: list[int] = []
+    if directory.auto_create:
+        new = [a for a in people if a.address not in matched]
+        new = [a for a in new if directory.can_auto_create(a.address)]
+        cap = config.contacts.auto_create_max_per_message
+        for person in new[:cap]:
+            contact = create_contact(
+                session,
+                directory,
+                [(person.address, person.address)],
+                name=person.name,
+                source="meeting",
+                source_meeting_id=meeting.id,
+            )
+            matched[person.address] = contact.id
+            created.append(contact.id)
+            log.info(
+                "auto-created contact %s <%s> from meeting %s (%s)",
+                contact.id,
+                person.address,
+                meeting.id,
+                meeting.summary,
+            )
+    return sorted(set(matched.values())), created
