@@ -85,7 +85,9 @@ def token_url(config: Config, issuer: str) -> tuple[str, str, str]:
     return url, o.microsoft_client_id, o.microsoft_client_secret
 
 
-def refresh(config: Config, provider: str, tokens: Tokens) -> Tokens:
+def refresh(config: Config, provider: str, tokens: Tokens, scope: str | None = None) -> Tokens:
+    """A new access token from the refresh token (for `scope` when given: Microsoft
+    gives a token for one resource at a time, so Graph's is asked for apart)."""
     issuer = ISSUER.get(provider)
     if issuer is None:
         raise TokenError("operator", f"provider {provider!r} has no OAuth2 sign-in")
@@ -101,6 +103,8 @@ def refresh(config: Config, provider: str, tokens: Tokens) -> Tokens:
     }
     if secret:
         form["client_secret"] = secret
+    if scope:
+        form["scope"] = scope
     request = urllib.request.Request(
         url,
         data=urllib.parse.urlencode(form).encode("ascii"),

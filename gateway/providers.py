@@ -43,6 +43,8 @@ class Preset:
     max_connections: int = 10
     server_saves_sent: bool = False
     idle: bool = True
+    calendar: str = ""  # caldav | graph | "" (discover: RFC 6764)
+    caldav_url: str = ""  # {email} stands for the address
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

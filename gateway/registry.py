@@ -86,6 +86,12 @@ ROLES: tuple[RoleEntry, ...] = (
         BACKGROUND,
         "re-checks the sending domains' SPF, DKIM and DMARC records",
     ),
+    RoleEntry(
+        "calendar",
+        "inbound.calendar.role:build",
+        BACKGROUND,
+        "syncs the calendars of connected mailboxes (CalDAV, Microsoft Graph)",
+    ),
 )
 ROLE_NAMES: tuple[str, ...] = tuple(entry.name for entry in ROLES)
 

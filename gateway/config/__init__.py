@@ -26,6 +26,7 @@ from gateway.config.core_sections import (
 )
 from gateway.config.example import render_example
 from gateway.config.inbound_sections import (
+    CalendarConfig,
     DropboxConfig,
     ImapConfig,
     OAuth2Config,
@@ -40,6 +41,7 @@ __all__ = [
     "ENV_PREFIX",
     "SECTIONS",
     "AddressesConfig",
+    "CalendarConfig",
     "Config",
     "ContactsConfig",
     "DatabaseConfig",

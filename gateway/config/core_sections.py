@@ -221,6 +221,7 @@ class ServeConfig:
             "delivery",
             "webhooks",
             "dns",
+            "calendar",
         ),
         metadata=doc(
             'Roles started by `gateway serve`: "dropbox" (the BCC dropbox SMTP server), '
@@ -229,8 +230,9 @@ class ServeConfig:
             'server: /api/v1, /metrics), "submission" (SMTP AUTH for the CRM: queues its '
             'mail), "delivery" (sends queued mail by each user\'s route; with [outbound] '
             'default_route = "hold" nothing leaves until a route is set), "webhooks" '
-            '(delivers events to the CRM\'s endpoints) and "dns" (re-checks the sending '
-            "domains' DNS records every [dns_checks] interval)."
+            '(delivers events to the CRM\'s endpoints), "dns" (re-checks the sending '
+            'domains\' DNS records every [dns_checks] interval) and "calendar" (syncs the '
+            "calendars of connected mailboxes every [calendar] interval)."
         ),
     )
     workers: int = field(

@@ -1,4 +1,5 @@
-"""The sections of mail coming in: the dropbox, the pipeline, IMAP sync and OAuth2."""
+"""The sections of mail coming in: the dropbox, the pipeline, IMAP sync, OAuth2 and the
+calendars."""
 
 from __future__ import annotations
 
@@ -196,8 +197,14 @@ class OAuth2Config:
         metadata=doc("Google's sign-in page (the authorization endpoint)."),
     )
     google_scope: str = field(
-        default="https://mail.google.com/ openid email",
-        metadata=doc("What the gateway asks Google for: IMAP and SMTP, and the address."),
+        default=(
+            "https://mail.google.com/ https://www.googleapis.com/auth/calendar.readonly "
+            "openid email"
+        ),
+        metadata=doc(
+            "What the gateway asks Google for: IMAP and SMTP, reading the calendars "
+            "(CalDAV), and the address."
+        ),
     )
     microsoft_client_id: str = field(
         default="",
@@ -225,8 +232,52 @@ class OAuth2Config:
     microsoft_scope: str = field(
         default=(
             "https://outlook.office.com/IMAP.AccessAsUser.All "
-            "https://outlook.office.com/SMTP.Send offline_access openid email"
+            "https://outlook.office.com/SMTP.Send offline_access openid email "
+            "https://graph.microsoft.com/Calendars.Read"
         ),
-        metadata=doc("What the gateway asks Microsoft for: IMAP, SMTP and a refresh token."),
+        metadata=doc(
+            "What the gateway asks Microsoft for: IMAP, SMTP, a refresh token, and reading "
+            "the calendars (Microsoft Graph). The code gives a token for the first resource "
+            "(IMAP and SMTP); the calendar sync asks for a Graph token with the refresh "
+            "token ([calendar] graph_scope)."
+        ),
     )
     timeout: float = field(default=20.0, metadata=doc("Seconds to wait for a token endpoint."))
+
+
+@dataclass(frozen=True)
+class CalendarConfig:
+    """Calendar sync of connected mailboxes: CalDAV, or Microsoft Graph for Microsoft."""
+
+    enabled: bool = field(
+        default=True,
+        metadata=doc("Whether the `calendar` role syncs the calendars of connected mailboxes."),
+    )
+    interval: float = field(
+        default=300.0, metadata=doc("Seconds between two syncs of a mailbox's calendars.")
+    )
+    days_back: int = field(
+        default=90, metadata=doc("How far back the synced window reaches, in days.")
+    )
+    days_ahead: int = field(
+        default=365, metadata=doc("How far ahead the synced window reaches, in days.")
+    )
+    page_days: int = field(
+        default=31,
+        metadata=doc(
+            "Days of the window fetched in one CalDAV request during a first sync: memory "
+            "holds one such page of events at a time."
+        ),
+    )
+    graph_url: str = field(
+        default="https://graph.microsoft.com/v1.0",
+        metadata=doc("Microsoft Graph's base URL (calendarView delta of Microsoft mailboxes)."),
+    )
+    graph_scope: str = field(
+        default="https://graph.microsoft.com/Calendars.Read offline_access",
+        metadata=doc("The scope of the Graph token asked for with a mailbox's refresh token."),
+    )
+    graph_page_size: int = field(
+        default=100, metadata=doc("Events per Graph page (Prefer: odata.maxpagesize).")
+    )
+    timeout: float = field(default=30.0, metadata=doc("Seconds to wait for a calendar server."))

@@ -21,6 +21,7 @@ from gateway.config.core_sections import (
     WebhooksConfig,
 )
 from gateway.config.inbound_sections import (
+    CalendarConfig,
     DropboxConfig,
     ImapConfig,
     OAuth2Config,
@@ -43,6 +44,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     imap: ImapConfig = field(default_factory=ImapConfig)
     oauth2: OAuth2Config = field(default_factory=OAuth2Config)
+    calendar: CalendarConfig = field(default_factory=CalendarConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
     dns_checks: DnsChecksConfig = field(default_factory=DnsChecksConfig)

@@ -55,28 +55,37 @@ def open_session(
         return connector(settings, plain, config)
     tokens = Tokens.from_json(plain)
     if tokens.expired():
-        tokens = _refreshed(db, config, vault, mailbox_id, settings, tokens)
+        tokens = refreshed(db, config, vault, mailbox_id, settings.provider, tokens)
     try:
         return connector(settings, tokens.access_token, config)
     except MailboxError as exc:
         if exc.kind != "auth" or not tokens.refresh_token:
             raise
-    tokens = _refreshed(db, config, vault, mailbox_id, settings, tokens)
+    tokens = refreshed(db, config, vault, mailbox_id, settings.provider, tokens)
     return connector(settings, tokens.access_token, config)
 
 
-def _refreshed(
+def refreshed(
     db: Database,
     config: Config,
     vault: Vault,
     mailbox_id: int,
-    settings: ImapSettings,
+    provider: str,
     tokens: Tokens,
+    scope: str | None = None,
 ) -> Tokens:
+    """A fresh access token, kept (with the refresh token the provider rotated). For
+    another `scope` (Graph) only the rotated refresh token is kept: the stored access
+    token stays the one IMAP and SMTP use."""
     try:
-        fresh = oauth2.refresh(config, settings.provider, tokens)
+        fresh = oauth2.refresh(config, provider, tokens, scope)
     except oauth2.TokenError as exc:
         raise MailboxError("auth" if exc.kind == "person" else exc.kind, str(exc)) from exc
     with db.session() as session:
-        session.get_one(Mailbox, mailbox_id).credentials = vault.encrypt(fresh.to_json())
+        mailbox = session.get_one(Mailbox, mailbox_id)
+        kept = fresh
+        if scope is not None and mailbox.credentials is not None:
+            stored = Tokens.from_json(vault.decrypt(mailbox.credentials))
+            kept = Tokens(stored.access_token, fresh.refresh_token, stored.expires_at)
+        mailbox.credentials = vault.encrypt(kept.to_json())
     return fresh

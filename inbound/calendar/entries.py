@@ -1,0 +1,156 @@
+"""What one synced calendar holds, written to the store.
+
+Each resource (a CalDAV href, a Graph event id) is a CalendarEntry with its ETag and
+UID; its events are applied as snapshots (gateway.meetings: the calendar's copy is
+what it holds now). A page of resources is one transaction, each event in its own
+savepoint, so one event that cannot be applied does not stop the rest. A resource
+gone from the calendar cancels its meetings unless another calendar of the account
+still holds the UID or the meeting came by mail too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from gateway.calendar_invites import Invite
+from gateway.config import Config
+from gateway.db import Database
+from gateway.directory import AccountDirectory
+from gateway.meetings import Origin, apply_invite, cancel_meetings
+from gateway.models import Calendar, CalendarEntry, Mailbox, Meeting
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Resource:
+    href: str
+    etag: str
+    invites: Sequence[Invite]
+
+
+@dataclass
+class Tally:
+    changed: int = 0  # resources written
+    removed: int = 0
+    meetings: int = 0  # meetings created, updated or cancelled
+
+
+class CalendarWriter:
+    """Writes the resources of one calendar of a mailbox."""
+
+    def __init__(self, db: Database, config: Config, calendar_id: int, source: str) -> None:
+        self.db = db
+        self.config = config
+        self.calendar_id = calendar_id
+        self.source = source
+        with db.read() as session:
+            calendar = session.get_one(Calendar, calendar_id)
+            mailbox = session.get_one(Mailbox, calendar.mailbox_id)
+            self.account_id = mailbox.account_id
+            self.user_id = mailbox.user_id
+        self.tally = Tally()
+
+    def etags(self) -> dict[str, str]:
+        """href -> ETag of every resource as last written."""
+        with self.db.read() as session:
+            rows = session.execute(
+                select(CalendarEntry.href, CalendarEntry.etag).where(
+                    CalendarEntry.calendar_id == self.calendar_id
+                )
+            )
+            return {str(href): str(etag) for href, etag in rows}
+
+    def put(self, resources: Iterable[Resource]) -> None:
+        """Write a page of resources (their events as the calendar holds them)."""
+        resources = [r for r in resources if r.invites]
+        if not resources:
+            return
+        origin = Origin(self.source, user_id=self.user_id, snapshot=True)
+        with self.db.session() as session:
+            directory = AccountDirectory.load_by_id(session, self.account_id, self.config)
+            hrefs = [r.href for r in resources]
+            known = {
+                e.href: e
+                for e in session.scalars(
+                    select(CalendarEntry).where(
+                        CalendarEntry.calendar_id == self.calendar_id,
+                        CalendarEntry.href.in_(hrefs),
+                    )
+                )
+            }
+            for resource in resources:
+                entry = known.get(resource.href)
+                if entry is None:
+                    entry = CalendarEntry(
+                        calendar_id=self.calendar_id,
+                        account_id=self.account_id,
+                        href=resource.href,
+                    )
+                    session.add(entry)
+                entry.etag = resource.etag[:200]
+                entry.uid = resource.invites[0].uid
+                for invite in resource.invites:
+                    try:
+                        with session.begin_nested():
+                            applied = apply_invite(session, self.config, directory, invite, origin)
+                    except Exception:
+                        log.exception(
+                            "calendar %s: event %s not applied", self.calendar_id, invite.uid
+                        )
+                        continue
+                    if applied is not None and applied.change:
+                        self.tally.meetings += 1
+                self.tally.changed += 1
+
+    def remove(self, hrefs: Iterable[str]) -> None:
+        """Resources gone from the calendar: their entries, and meetings no one holds."""
+        hrefs = list(hrefs)
+        if not hrefs:
+            return
+        with self.db.session() as session:
+            gone = session.execute(
+                select(CalendarEntry.href, CalendarEntry.uid).where(
+                    CalendarEntry.calendar_id == self.calendar_id,
+                    CalendarEntry.href.in_(hrefs),
+                )
+            ).all()
+            if not gone:
+                return
+            session.execute(
+                delete(CalendarEntry).where(
+                    CalendarEntry.calendar_id == self.calendar_id,
+                    CalendarEntry.href.in_([href for href, _ in gone]),
+                )
+            )
+            for _, uid in gone:
+                self.tally.removed += 1
+                if self._held_elsewhere(session, uid):
+                    continue
+                self.tally.meetings += len(
+                    cancel_meetings(
+                        session, self.account_id, uid, self.source, "removed from the calendar"
+                    )
+                )
+
+    def _held_elsewhere(self, session: Session, uid: str) -> bool:
+        entries = session.scalar(
+            select(func.count())
+            .select_from(CalendarEntry)
+            .where(CalendarEntry.account_id == self.account_id, CalendarEntry.uid == uid)
+        )
+        by_mail = session.scalar(
+            select(func.count())
+            .select_from(Meeting)
+            .where(
+                Meeting.account_id == self.account_id,
+                Meeting.uid == uid,
+                Meeting.message_id.is_not(None),
+            )
+        )
+        return bool(entries) or bool(by_mail)

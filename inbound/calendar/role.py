@@ -1,0 +1,153 @@
+"""The `calendar` role: every [calendar] interval, the calendars of each active
+connected mailbox are synced (CalDAV, or Microsoft Graph for Microsoft mailboxes).
+
+Failures follow the mailbox's states: refused credentials put the mailbox in
+reconnect_required with the reason (inbound.imap.mailboxes.needs_reconnect, the
+same as IMAP), anything else is noted on its calendars and tried again next time.
+A calendar sync never touches the mail sync: each runs on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from gateway.config import Config
+from gateway.db import Database
+from gateway.errors import GatewayError
+from gateway.imap.connection import MailboxError
+from gateway.imap.session import refreshed
+from gateway.models import Calendar, Mailbox, MailboxState
+from gateway.oauth2 import Tokens
+from gateway.resolver import Resolver
+from gateway.role import RoleContext
+from gateway.vault import Vault
+from inbound.calendar.caldav_sync import Access, sync_caldav
+from inbound.calendar.entries import Tally
+from inbound.calendar.graph_sync import sync_graph
+from inbound.calendar.where import calendar_service, check_url
+from inbound.imap.mailboxes import needs_reconnect
+
+log = logging.getLogger(__name__)
+LOOK_EVERY = 30.0  # seconds between looks for mailboxes due a sync
+
+
+@dataclass(frozen=True)
+class CalendarReport:
+    mailbox_id: int
+    service: str
+    tally: Tally
+
+
+def sync_calendars(
+    db: Database, config: Config, vault: Vault, resolver: Resolver, mailbox_id: int
+) -> CalendarReport:
+    """Sync one mailbox's calendars now. Refused credentials: reconnect_required."""
+    with db.read() as session:
+        mailbox = session.get_one(Mailbox, mailbox_id)
+        email, username, provider = mailbox.email, mailbox.username, mailbox.provider
+        auth, verify = mailbox.auth, mailbox.tls_verify
+        plain = vault.decrypt(mailbox.credentials) if mailbox.credentials else ""
+        service = calendar_service(mailbox, config, resolver)
+    try:
+        if service.kind == "graph":
+            tokens = Tokens.from_json(plain)
+            tally = sync_graph(
+                db,
+                config,
+                mailbox_id,
+                service.url,
+                tokens,
+                lambda t: refreshed(
+                    db, config, vault, mailbox_id, provider, t, config.calendar.graph_scope
+                ),
+            )
+        else:
+            check_url(config, resolver, service.url)
+            if auth == "oauth2":
+                tokens = Tokens.from_json(plain)
+                if tokens.expired():
+                    tokens = refreshed(db, config, vault, mailbox_id, provider, tokens)
+                access = Access(service.url, username or email, bearer=tokens.access_token)
+            else:
+                access = Access(service.url, username or email, password=plain, verify=verify)
+            tally = sync_caldav(db, config, mailbox_id, access)
+    except MailboxError as exc:
+        if exc.needs_person:
+            needs_reconnect(db, mailbox_id, exc)
+        _note(db, mailbox_id, str(exc))
+        raise
+    return CalendarReport(mailbox_id, service.kind, tally)
+
+
+def _note(db: Database, mailbox_id: int, error: str) -> None:
+    with db.session() as session:
+        session.execute(
+            update(Calendar)
+            .where(Calendar.mailbox_id == mailbox_id)
+            .values(last_error=error[:2000])
+        )
+
+
+class CalendarRole:
+    def __init__(self, db: Database, config: Config) -> None:
+        self.db = db
+        self.config = config
+        self.last: dict[int, float] = {}  # mailbox id -> monotonic time of its last sync
+
+    async def start(self) -> None:
+        pass
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if not self.config.calendar.enabled:
+            await stop.wait()
+            return
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.pass_once)
+            except GatewayError as exc:  # the database away for a moment: next time
+                log.warning("calendar: a pass stopped: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), min(LOOK_EVERY, self.config.calendar.interval))
+
+    def pass_once(self) -> int:
+        """Sync each active mailbox whose last sync is older than the interval."""
+        with self.db.read() as session:
+            ids = list(
+                session.scalars(
+                    select(Mailbox.id).where(Mailbox.state == MailboxState.ACTIVE.value)
+                )
+            )
+        now = time.monotonic()
+        due = [i for i in ids if now - self.last.get(i, -1e18) >= self.config.calendar.interval]
+        if not due:
+            return 0
+        vault = Vault.load(self.config.secret_key_file)
+        resolver = Resolver(self.config.dns)
+        for mailbox_id in due:
+            self.last[mailbox_id] = time.monotonic()
+            try:
+                report = sync_calendars(self.db, self.config, vault, resolver, mailbox_id)
+            except GatewayError as exc:
+                log.warning("calendar: mailbox %s not synced: %s", mailbox_id, exc)
+                continue
+            if report.tally.changed or report.tally.removed:
+                log.info(
+                    "calendar: mailbox %s (%s): %s changed, %s removed, %s meetings",
+                    mailbox_id,
+                    report.service,
+                    report.tally.changed,
+                    report.tally.removed,
+                    report.tally.meetings,
+                )
+        return len(due)
+
+
+def build(ctx: RoleContext) -> CalendarRole:
+    """The `calendar` role (gateway.registry)."""
+    return CalendarRole(ctx.db, ctx.config)
