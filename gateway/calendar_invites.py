@@ -136,7 +136,7 @@ def _when(event: Any, name: str) -> tuple[datetime | None, bool, str]:
         return None, False, ""
     value = prop.dt
     tzid = str(prop.params.get("TZID", "") or "")
-    zone = _iana(tzid)
+    zone = iana_zone(tzid)
     if isinstance(value, datetime):
         if value.tzinfo is None:  # floating time: in the named zone if we know it
             value = value.replace(tzinfo=ZoneInfo(zone)) if zone else value.replace(tzinfo=UTC)
@@ -147,7 +147,7 @@ def _when(event: Any, name: str) -> tuple[datetime | None, bool, str]:
     return None, False, ""
 
 
-def _iana(tzid: str) -> str:
+def iana_zone(tzid: str) -> str:
     """An IANA zone name for a TZID (Windows names mapped; "" when unknown)."""
     if not tzid:
         return ""

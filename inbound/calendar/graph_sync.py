@@ -26,7 +26,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 from sqlalchemy import func, select
 
-from gateway.calendar_invites import Attendee, Invite
+from gateway.calendar_invites import Attendee, Invite, iana_zone
 from gateway.config import Config
 from gateway.db import Database
 from gateway.imap.connection import AUTH, PROTOCOL, THROTTLED, UNREACHABLE, MailboxError
@@ -227,9 +227,7 @@ def _resource(item: dict[str, Any]) -> Resource:
         start=_when((item.get("start") or {}).get("dateTime")),
         end=_when((item.get("end") or {}).get("dateTime")),
         all_day=bool(item.get("isAllDay")),
-        timezone=str(item.get("originalStartTimeZone") or "")[:64]
-        if "/" in str(item.get("originalStartTimeZone") or "")
-        else "",
+        timezone=iana_zone(str(item.get("originalStartTimeZone") or "")),
         location=str(location.get("displayName") or "")[:500] if isinstance(location, dict) else "",
         conference_url=str(online.get("joinUrl") or "")[:500] if isinstance(online, dict) else "",
         organizer=organizer,

@@ -13,14 +13,19 @@ import threading
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
-from tests.peers.imap_faults import FaultyImap
+
+class TakesTokens(Protocol):
+    """A server that accepts the access tokens the endpoint hands out (user -> token):
+    the in-process IMAP server, the Graph server."""
+
+    tokens: dict[str, str]
 
 
 @dataclass
 class TokenEndpoint:
-    imap: FaultyImap
+    imap: TakesTokens
     refresh_tokens: dict[str, str] = field(default_factory=dict)  # token -> user
     refuse: str | None = None  # an OAuth2 error code to answer with
     requests: list[dict[str, str]] = field(default_factory=list)
