@@ -1,10 +1,10 @@
 """The web app (FastAPI): built once per process with the database and config it serves.
 
 The REST API under /api/v1 (admin.api, contacts, accounts_api, messages_api,
-webhooks_api, explain_api) with its OpenAPI document at /api/v1/openapi.json and docs at
-/api/v1/docs; GET /metrics (admin.metrics); GET /healthz; the pages (admin.pages)
-and their /static files. Every error of the API is answered as an HTTP problem
-(admin.problems); the pages show theirs in words.
+meetings_api, webhooks_api, explain_api) with its OpenAPI document at
+/api/v1/openapi.json and docs at /api/v1/docs; GET /metrics (admin.metrics); GET
+/healthz; the pages (admin.pages) and their /static files. Every error of the API is
+answered as an HTTP problem (admin.problems); the pages show theirs in words.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from admin import (
     inbox_pages,
     mailbox_pages,
     mailboxes_api,
+    meeting_pages,
+    meetings_api,
     messages_api,
     metrics,
     pages,
@@ -93,6 +95,7 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.include_router(explain_api.router)
     app.include_router(accounts_api.router)
     app.include_router(messages_api.router)
+    app.include_router(meetings_api.router)
     app.include_router(mailboxes_api.router)
     app.include_router(domains_api.router)
     app.include_router(pages.router)
@@ -103,6 +106,7 @@ def create_app(db: Database, config: Config, queued: Callable[[], None] = lambda
     app.include_router(webhook_pages.router)
     app.include_router(dns_pages.router)
     app.include_router(contact_pages.router)
+    app.include_router(meeting_pages.router)
     app.include_router(unattached_pages.router)  # before /inbox/{id}
     app.include_router(inbox_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")

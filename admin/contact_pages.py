@@ -1,8 +1,8 @@
 """Contacts: the account's contacts with a search, and a contact's page: its
-addresses, how it came to be (imported, added, or auto-created from which message),
-its conversations, newest first, with the mail in and out of each (a member sees
-only mail their own sources saw), and "Mail with this contact missing?", which asks
-gateway.explain about a Message-ID."""
+addresses, how it came to be (imported, added, or auto-created from which message or
+meeting), its next and last meetings, its conversations, newest first, with the mail
+in and out of each (a member sees only mail their own sources saw), and "Mail with
+this contact missing?", which asks gateway.explain about a Message-ID."""
 
 from __future__ import annotations
 
@@ -14,15 +14,23 @@ from fastapi.responses import Response
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from admin.meeting_pages import rows
 from admin.page_kit import Visit, config_of, db_of, minutes, page, visit
 from gateway.explain import explain
+from gateway.meeting_queries import MeetingFilter, meetings_by_time
 from gateway.message_queries import Reader, conversation_messages, conversation_page
-from gateway.models import Contact, ContactEmail
+from gateway.models import Contact, ContactEmail, Meeting, utcnow
 
 router = APIRouter(include_in_schema=False)
 PAGE = 50
 CONVERSATIONS = 20
-SOURCES = {"manual": "added by hand", "import": "imported", "auto": "created from mail"}
+SOURCES = {
+    "manual": "added by hand",
+    "import": "imported",
+    "auto": "created from mail",
+    "meeting": "created from a meeting",
+}
+MEETINGS = 5  # upcoming and past meetings on a contact's page
 
 
 @router.get("/contacts")
@@ -98,8 +106,11 @@ async def contact(contact_id: int, request: Request, message_id: str = "") -> Re
                 "emails": emails,
                 "source": SOURCES.get(found.source, found.source),
                 "source_message_id": found.source_message_id,
+                "source_meeting": _meeting_name(session, found.source_meeting_id),
                 "created": found.created_at.isoformat()[:10],
                 "timeline": _timeline(session, reader, found.id),
+                "upcoming": _meetings(session, reader, found.id, upcoming=True),
+                "past": _meetings(session, reader, found.id, upcoming=False),
                 "why": None,
             }
             if message_id and all(c.isprintable() for c in message_id):
@@ -121,6 +132,27 @@ async def contact(contact_id: int, request: Request, message_id: str = "") -> Re
     if card is None:
         return await page(request, here, "not_found.html", 404, what="contact")
     return await page(request, here, "contact.html", contact=card, message_id=message_id)
+
+
+def _meetings(
+    session: Session, reader: Reader, contact_id: int, *, upcoming: bool
+) -> list[dict[str, Any]]:
+    found = meetings_by_time(
+        session,
+        reader,
+        MeetingFilter(contact_id=contact_id),
+        upcoming=upcoming,
+        now=utcnow(),
+        limit=MEETINGS,
+    )
+    return rows(session, reader.account_id, found)
+
+
+def _meeting_name(session: Session, meeting_id: int | None) -> str:
+    if meeting_id is None:
+        return ""
+    meeting = session.get(Meeting, meeting_id)
+    return meeting.summary or "a meeting" if meeting is not None else ""
 
 
 def _timeline(session: Session, reader: Reader, contact_id: int) -> list[dict[str, Any]]:

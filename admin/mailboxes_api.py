@@ -123,6 +123,14 @@ class FolderStatus(BaseModel):
     audited_at: str | None
 
 
+class CalendarStatus(BaseModel):
+    name: str
+    kind: str = Field(description="caldav or graph")
+    events: int = Field(description="events of the synced window it holds")
+    synced_at: str | None
+    last_error: str | None
+
+
 class SyncStatus(BaseModel):
     mailbox_id: int
     email: str
@@ -143,6 +151,7 @@ class SyncStatus(BaseModel):
     fetched: int
     missing: int = Field(description="the last audit's messages involving a contact not stored")
     estimate_seconds: int | None = Field(description="time left of the initial sync")
+    calendars: list[CalendarStatus] = Field(description="its calendars (the calendar role)")
 
 
 class SyncRequested(BaseModel):

@@ -45,6 +45,7 @@ HEADERS = {
 NAVIGATION = (
     ("/inbox", "Inbox", False),
     ("/contacts", "Contacts", False),
+    ("/meetings", "Meetings", False),
     ("/mailboxes", "Mailboxes", False),
     ("/settings", "Email settings", False),
     ("/users", "Users", True),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     BigInteger,
@@ -19,6 +20,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.models.base import Base, IdType, UtcDateTime, utcnow
+
+if TYPE_CHECKING:
+    from gateway.models.meetings import Calendar
 
 
 class SyncMode(enum.StrEnum):
@@ -79,6 +83,9 @@ class Mailbox(Base):
 
     folders: Mapped[list[MailboxFolder]] = relationship(
         back_populates="mailbox", cascade="all, delete-orphan", order_by="MailboxFolder.id"
+    )
+    calendars: Mapped[list[Calendar]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="Calendar.id"
     )
 
 

@@ -64,7 +64,6 @@ def client_of(access: Access, config: Config) -> Any:
         headers=headers,
         timeout=int(config.calendar.timeout),
         ssl_verify_cert=access.verify,
-        enable_rfc6764=False,  # the gateway discovers, with its own resolver (where.py)
     )
 
 
@@ -100,20 +99,17 @@ def _sync_one(
     start, end = window(config)
     if use_sync_token and token:
         try:
-            result = remote.get_objects_by_sync_token(
-                token, load_objects=False, disable_fallback=True
-            )
-        except caldav_error.AuthorizationError as exc:
-            if "valid-sync-token" not in str(exc).lower():
+            result = _changes(remote, token)
+        except (caldav_error.AuthorizationError, caldav_error.ReportError) as exc:
+            if "sync-token" not in str(exc).lower() and "sync_token" not in str(exc).lower():
                 raise
             result = None  # the server forgot the token: a first sync again
-        except caldav_error.ReportError:
-            result = None
         if result is not None:
             known = writer.etags()
-            changed = [_href(o.url) for o in result if known.get(_href(o.url)) != _etag(o)]
+            listed = {_href(o.url): _etag(o) for o in result}
+            changed = {h: e for h, e in listed.items() if e and known.get(h) != e}
             writer.put(_fetched(remote, changed, start, end, known))
-            writer.remove(_href(u) for u in result.deleted_urls)
+            writer.remove(h for h, e in listed.items() if not e)  # 404: deleted
             _save(db, calendar_id, writer, sync_token=str(result.sync_token))
             return writer.tally
     if not use_sync_token and ctag:
@@ -123,7 +119,7 @@ def _sync_one(
             return writer.tally
         etags = _listed_etags(remote)
         known = writer.etags()
-        changed = [href for href, etag in etags.items() if known.get(href) != etag]
+        changed = {href: etag for href, etag in etags.items() if known.get(href) != etag}
         writer.put(_fetched(remote, changed, start, end, known))
         writer.remove(href for href in known if href not in etags)
         _save(db, calendar_id, writer, ctag=now)
@@ -132,20 +128,17 @@ def _sync_one(
     token = ""
     if use_sync_token:
         try:
-            token = str(
-                remote.get_objects_by_sync_token(
-                    None, load_objects=False, disable_fallback=True
-                ).sync_token
-                or ""
-            )
-        except (caldav_error.ReportError, caldav_error.DAVError) as exc:
-            if isinstance(exc, caldav_error.AuthorizationError) and "sync" not in str(exc).lower():
-                raise
-            token = ""
+            token = str(_changes(remote, None).sync_token or "")
+        except caldav_error.AuthorizationError:
+            raise
+        except caldav_error.DAVError:
+            token = ""  # no sync-collection here: the ctag and ETags are followed
     ctag_now = _ctag(remote) if not token else ""
     seen: set[str] = set()
     for page_start, page_end in pages(start, end, config.calendar.page_days):
-        found = remote.search(start=page_start, end=page_end, event=True, expand=False)
+        found = remote.search(
+            start=page_start, end=page_end, event=True, expand=False, props=[dav.GetEtag()]
+        )
         resources = []
         for obj in found:
             href = _href(obj.url)
@@ -186,21 +179,24 @@ def in_window(invites: Sequence[Invite], start: datetime, end: datetime) -> bool
 
 
 def _fetched(
-    remote: Any, hrefs: Sequence[str], start: datetime, end: datetime, known: dict[str, str]
+    remote: Any, etags: dict[str, str], start: datetime, end: datetime, known: dict[str, str]
 ) -> Iterator[Resource]:
-    """The changed resources, fetched MULTIGET at a time; outside the window only those
-    already synced (an event moved out of it is still followed)."""
+    """The changed resources (href -> their listed ETag), fetched MULTIGET at a time;
+    outside the window only those already synced (an event moved out is followed)."""
+    hrefs = list(etags)
     for at in range(0, len(hrefs), MULTIGET):
         urls = [remote.url.join(href) for href in hrefs[at : at + MULTIGET]]
         for obj in remote.multiget(urls):
-            resource = _resource(_href(obj.url), _etag(obj), obj.data)
-            if resource.href in known or in_window(resource.invites, start, end):
+            href = _href(obj.url)
+            resource = _resource(href, etags.get(href, ""), obj.data)
+            if href in known or in_window(resource.invites, start, end):
                 yield resource
 
 
 def _changes(remote: Any, token: str | None) -> Any:
-    """sync-collection: every href with its ETag since `token` (all of them for None)."""
-    return remote.get_objects_by_sync_token(token, load_objects=False, disable_fallback=True)
+    """sync-collection: every href with its ETag since `token` (all of them for None);
+    a deleted one comes without an ETag (its status is 404)."""
+    return remote.objects_by_sync_token(token, load_objects=False)
 
 
 def _resource(href: str, etag: str, data: Any) -> Resource:

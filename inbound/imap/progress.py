@@ -41,6 +41,16 @@ def sync_status(mailbox: Mailbox, now: datetime | None = None) -> dict[str, Any]
         "fetched": sum(f["fetched"] for f in folders),
         "missing": sum(f["missing"] for f in folders),
         "estimate_seconds": _estimate(mailbox, now),
+        "calendars": [
+            {
+                "name": c.name or "Calendar",
+                "kind": c.kind,
+                "events": c.events,
+                "synced_at": c.synced_at.isoformat() if c.synced_at else None,
+                "last_error": c.last_error,
+            }
+            for c in mailbox.calendars
+        ],
     }
     return status
 

@@ -30,12 +30,16 @@ from gateway.accounts import set_password
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.db import Database
+from gateway.directory import AccountDirectory
+from gateway.mail_invites import invites_in
+from gateway.meetings import Origin, apply_invite
 from gateway.models import Account, Message
 from gateway.vault import Vault
 from outbound.sending_domains import add_domain
 from tests.helpers.browser import WIDTHS, artifacts, axe_problems, chromium, overflows
 from tests.helpers.mail import make_message
 from tests.helpers.serve import start
+from tests.peers import invites
 from tests.peers.dns import ZoneServer
 from tests.peers.dovecot import Dovecot
 from tests.peers.imap_faults import FaultyImap
@@ -304,6 +308,10 @@ def test_main_pages_at_phone_and_desktop_widths(world: dict[str, Any]) -> None:
     with world["db"].session() as session:  # a sending domain, for its DNS page
         account = session.query(Account).one()
         add_domain(session, Vault.load(config.secret_key_file), account, "acme.example")
+        # A meeting with a contact and a room, for the Meetings page.
+        directory = AccountDirectory.load(session, account, config)
+        for invite in invites_in(invites.google()).invites:
+            apply_invite(session, config, directory, invite, Origin("mail"))
     with chromium() as browser:
         setup = browser.new_context()
         sign_in(setup.new_page(), url, "root@acme.com", world["one_time"], new=PASSWORD)
@@ -320,6 +328,7 @@ def test_main_pages_at_phone_and_desktop_widths(world: dict[str, Any]) -> None:
                 "/inbox",
                 "/inbox/unattached",
                 "/contacts",
+                "/meetings",
                 "/mailboxes",
                 "/mailboxes/connect",
                 "/mailboxes/connect/other",

@@ -1,0 +1,120 @@
+"""The Meetings page: upcoming meetings soonest first and past ones latest first, for
+everyone or one contact; each with when, what, who (contacts linked), where and the
+link to join. A member sees the meetings of their own mail and calendars, and those
+they are invited to (gateway.meeting_queries)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from admin.page_kit import Visit, db_of, minutes, page, visit
+from gateway.meeting_queries import MeetingFilter, contacts_of, meetings_by_time
+from gateway.message_queries import Reader
+from gateway.models import Contact, Meeting, utcnow
+
+router = APIRouter(include_in_schema=False)
+PAGE = 50
+MAX_ID = 2**63 - 1
+SOURCES = {"mail": "from an invitation", "caldav": "from a calendar", "graph": "from a calendar"}
+ANSWERS = {
+    "ACCEPTED": "accepted",
+    "DECLINED": "declined",
+    "TENTATIVE": "maybe",
+    "NEEDS-ACTION": "no answer yet",
+    "DELEGATED": "delegated",
+}
+
+
+@router.get("/meetings")
+async def meetings(request: Request, contact: int = 0) -> Response:
+    here = await visit(request)
+    if not isinstance(here, Visit):
+        return here
+    reader = Reader(here.principal.account_id, here.principal.user_id)
+    contact_id = contact if 0 < contact <= MAX_ID else None
+
+    def work() -> dict[str, Any] | None:
+        with db_of(request).read() as session:
+            chosen = None
+            if contact_id is not None:
+                chosen = session.scalar(
+                    select(Contact)
+                    .where(Contact.id == contact_id, Contact.account_id == reader.account_id)
+                    .options(selectinload(Contact.emails))
+                )
+                if chosen is None:
+                    return None
+            given = MeetingFilter(contact_id=contact_id)
+            now = utcnow()
+            upcoming = meetings_by_time(session, reader, given, upcoming=True, now=now, limit=PAGE)
+            past = meetings_by_time(session, reader, given, upcoming=False, now=now, limit=PAGE)
+            return {
+                "upcoming": rows(session, reader.account_id, upcoming),
+                "past": rows(session, reader.account_id, past),
+                "contact": (
+                    {"id": chosen.id, "name": chosen.name or chosen.emails[0].display}
+                    if chosen is not None
+                    else None
+                ),
+            }
+
+    found = await asyncio.to_thread(work)
+    if found is None:
+        return await page(request, here, "not_found.html", 404, what="contact")
+    return await page(request, here, "meetings.html", **found)
+
+
+def rows(session: Session, account_id: int, meetings: Any) -> list[dict[str, Any]]:
+    """Meetings as the pages list them (the Meetings page, a contact's timeline)."""
+    meetings = list(meetings)
+    contacts = contacts_of(session, account_id, meetings)
+    names = _contact_names(session, [cid for found in contacts.values() for cid, _ in found])
+    return [_row(m, contacts.get(m.id, []), names) for m in meetings]
+
+
+def _row(
+    meeting: Meeting, contacts: list[tuple[int, str]], names: dict[int, str]
+) -> dict[str, Any]:
+    people = [a for a in meeting.attendees if not a.resource]
+    return {
+        "id": meeting.id,
+        "summary": meeting.summary or "(no title)",
+        "when": minutes(meeting.start_at, "time not known"),
+        "until": minutes(meeting.end_at)[11:] if meeting.end_at else "",
+        "all_day": meeting.all_day,
+        "zone": meeting.timezone,
+        "repeats": bool(meeting.rrule),
+        "cancelled": meeting.status == "cancelled",
+        "location": meeting.location,
+        "join": meeting.conference_url,
+        "organizer": meeting.organizer,
+        "people": [
+            {"email": a.address, "answer": ANSWERS.get(a.status, a.status.lower())}
+            for a in people
+            if not a.organizer
+        ],
+        "rooms": [a.name or a.address for a in meeting.attendees if a.resource],
+        "contacts": [
+            {"id": cid, "name": names.get(cid) or email} for cid, email in dict(contacts).items()
+        ],
+        "source": {
+            "mail": "from an invitation",
+            "caldav": "from a calendar",
+            "graph": "from a calendar",
+        }.get(meeting.source, meeting.source),
+    }
+
+
+def _contact_names(session: Session, ids: list[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    found = session.execute(
+        select(Contact.id, Contact.name).where(Contact.id.in_(sorted(set(ids))))
+    )
+    return {int(cid): str(name) for cid, name in found}

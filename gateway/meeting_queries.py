@@ -1,0 +1,120 @@
+"""Reading meetings as the API and the pages show them, for one reader.
+
+An admin (user_id None) sees the account's meetings; a member sees those that came
+from their own mail or calendars, and those they are invited to by one of their
+addresses. A contact's meetings are those where one of its addresses is the
+organizer or an attendee.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from gateway.message_queries import Reader
+from gateway.models import ContactEmail, Meeting, MeetingAttendee, UserAddress
+
+
+@dataclass(frozen=True)
+class MeetingFilter:
+    contact_id: int | None = None
+    since: datetime | None = None  # starts at or after
+    until: datetime | None = None  # starts before
+    status: str | None = None  # confirmed | cancelled
+
+
+def visible(reader: Reader) -> Any:
+    """The condition on Meeting for what `reader` may see."""
+    mine = Meeting.account_id == reader.account_id
+    if reader.user_id is None:
+        return mine
+    invited = exists().where(
+        MeetingAttendee.meeting_id == Meeting.id,
+        MeetingAttendee.address.in_(
+            select(UserAddress.address).where(UserAddress.user_id == reader.user_id)
+        ),
+    )
+    return and_(mine, or_(Meeting.owner_user_id == reader.user_id, invited))
+
+
+def with_contact(contact_id: int) -> Any:
+    """The condition on Meeting: the contact is its organizer or an attendee."""
+    return exists().where(
+        MeetingAttendee.meeting_id == Meeting.id,
+        MeetingAttendee.address.in_(
+            select(ContactEmail.address).where(ContactEmail.contact_id == contact_id)
+        ),
+    )
+
+
+def _filtered(reader: Reader, given: MeetingFilter) -> Select[Any]:
+    query = select(Meeting).where(visible(reader))
+    if given.contact_id is not None:
+        query = query.where(with_contact(given.contact_id))
+    if given.since is not None:
+        query = query.where(Meeting.start_at >= given.since)
+    if given.until is not None:
+        query = query.where(Meeting.start_at < given.until)
+    if given.status is not None:
+        query = query.where(Meeting.status == given.status)
+    return query.options(selectinload(Meeting.attendees))
+
+
+def meeting_page(
+    session: Session, reader: Reader, given: MeetingFilter, after: int, limit: int
+) -> Sequence[Meeting]:
+    """Meetings by id (the order in which they were learnt), after id `after`."""
+    query = _filtered(reader, given).where(Meeting.id > after).order_by(Meeting.id).limit(limit)
+    return session.scalars(query).all()
+
+
+def meetings_by_time(
+    session: Session,
+    reader: Reader,
+    given: MeetingFilter,
+    *,
+    upcoming: bool,
+    now: datetime,
+    limit: int,
+) -> Sequence[Meeting]:
+    """Upcoming meetings soonest first, or past ones latest first (for the pages)."""
+    query = _filtered(reader, given)
+    if upcoming:
+        query = query.where(or_(Meeting.end_at >= now, Meeting.start_at >= now))
+        query = query.order_by(Meeting.start_at, Meeting.id)
+    else:
+        query = query.where(
+            Meeting.start_at < now, or_(Meeting.end_at.is_(None), Meeting.end_at < now)
+        )
+        query = query.order_by(Meeting.start_at.desc(), Meeting.id.desc())
+    return session.scalars(query.limit(limit)).all()
+
+
+def visible_meeting(session: Session, reader: Reader, meeting_id: int) -> Meeting | None:
+    query = select(Meeting).where(Meeting.id == meeting_id, visible(reader))
+    return session.scalar(query.options(selectinload(Meeting.attendees)))
+
+
+def contacts_of(
+    session: Session, account_id: int, meetings: Sequence[Meeting]
+) -> dict[int, list[tuple[int, str]]]:
+    """meeting id -> [(contact id, address)] of the contacts among its people."""
+    addresses = {a.address for m in meetings for a in m.attendees}
+    if not addresses:
+        return {}
+    rows = session.execute(
+        select(ContactEmail.address, ContactEmail.contact_id).where(
+            ContactEmail.account_id == account_id,
+            ContactEmail.address.in_(sorted(addresses)),
+        )
+    )
+    found = {str(address): int(contact_id) for address, contact_id in rows}
+    return {
+        m.id: [(found[a.address], a.address) for a in m.attendees if a.address in found]
+        for m in meetings
+    }
