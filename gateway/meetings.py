@@ -62,11 +62,16 @@ def apply_invite(
     directory: AccountDirectory,
     invite: Invite,
     origin: Origin,
+    known: dict[tuple[str, str], Meeting] | None = None,
 ) -> Applied | None:
-    """Apply `invite` to the store; None when it is not an invitation (PUBLISH)."""
+    """Apply `invite` to the store; None when it is not an invitation (PUBLISH).
+    `known`: the meetings of a batch already read (find_many), none other exists."""
     if not origin.snapshot and invite.method not in ("REQUEST", "ADD", "REPLY", "CANCEL"):
         return None
-    meeting = find(session, directory.account_id, invite.uid, invite.recurrence_id or "")
+    if known is not None:
+        meeting = known.get(invite.key)
+    else:
+        meeting = find(session, directory.account_id, invite.uid, invite.recurrence_id or "")
     was_cancelled = meeting is not None and meeting.status == MeetingStatus.CANCELLED.value
     created = meeting is None
     if meeting is None:
@@ -154,6 +159,19 @@ def find(session: Session, account_id: int, uid: str, recurrence_id: str) -> Mee
         )
         .options(selectinload(Meeting.attendees))
     )
+
+
+def find_many(session: Session, account_id: int, uids: list[str]) -> dict[tuple[str, str], Meeting]:
+    """The meetings of these UIDs (every occurrence), by (UID, RECURRENCE-ID)."""
+    found: dict[tuple[str, str], Meeting] = {}
+    for at in range(0, len(uids), 500):
+        rows = session.scalars(
+            select(Meeting)
+            .where(Meeting.account_id == account_id, Meeting.uid.in_(uids[at : at + 500]))
+            .options(selectinload(Meeting.attendees))
+        )
+        found.update({(m.uid, m.recurrence_id): m for m in rows})
+    return found
 
 
 def describe(meeting: Meeting) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from caldav.davclient import DAVClient
 from caldav.elements import dav
 from caldav.elements.base import ValuedBaseElement
 from caldav.lib import error as caldav_error
+from requests.auth import HTTPBasicAuth
 from sqlalchemy import func, select
 
 from gateway.calendar_invites import Invite, parse
@@ -56,11 +57,13 @@ class Access:
 
 
 def client_of(access: Access, config: Config) -> Any:
+    """A CalDAV client that signs in on its first request (Basic, or the OAuth2 bearer
+    token): waiting for a 401 first costs a round trip, and a server's delay after a
+    refused sign-in on every sync."""
     headers = {"Authorization": f"Bearer {access.bearer}"} if access.bearer else {}
     return DAVClient(
         url=access.url,
-        username=None if access.bearer else access.username,
-        password=None if access.bearer else access.password,
+        auth=None if access.bearer else HTTPBasicAuth(access.username, access.password),
         headers=headers,
         timeout=int(config.calendar.timeout),
         ssl_verify_cert=access.verify,

@@ -21,7 +21,7 @@ from gateway.calendar_invites import Invite
 from gateway.config import Config
 from gateway.db import Database
 from gateway.directory import AccountDirectory
-from gateway.meetings import Origin, apply_invite, cancel_meetings
+from gateway.meetings import Origin, apply_invite, cancel_meetings, find_many
 from gateway.models import Calendar, CalendarEntry, Mailbox, Meeting
 
 log = logging.getLogger(__name__)
@@ -74,39 +74,62 @@ class CalendarWriter:
         origin = Origin(self.source, user_id=self.user_id, snapshot=True)
         with self.db.session() as session:
             directory = AccountDirectory.load_by_id(session, self.account_id, self.config)
-            hrefs = [r.href for r in resources]
-            known = {
-                e.href: e
-                for e in session.scalars(
-                    select(CalendarEntry).where(
-                        CalendarEntry.calendar_id == self.calendar_id,
-                        CalendarEntry.href.in_(hrefs),
-                    )
+            try:
+                with session.begin_nested():  # the page at once, as a rule
+                    self._apply(session, directory, resources, origin, one_by_one=False)
+            except Exception:
+                log.exception("calendar %s: a page failed; one event at a time", self.calendar_id)
+                self._apply(session, directory, resources, origin, one_by_one=True)
+
+    def _apply(
+        self,
+        session: Session,
+        directory: AccountDirectory,
+        resources: list[Resource],
+        origin: Origin,
+        one_by_one: bool,
+    ) -> None:
+        known_entries = {
+            e.href: e
+            for e in session.scalars(
+                select(CalendarEntry).where(
+                    CalendarEntry.calendar_id == self.calendar_id,
+                    CalendarEntry.href.in_([r.href for r in resources]),
                 )
-            }
-            for resource in resources:
-                entry = known.get(resource.href)
-                if entry is None:
-                    entry = CalendarEntry(
-                        calendar_id=self.calendar_id,
-                        account_id=self.account_id,
-                        href=resource.href,
+            )
+        }
+        uids = sorted({i.uid for r in resources for i in r.invites})
+        meetings = find_many(session, self.account_id, uids)
+        changed = meetings_changed = 0
+        for resource in resources:  # the tally counts only when the whole page is written
+            entry = known_entries.get(resource.href)
+            if entry is None:
+                entry = CalendarEntry(
+                    calendar_id=self.calendar_id, account_id=self.account_id, href=resource.href
+                )
+                session.add(entry)
+                known_entries[resource.href] = entry
+            entry.etag = resource.etag[:200]
+            entry.uid = resource.invites[0].uid
+            for invite in resource.invites:
+                if not one_by_one:
+                    applied = apply_invite(
+                        session, self.config, directory, invite, origin, meetings
                     )
-                    session.add(entry)
-                entry.etag = resource.etag[:200]
-                entry.uid = resource.invites[0].uid
-                for invite in resource.invites:
+                else:
                     try:
                         with session.begin_nested():
                             applied = apply_invite(session, self.config, directory, invite, origin)
                     except Exception:
-                        log.exception(
-                            "calendar %s: event %s not applied", self.calendar_id, invite.uid
-                        )
+                        log.exception("calendar %s: %s not applied", self.calendar_id, invite.uid)
                         continue
-                    if applied is not None and applied.change:
-                        self.tally.meetings += 1
-                self.tally.changed += 1
+                if applied is not None and applied.change:
+                    meetings_changed += 1
+                    if applied.change == "created" and not one_by_one:
+                        meetings[invite.key] = session.get_one(Meeting, applied.meeting_id)
+            changed += 1
+        self.tally.changed += changed
+        self.tally.meetings += meetings_changed
 
     def remove(self, hrefs: Iterable[str]) -> None:
         """Resources gone from the calendar: their entries, and meetings no one holds."""

@@ -28,6 +28,7 @@ from tests.helpers.browser_session import Person
 from tests.helpers.mail import make_message
 from tests.helpers.pipeline import contact, push
 from tests.helpers.web import ApiClient, running_web
+from tests.peers import tnef
 
 # A body each changing operation accepts, so that only who asks decides the answer.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -74,6 +75,12 @@ def acme(db: Database, config: Config, account_id: int) -> Iterator[Acme]:
         make_message(from_="carol@client.com", to="ann@acme.com", subject="Ann's only"),
         user="ann@acme.com",
     )
+    anns_meeting = push(  # a meeting in Ann's mail that does not invite bob
+        db,
+        config,
+        tnef.outlook_tnef_only(tnef.meeting_tnef(attendees=[("Ann", "ann@acme.com", 1)])),
+        user="ann@acme.com",
+    ).meeting_ids[0]
     vault = Vault.load(config.secret_key_file)
     with db.session() as session:
         set_password(session, config, "bob@acme.com", "bob's own long password")
@@ -99,6 +106,7 @@ def acme(db: Database, config: Config, account_id: int) -> Iterator[Acme]:
             "mailbox_id": box.id,
             "user_id": ann.id,
             "endpoint_id": endpoint.id,
+            "meeting_id": anns_meeting,
         }
         other = create_account(session, "other")
         add_user(session, config, other, "olga@other.test", "Olga")
@@ -197,4 +205,5 @@ def test_a_member_reaches_only_their_own(acme: Acme) -> None:
     assert bob.api("GET", "/messages").json()["data"] == []
     assert bob.api("GET", "/mailboxes").json()["data"] == []
     assert bob.api("GET", "/conversations").json()["data"] == []
+    assert bob.api("GET", "/meetings").json()["data"] == []
     assert bob.api("GET", "/events").status_code == 403

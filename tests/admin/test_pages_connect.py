@@ -314,7 +314,10 @@ def test_oauth_sign_in_with_pkce_stores_the_tokens_encrypted_and_starts_the_sync
     asked = site.auth.authorize_requests[-1]
     assert asked["code_challenge_method"] == "S256" and asked["login_hint"] == "bob@acme.com"
     assert asked["access_type"] == "offline" and asked["prompt"] == "consent"
-    assert asked["scope"] == "https://mail.google.com/ openid email"
+    # IMAP and SMTP, the calendars (CalDAV), and the address.
+    assert asked["scope"] == (
+        "https://mail.google.com/ https://www.googleapis.com/auth/calendar.readonly openid email"
+    )
     (token_call,) = site.auth.token_requests
     assert len(token_call["code_verifier"]) >= 43  # RFC 7636: the verifier went only here
     assert token_call["code_verifier"] not in json.dumps(asked)
@@ -408,6 +411,8 @@ def test_outlook_signs_in_with_microsofts_endpoints_and_scopes(site: Site) -> No
         assert asked["tenant"] == ["consumers"] and asked["prompt"] == ["select_account"]
         assert "offline_access" in asked["scope"][0].split()
         assert "https://outlook.office.com/IMAP.AccessAsUser.All" in asked["scope"][0].split()
+        # Graph's calendar scope is consented to with the rest, asked for apart later.
+        assert asked["scope"][0].split()[-1] == "https://graph.microsoft.com/Calendars.Read"
         back = consent(site, start.headers["location"], "allow")
         came_back = bob.get(back.removeprefix(url))
         assert came_back.headers.get("location") == "/mailboxes?done=connected", came_back.text
