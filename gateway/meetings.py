@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from gateway import events
@@ -31,7 +31,7 @@ from gateway.config import Config
 from gateway.contacts import create_contact
 from gateway.directory import AccountDirectory
 from gateway.matching import match_contacts
-from gateway.models import Meeting, MeetingAttendee, MeetingStatus, utcnow
+from gateway.models import Event, Meeting, MeetingAttendee, MeetingStatus, utcnow
 
 log = logging.getLogger(__name__)
 _EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -161,6 +161,102 @@ def find(session: Session, account_id: int, uid: str, recurrence_id: str) -> Mee
     )
 
 
+def create_meetings(
+    session: Session,
+    config: Config,
+    directory: AccountDirectory,
+    invites: list[Invite],
+    origin: Origin,
+) -> list[Applied]:
+    """Meetings none of which exists yet, written at once (a calendar's first sync):
+    one INSERT ... RETURNING for the meetings, one for their attendees, one for their
+    meeting.created events. Contacts are linked, not created: with auto-create on,
+    callers apply_invite() one by one."""
+    if not invites:
+        return []
+    case = config.addresses.local_part_case
+    now = utcnow()
+    made = []
+    for invite in invites:
+        meeting = Meeting(
+            account_id=directory.account_id,
+            owner_user_id=origin.user_id,
+            uid=invite.uid,
+            recurrence_id=invite.recurrence_id or "",
+            sequence=invite.sequence,
+            dtstamp=invite.dtstamp,
+            from_reply=False,
+            organizer="",
+            status=(MeetingStatus.CANCELLED if invite.cancelled else MeetingStatus.CONFIRMED).value,
+            source=origin.source,
+            message_id=origin.message_id,
+            created_at=now,
+            updated_at=now,
+        )
+        _details(meeting, invite, case)
+        made.append(meeting)
+    columns = [c.key for c in Meeting.__table__.columns if c.key != "id"]
+    rows = [{name: getattr(m, name) for name in columns} for m in made]
+    ids = session.execute(
+        insert(Meeting).returning(Meeting.id, sort_by_parameter_order=True), rows
+    ).scalars()
+    people: list[dict[str, Any]] = []
+    for meeting, meeting_id, invite in zip(made, ids, invites, strict=True):
+        meeting.id = meeting_id
+        organizer = normalize(invite.organizer.email, case) if invite.organizer else None
+        for key, person in _people(invite, case).items():
+            people.append(
+                {
+                    "meeting_id": meeting_id,
+                    "account_id": directory.account_id,
+                    "address": key,
+                    "name": person.name,
+                    "organizer": key == organizer,
+                    "status": person.status,
+                    "role": person.role,
+                    "resource": person.resource,
+                    "status_at": None,
+                }
+            )
+    if people:
+        session.execute(insert(MeetingAttendee), people)
+    matched = match_contacts(
+        session,
+        directory.account_id,
+        {
+            p["address"]
+            for p in people
+            if not p["resource"] and directory.can_be_contact(p["address"])
+        },
+    )
+    by_meeting: dict[int, list[dict[str, Any]]] = {}
+    for row in people:
+        by_meeting.setdefault(row["meeting_id"], []).append(row)
+    out, announced = [], []
+    for meeting in made:
+        mine = sorted(by_meeting.get(meeting.id, []), key=lambda p: str(p["address"]))
+        contact_ids = sorted({matched[p["address"]] for p in mine if p["address"] in matched})
+        payload = describe(meeting, mine)
+        payload.update(
+            contact_ids=contact_ids,
+            auto_created_contact_ids=[],
+            source=origin.source,
+            message_id=origin.message_id,
+            method="REQUEST",
+        )
+        announced.append(
+            {
+                "account_id": directory.account_id,
+                "kind": events.MEETING_CREATED,
+                "payload": payload,
+                "created_at": now,
+            }
+        )
+        out.append(Applied(meeting.id, "created", tuple(contact_ids)))
+    session.execute(insert(Event), announced)
+    return out
+
+
 def find_many(session: Session, account_id: int, uids: list[str]) -> dict[tuple[str, str], Meeting]:
     """The meetings of these UIDs (every occurrence), by (UID, RECURRENCE-ID)."""
     found: dict[tuple[str, str], Meeting] = {}
@@ -174,8 +270,24 @@ def find_many(session: Session, account_id: int, uids: list[str]) -> dict[tuple[
     return found
 
 
-def describe(meeting: Meeting) -> dict[str, Any]:
-    """The meeting as the API and the webhooks show it."""
+def describe(meeting: Meeting, attendees: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The meeting as the API and the webhooks show it (`attendees` as rows, for a
+    meeting written by create_meetings)."""
+    people = (
+        attendees
+        if attendees is not None
+        else [
+            {
+                "address": a.address,
+                "name": a.name,
+                "status": a.status,
+                "role": a.role,
+                "organizer": a.organizer,
+                "resource": a.resource,
+            }
+            for a in meeting.attendees
+        ]
+    )
     return {
         "meeting_id": meeting.id,
         "uid": meeting.uid,
@@ -193,14 +305,14 @@ def describe(meeting: Meeting) -> dict[str, Any]:
         "sequence": meeting.sequence,
         "attendees": [
             {
-                "email": a.address,
-                "name": a.name,
-                "status": a.status,
-                "role": a.role,
-                "organizer": a.organizer,
-                "resource": a.resource,
+                "email": p["address"],
+                "name": p["name"],
+                "status": p["status"],
+                "role": p["role"],
+                "organizer": p["organizer"],
+                "resource": p["resource"],
             }
-            for a in meeting.attendees
+            for p in people
         ],
     }
 

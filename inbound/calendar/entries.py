@@ -21,7 +21,13 @@ from gateway.calendar_invites import Invite
 from gateway.config import Config
 from gateway.db import Database
 from gateway.directory import AccountDirectory
-from gateway.meetings import Origin, apply_invite, cancel_meetings, find_many
+from gateway.meetings import (
+    Origin,
+    apply_invite,
+    cancel_meetings,
+    create_meetings,
+    find_many,
+)
 from gateway.models import Calendar, CalendarEntry, Mailbox, Meeting
 
 log = logging.getLogger(__name__)
@@ -101,6 +107,7 @@ class CalendarWriter:
         uids = sorted({i.uid for r in resources for i in r.invites})
         meetings = find_many(session, self.account_id, uids)
         changed = meetings_changed = 0
+        fresh: dict[tuple[str, str], Invite] = {}  # none of these exists yet: at once
         for resource in resources:  # the tally counts only when the whole page is written
             entry = known_entries.get(resource.href)
             if entry is None:
@@ -112,22 +119,28 @@ class CalendarWriter:
             entry.etag = resource.etag[:200]
             entry.uid = resource.invites[0].uid
             for invite in resource.invites:
-                if not one_by_one:
-                    applied = apply_invite(
-                        session, self.config, directory, invite, origin, meetings
-                    )
-                else:
+                if one_by_one:
                     try:
                         with session.begin_nested():
                             applied = apply_invite(session, self.config, directory, invite, origin)
                     except Exception:
                         log.exception("calendar %s: %s not applied", self.calendar_id, invite.uid)
                         continue
+                elif invite.key not in meetings and not directory.auto_create:
+                    if invite.key not in fresh or invite.version >= fresh[invite.key].version:
+                        fresh[invite.key] = invite
+                    continue
+                else:
+                    applied = apply_invite(
+                        session, self.config, directory, invite, origin, meetings
+                    )
                 if applied is not None and applied.change:
                     meetings_changed += 1
                     if applied.change == "created" and not one_by_one:
                         meetings[invite.key] = session.get_one(Meeting, applied.meeting_id)
             changed += 1
+        made = create_meetings(session, self.config, directory, list(fresh.values()), origin)
+        meetings_changed += len(made)
         self.tally.changed += changed
         self.tally.meetings += meetings_changed
 

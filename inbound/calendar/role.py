@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from gateway.config import Config
 from gateway.db import Database
 from gateway.errors import GatewayError
-from gateway.imap.connection import MailboxError
+from gateway.imap.connection import AUTH, MailboxError
 from gateway.imap.session import refreshed
 from gateway.models import Calendar, Mailbox, MailboxState
 from gateway.oauth2 import Tokens
@@ -70,19 +70,40 @@ def sync_calendars(
         else:
             check_url(config, resolver, service.url)
             if auth == "oauth2":
-                tokens = Tokens.from_json(plain)
-                if tokens.expired():
-                    tokens = refreshed(db, config, vault, mailbox_id, provider, tokens)
-                access = Access(service.url, username or email, bearer=tokens.access_token)
+                tally = _caldav_with_token(
+                    db, config, vault, mailbox_id, provider, service.url, Tokens.from_json(plain)
+                )
             else:
                 access = Access(service.url, username or email, password=plain, verify=verify)
-            tally = sync_caldav(db, config, mailbox_id, access)
+                tally = sync_caldav(db, config, mailbox_id, access)
     except MailboxError as exc:
         if exc.needs_person:
             needs_reconnect(db, mailbox_id, exc)
         _note(db, mailbox_id, str(exc))
         raise
     return CalendarReport(mailbox_id, service.kind, tally)
+
+
+def _caldav_with_token(
+    db: Database,
+    config: Config,
+    vault: Vault,
+    mailbox_id: int,
+    provider: str,
+    url: str,
+    tokens: Tokens,
+) -> Tally:
+    """CalDAV with the mailbox's OAuth2 access token (Google): refreshed first when it
+    has expired, and once more when the server refuses it, as for IMAP."""
+    if tokens.expired():
+        tokens = refreshed(db, config, vault, mailbox_id, provider, tokens)
+    try:
+        return sync_caldav(db, config, mailbox_id, Access(url, "", bearer=tokens.access_token))
+    except MailboxError as exc:
+        if exc.kind != AUTH or not tokens.refresh_token:
+            raise
+    tokens = refreshed(db, config, vault, mailbox_id, provider, tokens)
+    return sync_caldav(db, config, mailbox_id, Access(url, "", bearer=tokens.access_token))
 
 
 def _note(db: Database, mailbox_id: int, error: str) -> None:

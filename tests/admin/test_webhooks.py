@@ -217,3 +217,25 @@ def test_urls_to_private_addresses_are_refused_unless_allowed(
 def _states(db: Database) -> list[str]:
     with db.read() as session:
         return list(session.scalars(select(WebhookDelivery.state).order_by(WebhookDelivery.id)))
+
+
+def test_meeting_events_reach_the_endpoints_subscribed_to_them(
+    db: Database, hooks_config: Config, account_id: int, receiver: Receiver
+) -> None:
+    from tests.helpers.pipeline import push
+    from tests.peers import invites
+
+    secret = endpoint(
+        db, hooks_config, account_id, receiver.url, "meeting.created", "meeting.cancelled"
+    )
+    push(db, hooks_config, invites.google(sequence=0))
+    push(db, hooks_config, invites.google(sequence=1, summary="Moved"))  # updated: not wanted
+    push(db, hooks_config, invites.cancel(sequence=2))
+    assert deliver(Dispatcher(db, hooks_config)) == ["delivered", "delivered"]
+    sent = [Webhook(secret).verify(r.body, r.headers) for r in receiver.requests]
+    assert [p["type"] for p in sent] == ["meeting.created", "meeting.cancelled"]
+    created = sent[0]["data"]
+    assert created["uid"] == "7kukuqrfedlm2f9t0vr8u4bp5k@google.com"
+    assert created["summary"] == "Contract review" and created["status"] == "confirmed"
+    assert created["start"] == "2026-12-10T15:00:00+00:00" and created["method"] == "REQUEST"
+    assert sent[1]["data"]["status"] == "cancelled"

@@ -195,3 +195,49 @@ def test_plain_http_to_a_server_not_allowed_is_refused(db, cal_config, mailbox_i
     with pytest.raises(MailboxError) as failed:
         sync(db, closed, mailbox_id)
     assert failed.value.kind == "refused"
+
+
+def test_caldav_with_an_oauth2_token_refreshed_when_refused(
+    db, cal_config, radicale, mailbox_id
+) -> None:
+    """Google's way: a bearer token; a refused one is refreshed once, then the sync
+    goes on; a revoked grant means reconnect_required."""
+    import json
+
+    from gateway.config import OAuth2Config
+    from gateway.oauth2 import Tokens
+    from inbound.calendar.role import _caldav_with_token
+    from tests.peers.bearer_proxy import BearerProxy
+    from tests.peers.token_endpoint import TokenEndpoint
+
+    radicale.calendar().save_event(event("g@x", "20261212T100000Z", "20261212T110000Z", "G"))
+    proxy = BearerProxy(radicale.url, "bob", "secret", tokens={"bob": "access-0"})
+    endpoint = TokenEndpoint(proxy, refresh_tokens={"refresh-0": "bob"})
+    config = replace(
+        cal_config,
+        oauth2=replace(
+            OAuth2Config(), google_client_id="test-client", google_token_url=endpoint.url
+        ),
+    )
+    vault = Vault.load(config.secret_key_file)
+    with db.session() as session:
+        box = session.get_one(Mailbox, mailbox_id)
+        box.provider, box.auth = "gmail", "oauth2"
+        box.credentials = vault.encrypt(
+            json.dumps({"access_token": "stale", "refresh_token": "refresh-0"})
+        )
+    try:
+        tokens = Tokens("stale", "refresh-0")
+        tally = _caldav_with_token(db, config, vault, mailbox_id, "gmail", proxy.url, tokens)
+        assert tally.changed == 1 and meetings(db)["g@x"].summary == "G"
+        assert proxy.refused >= 1 and len(endpoint.requests) == 1
+        endpoint.refuse = "invalid_grant"
+        proxy.tokens["bob"] = "revoked"
+        with pytest.raises(MailboxError) as failed:
+            _caldav_with_token(
+                db, config, vault, mailbox_id, "gmail", proxy.url, Tokens("access-1", "refresh-1")
+            )
+        assert failed.value.kind == "auth"
+    finally:
+        endpoint.stop()
+        proxy.stop()

@@ -98,7 +98,10 @@ def fill(server: GraphServer, count: int) -> None:
                 f"Meeting {i}",
                 f"2026-12-{10 + i:02d}T09:00:00",
                 f"2026-12-{10 + i:02d}T10:00:00",
-                attendees=(("dan@partner.example", "accepted", "required"),),
+                attendees=(
+                    ("dan@partner.example", "accepted", "required"),
+                    ("room-4@contoso.example", "accepted", "resource"),  # a room mailbox
+                ),
             ),
         )
 
@@ -117,7 +120,10 @@ def test_first_sync_in_pages_then_changes_by_the_delta_link(
     first = found["uid-e0"]
     assert first.source == "graph" and first.summary == "Meeting 0"
     assert first.timezone == "Europe/Berlin" and first.conference_url.startswith("https://teams")
-    assert {a.address: a.status for a in first.attendees}["dan@partner.example"] == "ACCEPTED"
+    people = {a.address: a for a in first.attendees}
+    assert people["dan@partner.example"].status == "ACCEPTED"
+    assert people["room-4@contoso.example"].resource  # never a contact
+    assert people["carol@client.com"].organizer
     with db.session() as session:
         row = session.scalars(select(Calendar)).one()
         assert "$deltatoken=" in row.sync_token and row.events == 5
