@@ -32,10 +32,12 @@ ISSUER = {"gmail": GOOGLE, "microsoft365": MICROSOFT, "outlook": MICROSOFT}
 
 
 class TokenError(GatewayError):
-    """A refresh failed; `kind` is "person", "operator" or "transient"."""
+    """A refresh failed; `kind` is "person", "operator" or "transient", `code` the
+    endpoint's `error` ("" when it gave none)."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, code: str = "") -> None:
         self.kind = kind
+        self.code = code
         super().__init__(message)
 
 
@@ -139,7 +141,7 @@ def refused(code: str, text: str, status: str = "", what: str = "code") -> Token
         ":  ", ": "
     ).replace(": )", ")")
     if code in PERSON:
-        return TokenError("person", message + "; the user must sign in again")
+        return TokenError("person", message + "; the user must sign in again", code)
     if code == "invalid_client":
-        return TokenError("operator", message + "; check [oauth2] client id and secret")
-    return TokenError("transient", message)
+        return TokenError("operator", message + "; check [oauth2] client id and secret", code)
+    return TokenError("transient", message, code)

@@ -31,6 +31,7 @@ def check(config: Config) -> None:
         raise config.error("pipeline.gather_time", "must be from 0 to 10 seconds")
     if config.pipeline.batch_size < 1:
         raise config.error("pipeline.batch_size", "must be at least 1")
+    _check_calendar(config)
     for role in config.serve.roles:
         if role not in ROLE_NAMES:
             raise config.error(
@@ -166,3 +167,18 @@ def _host_port(value: str, default_port: int | None, key: str, source: str) -> t
 
 def host_port(value: str, default_port: int | None = None) -> tuple[str, int]:
     return _host_port(value, default_port, "(address)", "(value)")
+
+
+def _check_calendar(config: Config) -> None:
+    calendar = config.calendar
+    if calendar.interval < 10:
+        raise config.error("calendar.interval", "must be at least 10 seconds")
+    for key in ("days_back", "days_ahead"):
+        if not 0 <= getattr(calendar, key) <= 3650:
+            raise config.error(f"calendar.{key}", "must be from 0 to 3650 days")
+    if not 1 <= calendar.page_days <= 3650:
+        raise config.error("calendar.page_days", "must be from 1 to 3650 days")
+    if not 1 <= calendar.graph_page_size <= 1000:
+        raise config.error("calendar.graph_page_size", "must be from 1 to 1000")
+    if not calendar.graph_url.startswith(("https://", "http://")):
+        raise config.error("calendar.graph_url", "must be an http(s) URL")

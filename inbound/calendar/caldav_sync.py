@@ -84,6 +84,12 @@ def sync_caldav(
                 total.removed += tally.removed
                 total.meetings += tally.meetings
     except caldav_error.AuthorizationError as exc:
+        if "forbidden" in str(exc.reason).lower():  # 403: signed in, calendars not open
+            raise MailboxError(
+                PROTOCOL,
+                f"the CalDAV server forbids reading the calendars ({exc.reason}): allow "
+                "calendar access for this account (for Google, sign in again)",
+            ) from exc
         raise MailboxError(AUTH, f"the CalDAV server refused the sign-in: {exc}") from exc
     except caldav_error.DAVError as exc:
         raise MailboxError(PROTOCOL, f"CalDAV: {exc}") from exc

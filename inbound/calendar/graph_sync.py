@@ -158,8 +158,14 @@ class _Graph:
                 self.tokens = self.refresh(self.tokens)
                 refreshed = True
                 continue
-            if answer.status_code in (401, 403):
+            if answer.status_code == 401:
                 raise MailboxError(AUTH, f"Graph refused the token: {_error(answer)}")
+            if answer.status_code == 403:  # signed in, but the calendar is not granted
+                raise MailboxError(
+                    PROTOCOL,
+                    f"Graph forbids reading the calendar (403: {_error(answer)}): sign in "
+                    "with Microsoft again to allow calendar access",
+                )
             if answer.status_code == 410:
                 raise _Expired()
             if answer.status_code in (429, 503):

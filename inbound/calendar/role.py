@@ -20,10 +20,10 @@ from sqlalchemy import select, update
 from gateway.config import Config
 from gateway.db import Database
 from gateway.errors import GatewayError
-from gateway.imap.connection import AUTH, MailboxError
+from gateway.imap.connection import AUTH, PROTOCOL, MailboxError
 from gateway.imap.session import refreshed
 from gateway.models import Calendar, Mailbox, MailboxState
-from gateway.oauth2 import Tokens
+from gateway.oauth2 import TokenError, Tokens
 from gateway.resolver import Resolver
 from gateway.role import RoleContext
 from gateway.vault import Vault
@@ -63,9 +63,7 @@ def sync_calendars(
                 mailbox_id,
                 service.url,
                 tokens,
-                lambda t: refreshed(
-                    db, config, vault, mailbox_id, provider, t, config.calendar.graph_scope
-                ),
+                lambda t: _graph_token(db, config, vault, mailbox_id, provider, t),
             )
         else:
             check_url(config, resolver, service.url)
@@ -82,6 +80,30 @@ def sync_calendars(
         _note(db, mailbox_id, str(exc))
         raise
     return CalendarReport(mailbox_id, service.kind, tally)
+
+
+NOT_GRANTED = ("consent_required", "interaction_required")
+
+
+def _graph_token(
+    db: Database, config: Config, vault: Vault, mailbox_id: int, provider: str, tokens: Tokens
+) -> Tokens:
+    """A Graph access token from the mailbox's refresh token. A grant that never
+    included the calendar (consent_required: connected before the gateway asked for
+    Calendars.Read) is the calendar's problem, not the mailbox's: its mail goes on."""
+    try:
+        return refreshed(
+            db, config, vault, mailbox_id, provider, tokens, config.calendar.graph_scope
+        )
+    except MailboxError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, TokenError) and cause.code in NOT_GRANTED:
+            raise MailboxError(
+                PROTOCOL,
+                "calendar access was not granted with this mailbox's sign-in: sign in with "
+                f"Microsoft again to allow it ({cause})",
+            ) from exc
+        raise
 
 
 def _caldav_with_token(

@@ -241,3 +241,63 @@ def test_caldav_with_an_oauth2_token_refreshed_when_refused(
     finally:
         endpoint.stop()
         proxy.stop()
+
+
+def test_the_calendar_role_syncs_each_active_mailbox_once_an_interval(
+    db, cal_config, radicale, mailbox_id
+) -> None:
+    from inbound.calendar.role import CalendarRole
+
+    radicale.calendar().save_event(event("r@x", "20261212T100000Z", "20261212T110000Z"))
+    role = CalendarRole(db, cal_config)
+    assert role.pass_once() == 1 and "r@x" in meetings(db)
+    assert role.pass_once() == 0  # not due again before [calendar] interval
+    with db.session() as session:
+        session.get_one(Mailbox, mailbox_id).state = "reconnect_required"
+    assert CalendarRole(db, cal_config).pass_once() == 0  # a mailbox that needs a person
+
+
+def test_where_the_calendars_are(db, cal_config, zone_server, mailbox_id) -> None:
+    from inbound.calendar.where import calendar_service
+
+    resolver = Resolver(cal_config.dns)
+    with db.session() as session:
+        box = session.get_one(Mailbox, mailbox_id)
+        srv = calendar_service(box, cal_config, resolver)
+        assert (srv.kind, srv.how) == ("caldav", "srv") and srv.url.endswith("/")
+        box.provider = "gmail"
+        google = calendar_service(box, cal_config, resolver)
+        assert google.url == "https://apidata.googleusercontent.com/caldav/v2/bob@acme.com/user"
+        box.provider = "outlook"
+        assert calendar_service(box, cal_config, resolver).kind == "graph"
+        box.provider = "other"
+        zone_server.clear()
+        zone_server.set("acme.com", "A", "127.0.0.1")
+        resolver = Resolver(cal_config.dns)  # a new one: the last answers are cached
+        known = calendar_service(box, cal_config, resolver)
+        assert known.url == "https://acme.com/.well-known/caldav" and known.how == "well-known"
+        zone_server.set("acme.com", "A", "10.1.2.3")
+        with pytest.raises(MailboxError) as failed:  # a private address, not allowed
+            calendar_service(box, cal_config, Resolver(cal_config.dns))
+        assert failed.value.kind == "refused"
+        session.rollback()
+
+
+def test_calendars_closed_to_a_signed_in_user_leave_the_mailbox_syncing(
+    db, cal_config, tmp_path, mailbox_id, zone_server
+) -> None:
+    """403 (signed in, calendars not open: a Google grant without the calendar scope)
+    is the calendar's problem: the mailbox stays active, the calendar says why."""
+    closed = Radicale(tmp_path / "closed")
+    closed.set_password("bob", "secret")
+    closed.forbid_all = True
+    closed.start()
+    try:
+        zone_server.set("_caldav._tcp.acme.com", "SRV", (0, 0, closed.port, "localhost"))
+        with pytest.raises(MailboxError) as failed:
+            sync(db, cal_config, mailbox_id)
+        assert failed.value.kind == "protocol" and "forbids" in str(failed.value)
+        with db.session() as session:
+            assert session.get_one(Mailbox, mailbox_id).state == "active"
+    finally:
+        closed.stop()

@@ -243,3 +243,28 @@ def test_links_off_graphs_origin_are_refused(db, graph_config, graph, mailbox_id
     with pytest.raises(MailboxError) as failed:
         sync(db, graph_config, mailbox_id)
     assert "off its origin" in str(failed.value)
+
+
+@pytest.mark.parametrize("how", ["consent_required", "403"])
+def test_a_calendar_not_granted_leaves_the_mailbox_syncing(
+    db, graph_config, graph, mailbox_id, how
+) -> None:
+    """A mailbox connected before the consent asked for Calendars.Read: the calendar
+    says why it is not synced; the mail sync goes on (no reconnect_required)."""
+    server, endpoint = graph
+    fill(server, 1)
+    if how == "consent_required":
+        endpoint.refuse = "consent_required"
+    else:
+        original = server.answer
+        server.answer = lambda path, headers: (
+            (403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Access is denied."}})
+            if headers.get("Authorization", "").removeprefix("Bearer ") in server.tokens.values()
+            else original(path, headers)
+        )
+    with pytest.raises(MailboxError) as failed:
+        sync(db, graph_config, mailbox_id)
+    assert failed.value.kind == "protocol" and "allow" in str(failed.value)
+    with db.session() as session:
+        assert session.get_one(Mailbox, mailbox_id).state == "active"
+        assert "allow" in (session.scalars(select(Calendar.last_error)).one() or "")

@@ -29,6 +29,7 @@ class Radicale:
         self.port = _free_port()
         self.users: dict[str, str] = {}
         self.process: subprocess.Popen[bytes] | None = None
+        self.forbid_all = False  # rights that let every user sign in and read nothing
 
     @property
     def url(self) -> str:
@@ -54,8 +55,7 @@ htpasswd_filename = {self.root / "users"}
 htpasswd_encryption = plain
 [storage]
 filesystem_folder = {self.root / "storage"}
-[rights]
-type = owner_only
+{self._rights()}
 [logging]
 level = warning
 """,
@@ -75,6 +75,12 @@ level = warning
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError("Radicale did not start: " + (self.root / "radicale.log").read_text())
+
+    def _rights(self) -> str:
+        if not self.forbid_all:
+            return "[rights]\ntype = owner_only"
+        (self.root / "rights").write_text("", encoding="utf-8")
+        return f"[rights]\ntype = from_file\nfile = {self.root / 'rights'}"
 
     def stop(self) -> None:
         if self.process is not None:
