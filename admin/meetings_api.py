@@ -20,11 +20,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from admin.auth import Principal, scoped
+from admin.contact_filter import NO_ONE, wanted_contact
 from admin.pagination import check_limit, page
 from admin.params import ItemId, OptionalId
 from admin.sessions import in_session
 from gateway.config import Config
-from gateway.contacts import find_contact
 from gateway.errors import NotFound
 from gateway.meeting_queries import MeetingFilter, contacts_of, meeting_page, visible_meeting
 from gateway.meetings import describe
@@ -33,7 +33,6 @@ from gateway.models import Meeting
 
 router = APIRouter(prefix="/api/v1")
 READ = Depends(scoped("read"))
-NO_ONE = -1
 
 
 class Status(StrEnum):
@@ -111,10 +110,7 @@ async def list_meetings(
     reader = Reader(who.account_id, who.user_id)
 
     def work(session: Session) -> list[dict[str, Any]]:
-        wanted = contact_id
-        if contact is not None:
-            found = find_contact(session, who.account_id, contact, config.addresses.local_part_case)
-            wanted = found.id if contact_id in (None, found.id) else NO_ONE
+        wanted = wanted_contact(session, config, who.account_id, contact_id, contact)
         if wanted == NO_ONE:
             return []
         given = MeetingFilter(wanted, since, until, status.value if status else None)

@@ -29,11 +29,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from admin.auth import Principal, scoped
+from admin.contact_filter import NO_ONE, wanted_contact
 from admin.pagination import check_limit, page
 from admin.params import ItemId, OptionalId
 from admin.sessions import in_session
 from gateway.config import Config
-from gateway.contacts import find_contact
 from gateway.errors import NotFound
 from gateway.message_parts import attachment, contents
 from gateway.message_queries import (
@@ -176,7 +176,7 @@ async def list_messages(
     reader = _reader(who)
 
     def work(session: Session) -> list[dict[str, Any]]:
-        wanted = _contact(session, config, who, contact_id, contact)
+        wanted = wanted_contact(session, config, who.account_id, contact_id, contact)
         if wanted == NO_ONE:
             return []
         given = MessageFilter(
@@ -310,7 +310,7 @@ async def list_conversations(
     reader = _reader(who)
 
     def work(session: Session) -> list[dict[str, Any]]:
-        wanted = _contact(session, config, who, contact_id, contact)
+        wanted = wanted_contact(session, config, who.account_id, contact_id, contact)
         if wanted == NO_ONE:
             return []
         ids = conversation_page(session, reader, wanted, before, limit + 1)
@@ -344,20 +344,6 @@ async def one_conversation(
         return {**_conversation(conversation, len(messages)), "thread": thread}
 
     return await in_session(request, work)
-
-
-NO_ONE = -1  # a contact id and an address that name two different contacts
-
-
-def _contact(
-    session: Session, config: Config, who: Principal, contact_id: int | None, address: str | None
-) -> int | None:
-    """The contact a list is filtered by: its id, or the one with `address` (404 if
-    none has it); NO_ONE when both are given and disagree."""
-    if address is None:
-        return contact_id
-    found = find_contact(session, who.account_id, address, config.addresses.local_part_case)
-    return found.id if contact_id in (None, found.id) else NO_ONE
 
 
 def _reader(who: Principal) -> Reader:

@@ -30,9 +30,10 @@ from rich.table import Table
 from gateway.accounts import add_user, create_account
 from gateway.config import CalendarConfig, Config, PathsConfig, SecurityConfig
 from gateway.db import Database
-from gateway.models import Mailbox, Meeting, utcnow
-from gateway.vault import Vault, ensure_key_file
+from gateway.models import Meeting, utcnow
+from gateway.vault import ensure_key_file
 from inbound.calendar.caldav_sync import Access, sync_caldav
+from tests.helpers.mailboxes import mailbox_row
 from tests.peers.radicale import Radicale, event
 
 TARGET = 10.0  # seconds, for 5,000 events
@@ -70,22 +71,8 @@ def gateway(tmp: Path, name: str, page_days: int) -> tuple[Database, Config, int
     db.migrate()
     with db.session() as session:
         account = create_account(session, "acme")
-        user, _ = add_user(session, config, account, "bob@acme.com", "Bob")
-        session.flush()
-        mailbox = Mailbox(
-            account_id=account.id,
-            user_id=user.id,
-            email="bob@acme.com",
-            provider="other",
-            imap_host="127.0.0.1",
-            imap_port=1,
-            imap_security="none",
-            username="bob",
-            credentials=Vault.load(config.secret_key_file).encrypt("secret"),
-        )
-        session.add(mailbox)
-        session.flush()
-        return db, config, mailbox.id
+        add_user(session, config, account, "bob@acme.com", "Bob")
+    return db, config, mailbox_row(db, config, "bob@acme.com", "secret", username="bob")
 
 
 def run(

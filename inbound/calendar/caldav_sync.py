@@ -28,14 +28,19 @@ from caldav.elements import dav
 from caldav.elements.base import ValuedBaseElement
 from caldav.lib import error as caldav_error
 from requests.auth import HTTPBasicAuth
-from sqlalchemy import func, select
 
 from gateway.calendar_invites import Invite, parse
 from gateway.config import Config
 from gateway.db import Database
 from gateway.imap.connection import AUTH, PROTOCOL, UNREACHABLE, MailboxError
-from gateway.models import Calendar, CalendarEntry, CalendarKind, utcnow
-from inbound.calendar.entries import CalendarWriter, Resource, Tally
+from gateway.models import Calendar, CalendarKind
+from inbound.calendar.entries import (
+    CalendarWriter,
+    Resource,
+    Tally,
+    calendar_row,
+    sync_window,
+)
 
 log = logging.getLogger(__name__)
 MULTIGET = 100  # hrefs per calendar-multiget
@@ -78,7 +83,9 @@ def sync_caldav(
     try:
         with client_of(access, config) as client:
             for remote in client.principal().calendars():
-                row_id = _calendar_row(db, mailbox_id, str(remote.url), _name(remote))
+                row_id = calendar_row(
+                    db, mailbox_id, CalendarKind.CALDAV, str(remote.url), _name(remote)
+                )
                 tally = _sync_one(db, config, row_id, remote, use_sync_token)
                 total.changed += tally.changed
                 total.removed += tally.removed
@@ -105,7 +112,7 @@ def _sync_one(
     with db.read() as session:
         row = session.get_one(Calendar, calendar_id)
         token, ctag = row.sync_token, row.ctag
-    start, end = window(config)
+    start, end = sync_window(config)
     if use_sync_token and token:
         try:
             result = _changes(remote, token)
@@ -119,19 +126,19 @@ def _sync_one(
             changed = {h: e for h, e in listed.items() if e and known.get(h) != e}
             writer.put(_fetched(remote, changed, start, end, known))
             writer.remove(h for h, e in listed.items() if not e)  # 404: deleted
-            _save(db, calendar_id, writer, sync_token=str(result.sync_token))
+            writer.finish(sync_token=str(result.sync_token))
             return writer.tally
     if not use_sync_token and ctag:
         now = _ctag(remote)
         if now and now == ctag:
-            _save(db, calendar_id, writer)
+            writer.finish()
             return writer.tally
         etags = _listed_etags(remote)
         known = writer.etags()
         changed = {href: etag for href, etag in etags.items() if known.get(href) != etag}
         writer.put(_fetched(remote, changed, start, end, known))
         writer.remove(href for href in known if href not in etags)
-        _save(db, calendar_id, writer, ctag=now)
+        writer.finish(ctag=now)
         return writer.tally
     # A first sync (or again): the token first, then the window page by page.
     token = ""
@@ -157,15 +164,8 @@ def _sync_one(
             resources.append(_resource(href, _etag(obj), obj.data))
         writer.put(resources)
     writer.remove(href for href in writer.etags() if href not in seen)
-    _save(db, calendar_id, writer, sync_token=token, ctag=ctag_now, window=(start, end))
+    writer.finish(sync_token=token, ctag=ctag_now, window=(start, end))
     return writer.tally
-
-
-def window(config: Config) -> tuple[datetime, datetime]:
-    now = utcnow().replace(microsecond=0)
-    return now - timedelta(days=config.calendar.days_back), now + timedelta(
-        days=config.calendar.days_ahead
-    )
 
 
 def pages(start: datetime, end: datetime, days: int) -> Iterator[tuple[datetime, datetime]]:
@@ -255,48 +255,3 @@ def _name(remote: Any) -> str:
         return str(remote.get_display_name() or "")[:200]
     except Exception:
         return ""
-
-
-def _calendar_row(db: Database, mailbox_id: int, url: str, name: str) -> int:
-    with db.session() as session:
-        row = session.scalar(
-            select(Calendar).where(Calendar.mailbox_id == mailbox_id, Calendar.url == url)
-        )
-        if row is None:
-            row = Calendar(
-                mailbox_id=mailbox_id, kind=CalendarKind.CALDAV.value, url=url, name=name
-            )
-            session.add(row)
-            session.flush()
-        elif name and row.name != name:
-            row.name = name
-        return row.id
-
-
-def _save(
-    db: Database,
-    calendar_id: int,
-    writer: CalendarWriter,
-    *,
-    sync_token: str | None = None,
-    ctag: str | None = None,
-    window: tuple[datetime, datetime] | None = None,
-) -> None:
-    with db.session() as session:
-        row = session.get_one(Calendar, calendar_id)
-        if sync_token is not None:
-            row.sync_token = sync_token
-        if ctag is not None:
-            row.ctag = ctag
-        if window is not None:
-            row.window_start, row.window_end = window
-        row.events = int(
-            session.scalar(
-                select(func.count())
-                .select_from(CalendarEntry)
-                .where(CalendarEntry.calendar_id == calendar_id)
-            )
-            or 0
-        )
-        row.synced_at = utcnow()
-        row.last_error = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -28,7 +29,7 @@ from gateway.meetings import (
     create_meetings,
     find_many,
 )
-from gateway.models import Calendar, CalendarEntry, Mailbox, Meeting
+from gateway.models import Calendar, CalendarEntry, CalendarKind, Mailbox, Meeting, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,28 @@ class CalendarWriter:
                     )
                 )
 
+    def finish(
+        self,
+        *,
+        sync_token: str | None = None,
+        ctag: str | None = None,
+        window: tuple[datetime, datetime] | None = None,
+    ) -> None:
+        """A sync of the calendar went through: where it stands, and how many events."""
+        with self.db.session() as session:
+            row = session.get_one(Calendar, self.calendar_id)
+            if sync_token is not None:
+                row.sync_token = sync_token
+            if ctag is not None:
+                row.ctag = ctag
+            if window is not None:
+                row.window_start, row.window_end = window
+            counted = select(func.count()).select_from(CalendarEntry)
+            counted = counted.where(CalendarEntry.calendar_id == self.calendar_id)
+            row.events = int(session.scalar(counted) or 0)
+            row.synced_at = utcnow()
+            row.last_error = None
+
     def _held_elsewhere(self, session: Session, uid: str) -> bool:
         entries = session.scalar(
             select(func.count())
@@ -190,3 +213,28 @@ class CalendarWriter:
             )
         )
         return bool(entries) or bool(by_mail)
+
+
+def calendar_row(db: Database, mailbox_id: int, kind: CalendarKind, url: str, name: str) -> int:
+    """The id of the mailbox's calendar at `url`, made the first time it is seen."""
+    with db.session() as session:
+        row = session.scalar(
+            select(Calendar).where(Calendar.mailbox_id == mailbox_id, Calendar.url == url)
+        )
+        if row is None:
+            row = Calendar(mailbox_id=mailbox_id, kind=kind.value, url=url, name=name)
+            session.add(row)
+            session.flush()
+        elif name and row.name != name:
+            row.name = name
+        return row.id
+
+
+def sync_window(config: Config) -> tuple[datetime, datetime]:
+    """The synced window: [calendar] days_back before now to days_ahead after."""
+    now = utcnow().replace(microsecond=0)
+    back, ahead = (
+        timedelta(days=config.calendar.days_back),
+        timedelta(days=config.calendar.days_ahead),
+    )
+    return now - back, now + ahead

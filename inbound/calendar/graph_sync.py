@@ -24,16 +24,20 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
-from sqlalchemy import func, select
 
 from gateway.calendar_invites import Attendee, Invite, iana_zone
 from gateway.config import Config
 from gateway.db import Database
 from gateway.imap.connection import AUTH, PROTOCOL, THROTTLED, UNREACHABLE, MailboxError
-from gateway.models import Calendar, CalendarEntry, CalendarKind, utcnow
+from gateway.models import Calendar, CalendarKind
 from gateway.oauth2 import Tokens
-from inbound.calendar.caldav_sync import window
-from inbound.calendar.entries import CalendarWriter, Resource, Tally
+from inbound.calendar.entries import (
+    CalendarWriter,
+    Resource,
+    Tally,
+    calendar_row,
+    sync_window,
+)
 
 log = logging.getLogger(__name__)
 MAX_WAIT = 60.0  # seconds of Retry-After waited within one sync
@@ -67,7 +71,7 @@ def sync_graph(
 ) -> Tally:
     """Sync the mailbox's calendar view through Graph; what changed."""
     view = f"{base.rstrip('/')}/me/calendarView/delta"
-    calendar_id = _calendar_row(db, mailbox_id, view)
+    calendar_id = calendar_row(db, mailbox_id, CalendarKind.GRAPH, view, "Calendar")
     writer = CalendarWriter(db, config, calendar_id, CalendarKind.GRAPH.value)
     with db.read() as session:
         delta = session.get_one(Calendar, calendar_id).sync_token
@@ -80,12 +84,12 @@ def sync_graph(
             except _Expired:
                 first = True
         if first:
-            start, end = window(config)
+            start, end = sync_window(config)
             query = urlencode({"startDateTime": _iso(start), "endDateTime": _iso(end)})
             seen: set[str] = set()
             link = _follow(graph, writer, f"{view}?{query}", seen)
             writer.remove(href for href in writer.etags() if href not in seen)
-    _save(db, calendar_id, link, writer)
+    writer.finish(sync_token=link)
     return writer.tally
 
 
@@ -277,33 +281,3 @@ def _when(text: Any) -> datetime | None:
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _calendar_row(db: Database, mailbox_id: int, url: str) -> int:
-    with db.session() as session:
-        row = session.scalar(
-            select(Calendar).where(Calendar.mailbox_id == mailbox_id, Calendar.url == url)
-        )
-        if row is None:
-            row = Calendar(
-                mailbox_id=mailbox_id, kind=CalendarKind.GRAPH.value, url=url, name="Calendar"
-            )
-            session.add(row)
-            session.flush()
-        return row.id
-
-
-def _save(db: Database, calendar_id: int, delta: str, writer: CalendarWriter) -> None:
-    with db.session() as session:
-        row = session.get_one(Calendar, calendar_id)
-        row.sync_token = delta
-        row.events = int(
-            session.scalar(
-                select(func.count())
-                .select_from(CalendarEntry)
-                .where(CalendarEntry.calendar_id == calendar_id)
-            )
-            or 0
-        )
-        row.synced_at = utcnow()
-        row.last_error = None

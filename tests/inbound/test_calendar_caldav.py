@@ -21,6 +21,7 @@ from gateway.resolver import Resolver
 from gateway.vault import Vault, ensure_key_file
 from inbound.calendar.caldav_sync import Access, sync_caldav
 from inbound.calendar.role import sync_calendars
+from tests.helpers.mailboxes import mailbox_row
 from tests.helpers.pipeline import contact, set_account
 from tests.peers.dns import ZoneServer
 from tests.peers.radicale import Radicale, event
@@ -51,25 +52,7 @@ def cal_config(config: Config, zone_server: ZoneServer, radicale: Radicale) -> C
 
 @pytest.fixture
 def mailbox_id(db: Database, cal_config: Config, account_id: int) -> int:
-    vault = Vault.load(cal_config.secret_key_file)
-    with db.session() as session:
-        from gateway.models import User
-
-        user = session.scalars(select(User).where(User.email == "bob@acme.com")).one()
-        mailbox = Mailbox(
-            account_id=account_id,
-            user_id=user.id,
-            email="bob@acme.com",
-            provider="other",
-            imap_host="127.0.0.1",
-            imap_port=1,
-            imap_security="none",
-            username="bob",
-            credentials=vault.encrypt("secret"),
-        )
-        session.add(mailbox)
-        session.flush()
-        return mailbox.id
+    return mailbox_row(db, cal_config, "bob@acme.com", "secret", username="bob")
 
 
 def sync(db: Database, config: Config, mailbox_id: int):

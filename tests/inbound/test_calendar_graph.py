@@ -15,12 +15,13 @@ from sqlalchemy import select
 from gateway.config import CalendarConfig, Config, OAuth2Config
 from gateway.db import Database
 from gateway.imap.connection import MailboxError
-from gateway.models import Calendar, Event, Mailbox, Meeting, User
+from gateway.models import Calendar, Event, Mailbox, Meeting
 from gateway.oauth2 import Tokens
 from gateway.resolver import Resolver
 from gateway.vault import Vault, ensure_key_file
 from inbound.calendar.graph_sync import sync_graph
 from inbound.calendar.role import sync_calendars
+from tests.helpers.mailboxes import mailbox_row
 from tests.helpers.pipeline import contact
 from tests.peers.graph_server import GraphServer, graph_event
 from tests.peers.token_endpoint import TokenEndpoint
@@ -55,25 +56,18 @@ def graph_config(config: Config, graph: tuple[GraphServer, TokenEndpoint]) -> Co
 
 @pytest.fixture
 def mailbox_id(db: Database, graph_config: Config, account_id: int) -> int:
-    vault = Vault.load(graph_config.secret_key_file)
     tokens = {"access_token": "imap-token", "refresh_token": "refresh-0"}
-    with db.session() as session:
-        user = session.scalars(select(User).where(User.email == USER)).one()
-        mailbox = Mailbox(
-            account_id=account_id,
-            user_id=user.id,
-            email=USER,
-            provider="microsoft365",
-            imap_host="outlook.office365.com",
-            imap_port=993,
-            imap_security="tls",
-            username=USER,
-            auth="oauth2",
-            credentials=vault.encrypt(json.dumps(tokens)),
-        )
-        session.add(mailbox)
-        session.flush()
-        return mailbox.id
+    return mailbox_row(
+        db,
+        graph_config,
+        USER,
+        json.dumps(tokens),
+        provider="microsoft365",
+        imap_host="outlook.office365.com",
+        imap_port=993,
+        imap_security="tls",
+        auth="oauth2",
+    )
 
 
 def sync(db: Database, config: Config, mailbox_id: int):

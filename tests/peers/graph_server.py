@@ -12,12 +12,13 @@ $deltatoken gets 410 (syncStateNotFound).
 
 from __future__ import annotations
 
-import json
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.peers.http_thread import HttpThread, send_json
 
 
 @dataclass
@@ -40,29 +41,19 @@ class GraphServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 status, headers, body = graph.answer(self.path, dict(self.headers))
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body, headers)
 
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._http = HttpThread(Handler)
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1.0"
+        return f"{self._http.origin}/v1.0"
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._http.stop()
 
     # -- the calendar --------------------------------------------------------------------
 

@@ -8,12 +8,12 @@ does); a refresh token used once is spent. `refuse` makes it answer an error.
 from __future__ import annotations
 
 import itertools
-import json
-import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
+
+from tests.peers.http_thread import HttpThread, send_json
 
 
 class TakesTokens(Protocol):
@@ -40,28 +40,19 @@ class TokenEndpoint:
                 form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
                 endpoint.requests.append(form)
                 status, body = endpoint.answer(form)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._http = HttpThread(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        return f"{self._http.origin}/token"
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._http.stop()
 
     def answer(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         if self.refuse:
