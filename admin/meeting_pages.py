@@ -6,6 +6,7 @@ they are invited to (gateway.meeting_queries)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -70,23 +71,32 @@ async def meetings(request: Request, contact: int = 0) -> Response:
     return await page(request, here, "meetings.html", **found)
 
 
-def rows(session: Session, account_id: int, meetings: Any) -> list[dict[str, Any]]:
-    """Meetings as the pages list them (the Meetings page, a contact's timeline)."""
-    meetings = list(meetings)
+def rows(
+    session: Session, account_id: int, timed: list[tuple[Meeting, datetime | None]]
+) -> list[dict[str, Any]]:
+    """Meetings as the pages list them (the Meetings page, a contact's timeline), each
+    with when it happens (next)."""
+    meetings = [m for m, _ in timed]
     contacts = contacts_of(session, account_id, meetings)
     names = _contact_names(session, [cid for found in contacts.values() for cid, _ in found])
-    return [_row(m, contacts.get(m.id, []), names) for m in meetings]
+    return [_row(m, when, contacts.get(m.id, []), names) for m, when in timed]
 
 
 def _row(
-    meeting: Meeting, contacts: list[tuple[int, str]], names: dict[int, str]
+    meeting: Meeting,
+    when: datetime | None,
+    contacts: list[tuple[int, str]],
+    names: dict[int, str],
 ) -> dict[str, Any]:
     people = [a for a in meeting.attendees if not a.resource]
+    start = when or meeting.start_at
+    length = meeting.end_at - meeting.start_at if meeting.end_at and meeting.start_at else None
     return {
         "id": meeting.id,
         "summary": meeting.summary or "(no title)",
-        "when": minutes(meeting.start_at, "time not known"),
-        "until": minutes(meeting.end_at)[11:] if meeting.end_at else "",
+        "when": minutes(start, "time not known"),
+        "until": minutes(start + length)[11:] if start and length is not None else "",
+        "since": minutes(meeting.start_at)[:10] if meeting.rrule else "",
         "all_day": meeting.all_day,
         "zone": meeting.timezone,
         "repeats": bool(meeting.rrule),

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dateutil.rrule import rrulestr
 from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -81,18 +83,54 @@ def meetings_by_time(
     upcoming: bool,
     now: datetime,
     limit: int,
-) -> Sequence[Meeting]:
-    """Upcoming meetings soonest first, or past ones latest first (for the pages)."""
+) -> list[tuple[Meeting, datetime | None]]:
+    """Upcoming meetings soonest first, or past ones latest first (for the pages), each
+    with when it happens next: a series that still repeats is upcoming, at its next
+    occurrence, however long ago it started."""
     query = _filtered(reader, given)
+    series = Meeting.rrule != ""
     if upcoming:
-        query = query.where(or_(Meeting.end_at >= now, Meeting.start_at >= now))
-        query = query.order_by(Meeting.start_at, Meeting.id)
-    else:
-        query = query.where(
-            Meeting.start_at < now, or_(Meeting.end_at.is_(None), Meeting.end_at < now)
-        )
-        query = query.order_by(Meeting.start_at.desc(), Meeting.id.desc())
-    return session.scalars(query.limit(limit)).all()
+        query = query.where(or_(Meeting.end_at >= now, Meeting.start_at >= now, series))
+        found = session.scalars(query.order_by(Meeting.start_at, Meeting.id)).all()
+        timed = [(m, next_start(m, now)) for m in found]
+        ahead: list[tuple[Meeting, datetime | None]] = [
+            (m, when) for m, when in timed if when is not None
+        ]
+        ahead.sort(key=lambda pair: (pair[1] or now, pair[0].id))
+        return ahead[:limit]
+    ended = or_(Meeting.end_at.is_(None), Meeting.end_at < now)
+    query = query.where(Meeting.start_at < now, ended)
+    query = query.order_by(Meeting.start_at.desc(), Meeting.id.desc())
+    out: list[tuple[Meeting, datetime | None]] = []
+    for meeting in session.scalars(query.limit(limit * 4)):
+        if meeting.rrule and next_start(meeting, now) is not None:
+            continue  # still repeating: listed as upcoming
+        out.append((meeting, meeting.start_at))
+        if len(out) == limit:
+            break
+    return out
+
+
+def next_start(meeting: Meeting, now: datetime) -> datetime | None:
+    """When the meeting happens next (now included while it is on): its start, or for
+    a series the next occurrence by its rule, in the zone it was set in (so a weekly
+    10:00 stays at 10:00 across daylight saving); None when it is over."""
+    if meeting.start_at is None:
+        return None
+    if not meeting.rrule:
+        end = meeting.end_at or meeting.start_at
+        return meeting.start_at if end >= now else None
+    try:
+        zone = ZoneInfo(meeting.timezone) if meeting.timezone else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = UTC
+    length = (meeting.end_at - meeting.start_at) if meeting.end_at else timedelta(0)
+    try:
+        rule = rrulestr(meeting.rrule, dtstart=meeting.start_at.astimezone(zone))
+        found = rule.after((now - length).astimezone(zone), inc=True)
+    except (ValueError, TypeError, OverflowError):
+        return meeting.start_at if meeting.start_at >= now else None
+    return found.astimezone(UTC) if found is not None else None
 
 
 def visible_meeting(session: Session, reader: Reader, meeting_id: int) -> Meeting | None:

@@ -22,7 +22,7 @@ PASSWORD = "a long enough password"
 
 
 def invitation(
-    uid: str, start: str, summary: str, attendees: str, method: str = "REQUEST"
+    uid: str, start: str, summary: str, attendees: str, method: str = "REQUEST", rule: str = ""
 ) -> bytes:
     """An invitation from Carol, in the plain shape most calendars send."""
     people = "".join(f"ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:{a}\r\n" for a in attendees.split())
@@ -31,7 +31,8 @@ def invitation(
         f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261101T000000Z\r\nSEQUENCE:"
         f"{1 if method == 'CANCEL' else 0}\r\nDTSTART:{start}\r\nDTEND:{start[:9]}235900Z\r\n"
         f"SUMMARY:{summary}\r\nLOCATION:Room 7\r\nORGANIZER:mailto:carol@client.com\r\n"
-        f"{people}END:VEVENT\r\nEND:VCALENDAR\r\n"
+        + (f"RRULE:{rule}\r\n" if rule else "")
+        + f"{people}END:VEVENT\r\nEND:VCALENDAR\r\n"
     )
     return (
         f"From: Carol <carol@client.com>\r\nTo: bob@acme.com\r\nSubject: {summary}\r\n"
@@ -77,7 +78,19 @@ def test_upcoming_and_past_meetings_by_contact(
         user="ann@acme.com",
     )
 
+    weekly = "FREQ=WEEKLY;BYDAY=MO"
+    push(
+        db,
+        config,
+        invitation("1on1", "20261005T080000Z", "Weekly 1:1", "bob@acme.com", rule=weekly),
+    )
+    ended = weekly + ";UNTIL=20261101T000000Z"
+    push(
+        db, config, invitation("old", "20261006T080000Z", "Old series", "bob@acme.com", rule=ended)
+    )
     upcoming, past = ann.get("/meetings").text.split("<h2>Past</h2>")  # an admin: all
+    assert "Weekly 1:1" in upcoming and "Repeats since 2026-10-05" in upcoming
+    assert "Weekly 1:1" not in past and "Old series" in past
     order = [upcoming.index(s) for s in ("Year review", "Dropped", "Ann only", "Kick-off 2027")]
     assert order == sorted(order)  # soonest first
     assert "Autumn check-in" in past and "Autumn check-in" not in upcoming

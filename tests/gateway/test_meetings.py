@@ -201,3 +201,24 @@ def test_no_contacts_are_made_with_auto_create_off(db, config, account_id, auto)
     set_account(db, account_id, auto_create_contacts=auto)
     push(db, config, invites.outlook_request())
     assert (count(db, Contact) > 0) is auto
+
+
+def test_a_series_happens_next_by_its_rule_in_its_own_zone() -> None:
+    from gateway.meeting_queries import next_start
+
+    weekly = Meeting(
+        start_at=datetime(2026, 10, 5, 8, tzinfo=UTC),  # Monday 10:00 in Berlin (CEST)
+        end_at=datetime(2026, 10, 5, 9, tzinfo=UTC),
+        timezone="Europe/Berlin",
+        rrule="FREQ=WEEKLY;BYDAY=MO",
+    )
+    now = datetime(2026, 12, 5, 12, tzinfo=UTC)
+    # Still 10:00 in Berlin after the clocks went back: 09:00 UTC.
+    assert next_start(weekly, now) == datetime(2026, 12, 7, 9, tzinfo=UTC)
+    during = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+    assert next_start(weekly, during) == datetime(2026, 12, 7, 9, tzinfo=UTC)  # on now
+    weekly.rrule = "FREQ=WEEKLY;BYDAY=MO;UNTIL=20261101T000000Z"
+    assert next_start(weekly, now) is None  # over
+    once = Meeting(start_at=datetime(2026, 12, 10, tzinfo=UTC), end_at=None, rrule="")
+    assert next_start(once, now) == datetime(2026, 12, 10, tzinfo=UTC)
+    assert next_start(once, datetime(2026, 12, 11, tzinfo=UTC)) is None
