@@ -8,7 +8,10 @@ attempt: POST, signed with every secret in force, to the checked address
 record:  2xx delivered; 410 failed and the endpoint disabled; anything else
          (or no answer) retried after [webhooks] retry_delays (jittered; a
          longer Retry-After wins) until they run out, then failed
-expire:  a claim older than CLAIM_LEASE (its process died) is due again
+renew:   the webhooks role's heartbeat moves its claims' time on, every third of
+         [cluster] lease
+expire:  a claim not renewed for the lease (its process died, froze or lost the
+         database) is due again; what that process records of it later is refused
 """
 
 from __future__ import annotations
@@ -50,13 +53,18 @@ from gateway.webhooks import (
 )
 
 log = logging.getLogger(__name__)
-CLAIM_LEASE = 300.0  # seconds: a try lasts [webhooks] timeout at most
+LOST = "lost"  # record: the claim was no longer this process's, nothing was written
 FAN_OUT_BATCH = 500
 _deliveries, _endpoints = table_of(WebhookDelivery), table_of(WebhookEndpoint)
 # What a try found: one statement compiled once, every column given (the hot path).
+# Fenced: written only while this process still holds the claim.
 _RESULT = prepared(
     "webhook_result",
-    lambda: update(_deliveries).where(_deliveries.c.id == bindparam("b_id")),
+    lambda: update(_deliveries).where(
+        _deliveries.c.id == bindparam("b_id"),
+        _deliveries.c.state == WebhookState.SENDING.value,
+        _deliveries.c.claimed_by == bindparam("b_owner"),
+    ),
     (
         "state",
         "attempts",
@@ -208,6 +216,7 @@ class Dispatcher:
         attempts = job.attempts + 1
         values: dict[str, Any] = {
             "b_id": job.id,
+            "b_owner": self.owner,
             "attempts": attempts,
             "last_status": answer.status or None,
             "last_error": None if 200 <= answer.status < 300 else answer.text,
@@ -228,17 +237,25 @@ class Dispatcher:
                 state=WebhookState.PENDING.value, next_attempt_at=now + timedelta(seconds=wait)
             )
 
-        def write(connection: Connection) -> None:
-            _RESULT(connection).execute(connection, values)
+        def write(connection: Connection) -> bool:
+            written = _RESULT(connection).execute(connection, values)
+            if not getattr(written, "rowcount", 0):
+                return False  # the claim ran out: another process has it now
             if answer.status == 410:
                 connection.execute(
                     update(WebhookEndpoint)
                     .where(WebhookEndpoint.id == job.endpoint_id)
                     .values(enabled=False, disabled_reason=f"410 Gone at {now.isoformat()}")
                 )
+            return True
 
         # Deliveries finishing at once share a commit (one fsync, one turn at the lock).
-        self._recorder().call(write)
+        if not self._recorder().call(write):
+            log.warning(
+                "webhooks: delivery %s: its claim ran out while it was sent; not recorded here",
+                job.id,
+            )
+            return LOST
         if answer.status == 410:
             log.warning("webhooks: endpoint %s answered 410: disabled", job.endpoint_id)
         return str(values["state"])
@@ -269,9 +286,26 @@ class Dispatcher:
         """Deliveries this process's predecessor left `sending` are due again."""
         return self._release(WebhookDelivery.claimed_by == self.owner)
 
+    def renew(self, ids: set[int]) -> set[int]:
+        """The claims of deliveries this process holds live on; those still its own."""
+        if not ids:
+            return set()
+        with self.db.session() as session:
+            renewed = session.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.id.in_(ids),
+                    WebhookDelivery.state == WebhookState.SENDING.value,
+                    WebhookDelivery.claimed_by == self.owner,
+                )
+                .values(updated_at=utcnow())
+                .returning(WebhookDelivery.id)
+            )
+            return {int(i) for i in renewed.scalars()}
+
     def expire(self) -> int:
-        """Claims older than CLAIM_LEASE (a process that died) are due again."""
-        stale = utcnow() - timedelta(seconds=CLAIM_LEASE)
+        """Claims not renewed for [cluster] lease (a process that died) are due again."""
+        stale = utcnow() - timedelta(seconds=self.config.cluster.lease)
         return self._release(WebhookDelivery.updated_at < stale)
 
     def _release(self, which: Any) -> int:

@@ -6,14 +6,15 @@ holds up only its own deliveries, never mail flow or other endpoints. As many mo
 per endpoint are claimed ahead and wait their turn without a thread, so that a
 delivery that ends is followed at once, without a trip to the database. Any number
 of processes or nodes may run it: deliveries are claimed as the delivery queue's
-are, and a claim of a process that died is taken back after CLAIM_LEASE.
+are, a heartbeat renews the claims held here every third of [cluster] lease, and a
+claim of a process that died is taken back after the lease.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -24,7 +25,6 @@ from gateway.db import Database
 from gateway.role import RoleContext, until_any
 
 log = logging.getLogger(__name__)
-EXPIRE_EVERY = 60.0  # seconds between looks for claims of processes that died
 
 
 class WebhooksRole:
@@ -36,7 +36,7 @@ class WebhooksRole:
         self.in_flight: Counter[int] = Counter()  # endpoint id -> claimed, not yet recorded
         self.lanes: dict[int, asyncio.Semaphore] = {}  # endpoint id -> per_endpoint slots
         self.queued: dict[int, asyncio.Future[Any]] = {}  # job id -> waiting for a slot
-        self._expired = 0.0
+        self.held: set[int] = set()  # deliveries claimed here and not yet recorded
 
     def wake(self) -> None:
         self.wake_event.set()
@@ -50,15 +50,13 @@ class WebhooksRole:
         loop = asyncio.get_running_loop()
         flying: set[asyncio.Future[None]] = set()
         settings = self.config.webhooks
+        heartbeat = asyncio.ensure_future(self._heartbeat(stop))
         try:
             while not stop.is_set():
                 self.wake_event.clear()
                 try:
                     while await asyncio.to_thread(self.dispatcher.fan_out):
                         pass
-                    if time.monotonic() - self._expired > EXPIRE_EVERY:
-                        self._expired = time.monotonic()
-                        await asyncio.to_thread(self.dispatcher.expire)
                     free = 2 * settings.concurrency - len(flying)
                     busy = {e for e, n in self.in_flight.items() if n >= 2 * settings.per_endpoint}
                     jobs = (
@@ -70,6 +68,7 @@ class WebhooksRole:
                     log.exception("webhooks: cannot read the outbox; trying again")
                     jobs = []
                 for job in jobs:
+                    self.held.add(job.id)
                     self.in_flight[job.endpoint_id] += 1
                     flying.add(asyncio.ensure_future(self._lane(loop, job)))
                 if jobs and len(flying) < 2 * settings.concurrency:
@@ -87,8 +86,24 @@ class WebhooksRole:
                 await asyncio.to_thread(self.dispatcher.give_back, waiting)
             if flying:
                 await asyncio.gather(*flying, return_exceptions=True)
+            heartbeat.cancel()
             self.pool.shutdown(wait=False)
             await asyncio.to_thread(self.dispatcher.close)
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Every third of the lease: renew the claims held here, take back expired ones."""
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.dispatcher.renew, set(self.held))
+                expired = await asyncio.to_thread(self.dispatcher.expire)
+                if expired:
+                    log.warning(
+                        "webhooks: %s delivery(ies) of a process gone are due again", expired
+                    )
+            except Exception:
+                log.warning("webhooks: claims not renewed (the database is away)")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.cluster.lease / 3)
 
     def _room(self, endpoint_id: int) -> int:
         """Deliveries to the endpoint that may be claimed now: per_endpoint sending and
@@ -118,6 +133,7 @@ class WebhooksRole:
             pass  # stopping: given back by run()
         finally:
             self.in_flight[job.endpoint_id] -= 1
+            self.held.discard(job.id)
 
     def _attempt(self, job: Job) -> None:
         try:

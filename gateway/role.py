@@ -68,8 +68,9 @@ class RoleContext:
 
     @property
     def owner(self) -> str:
-        """ "host/process": unique among the processes sharing the database."""
-        return f"{socket.gethostname()}/{self.process}"
+        """ "node/process": unique among the processes sharing the database ([cluster]
+        node, else the host name)."""
+        return f"{self.config.cluster.node or socket.gethostname()}/{self.process}"
 
 
 def cannot_listen(config: Config, role: str, key: str, where: str, exc: OSError) -> ConfigError:

@@ -2,11 +2,14 @@
 
 claim: queued/deferred and due -> sending, claimed_by this process, in one
     transaction for several (FOR UPDATE SKIP LOCKED on PostgreSQL)
-renew: every RENEW_EVERY seconds a process moves its claims' time on
-expire: a claim not renewed for CLAIM_LEASE seconds (its host gone for good)
-    goes back to the queue, for any process to take
+renew: every third of [cluster] lease a process moves its claims' time on (the
+    delivery role's heartbeat, apart from its sending)
+expire: a claim not renewed for the lease (its node gone, frozen or cut off from
+    the database) goes back to the queue, for any process to take
 recover: at start, the claims this process's predecessor left (a crash) go
     back to the queue; their recipients already sent stay sent
+held: whether this process still holds a claim, in the transaction that records
+    its outcome (outbound.results fences on it)
 """
 
 from __future__ import annotations
@@ -31,8 +34,6 @@ from gateway.models import (
 )
 
 PENDING = (DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value)
-CLAIM_LEASE = 300.0  # seconds a claim lives unless its process renews it
-RENEW_EVERY = 60.0  # seconds between a process's renewals of its claims
 
 
 @dataclass(frozen=True)
@@ -55,18 +56,19 @@ class Claims:
     sending from this database, and the same for the process started in place of one
     that died)."""
 
-    def __init__(self, db: Database, owner: str, default_route: str) -> None:
+    def __init__(self, db: Database, owner: str, default_route: str, lease: float) -> None:
         self.db = db
         self.owner = owner
         self.default_route = default_route
+        self.lease = lease  # seconds a claim lives unless renewed ([cluster] lease)
 
-    def renew(self, ids: set[int]) -> None:
+    def renew(self, ids: set[int]) -> set[int]:
         """The claims of the messages this process is sending are still alive (their
-        time is moved on: see expire())."""
+        time is moved on: see expire()); those that were still its own."""
         if not ids:
-            return
+            return set()
         with self.db.session() as session:
-            session.execute(
+            renewed = session.execute(
                 update(OutboundMessage)
                 .where(
                     OutboundMessage.id.in_(ids),
@@ -74,12 +76,14 @@ class Claims:
                     OutboundMessage.claimed_by == self.owner,
                 )
                 .values(updated_at=utcnow())
+                .returning(OutboundMessage.id)
             )
+            return {int(i) for i in renewed.scalars()}
 
     def expire(self) -> int:
-        """Messages `sending` whose claim was not renewed for CLAIM_LEASE seconds (their
-        process, or host, died and was not started again) go back to the queue."""
-        stale = utcnow() - timedelta(seconds=CLAIM_LEASE)
+        """Messages `sending` whose claim was not renewed for the lease (their process,
+        or node, died, froze or lost the database) go back to the queue."""
+        stale = utcnow() - timedelta(seconds=self.lease)
         with self.db.session() as session:
             result = session.execute(
                 update(OutboundMessage)

@@ -37,7 +37,7 @@ from outbound.claims import Claims, Job
 from outbound.dkim_keys import SigningKey, signing_keys
 from outbound.dkim_sign import Signer, SigningError
 from outbound.hygiene import transmitted
-from outbound.results import record_in
+from outbound.results import LOST, record_in
 from outbound.routes import Routes
 from outbound.sent_copy import SentCopies
 from outbound.smtp_client import Result
@@ -63,7 +63,9 @@ class Delivery:
         self.config = config
         self.sent_copy = sent_copy
         self.owner = owner or f"{socket.gethostname()}/serve"
-        self.claims = Claims(db, self.owner, config.outbound.default_route)
+        self.claims = Claims(db, self.owner, config.outbound.default_route, config.cluster.lease)
+        # Message id -> when its claim was made or last renewed (monotonic time).
+        self.claimed_at: dict[int, float] = {}
         self.vault = Vault.load(config.secret_key_file)
         self.signer = Signer()
         self.routes = Routes(db, config, self.vault)
@@ -76,10 +78,26 @@ class Delivery:
         self._signing: dict[tuple[int, str], tuple[float, list[SigningKey]]] = {}
 
     def claim(self, limit: int) -> list[Job]:
-        return self.claims.claim(limit)
+        began = time.monotonic()
+        jobs = self.claims.claim(limit)
+        for job in jobs:
+            self.claimed_at[job.id] = began
+        return jobs
 
     def renew(self, ids: set[int]) -> None:
-        self.claims.renew(ids)
+        """Renew the claims of `ids`; one that is no longer this process's (taken back
+        by another node) is not sent from here (holds)."""
+        began = time.monotonic()
+        for message_id in self.claims.renew(ids):
+            if message_id in self.claimed_at:
+                self.claimed_at[message_id] = began
+
+    def holds(self, message_id: int) -> bool:
+        """Whether the claim of `message_id` is still this process's: claimed or renewed
+        within the lease. Past it (the process was frozen, or the database away)
+        another node may have taken it over: it is not sent from here."""
+        since = self.claimed_at.get(message_id)
+        return since is not None and time.monotonic() - since < self.claims.lease
 
     def expire(self) -> int:
         return self.claims.expire()
@@ -93,7 +111,17 @@ class Delivery:
 
     def attempt(self, job: Job, copy: bool = True) -> dict[str, Result]:
         """Send `job` once and record what each recipient's server said; then, with
-        `copy`, put its copy in the user's Sent folder (the role does that apart)."""
+        `copy`, put its copy in the user's Sent folder (the role does that apart).
+        Nothing is sent when the claim may be another node's by now (holds)."""
+        try:
+            return self._attempt(job, copy)
+        finally:
+            self.claimed_at.pop(job.id, None)
+
+    def _attempt(self, job: Job, copy: bool) -> dict[str, Result]:
+        if not self.holds(job.id):
+            log.warning("delivery: message %s not sent: its claim was not renewed in time", job.id)
+            return {}
         try:
             results = self.routes.send(job, self._signed(job))
         except SigningError as exc:
@@ -102,12 +130,18 @@ class Delivery:
         except InputError as exc:  # a route that cannot be used as configured
             results = dict.fromkeys(job.recipients, Result(451, f"4.3.5 {exc}"))
         state = self.recorder.call(lambda c: self.record_in(c, job, results))
+        if state == LOST:
+            log.warning(
+                "delivery: message %s: its claim ran out while it was sent; another node "
+                "has it now, and this try is not recorded",
+                job.id,
+            )
         if copy and state == DeliveryState.SENT.value and job.copy and self.copies:
             self.copies.copy_to_sent(job.id)  # its copy in the user's Sent folder, once
         return results
 
     def record_in(self, connection: Connection, job: Job, results: dict[str, Result]) -> str:
-        return record_in(self.config, connection, job, results)
+        return record_in(self.config, connection, job, results, self.owner)
 
     def copy_to_sent(self, message_id: int) -> str | None:
         assert self.copies is not None

@@ -2,7 +2,9 @@
 each process (there may be several, [outbound] processes, or hosts), each in a
 thread of its own (sign, send, record); new ones are claimed as others finish, so
 a slow server holds up only its own message. Copies to Sent are made apart, up to
-COPY_CONCURRENCY at once, woken as each message is sent.
+COPY_CONCURRENCY at once, woken as each message is sent. A heartbeat renews the
+claims of the messages in flight every third of [cluster] lease, whatever the
+sending does, and takes back those of processes gone for the lease.
 """
 
 from __future__ import annotations
@@ -10,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from gateway.config import Config
 from gateway.db import Database
 from gateway.role import RoleContext, first_of, until_any
 from gateway.vault import Vault
-from outbound.claims import RENEW_EVERY, Job
+from outbound.claims import Job
 from outbound.delivery import Delivery, SentCopy
 from outbound.sent_copy import COPY_CONCURRENCY, save_to_sent
 
@@ -40,7 +41,6 @@ class DeliveryRole:
         self.config = config
         self.stranded: set[int] = set()  # messages whose outcome could not be recorded
         self.sending: set[int] = set()  # messages in flight here
-        self._renewed = 0.0  # never: the first look at the queue renews and expires
         self.wake_event = asyncio.Event()
         self.pool = ThreadPoolExecutor(config.outbound.concurrency, "delivery")
         # Copies to Sent are made apart from the sending slots: one may wait
@@ -60,12 +60,14 @@ class DeliveryRole:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop_of = asyncio.get_running_loop()
+        heartbeat = asyncio.ensure_future(self._heartbeat(stop))
         try:
             if self.delivery.sent_copy is not None:
                 await asyncio.gather(self._loop(stop), self._copy_loop(stop))
             else:
                 await self._loop(stop)
         finally:
+            heartbeat.cancel()
             await asyncio.to_thread(self.delivery.close)
             self.pool.shutdown(wait=False)
             self.copy_pool.shutdown(wait=False)
@@ -88,8 +90,6 @@ class DeliveryRole:
                 for job in jobs:
                     self.sending.add(job.id)
                     flying.add(loop.run_in_executor(self.pool, self._attempt, job))
-                if time.monotonic() - self._renewed >= RENEW_EVERY:
-                    await asyncio.to_thread(self._lease)
                 if jobs and len(jobs) == free:
                     # Every slot taken and more may be waiting: claim again once half
                     # of them are free (a claim is a transaction: one for several).
@@ -142,9 +142,15 @@ class DeliveryRole:
         except Exception:
             log.exception("delivery: copy of message %s to Sent failed", message_id)
 
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Every third of the lease: renew the claims in flight, take back expired ones."""
+        beat = self.config.cluster.lease / 3
+        while not stop.is_set():
+            await asyncio.to_thread(self._lease)
+            await first_of(stop, asyncio.Event(), beat)
+
     def _lease(self) -> None:
         """Renew this process's claims; take back those of processes gone for good."""
-        self._renewed = time.monotonic()
         try:
             self.delivery.renew(set(self.sending))
             expired = self.delivery.expire()

@@ -39,11 +39,19 @@ MESSAGE_SENT = "message.sent"
 MESSAGE_BOUNCED = "message.bounced"
 MESSAGE_DELIVERY_FAILED = "message.delivery_failed"
 NO_MAILBOX = "no mailbox"  # the sent_copy outcome of a user without a connected mailbox
+LOST = "lost"  # record_in: the claim was no longer this process's, nothing was written
 
 
-def record_in(config: Config, connection: Connection, job: Job, results: dict[str, Result]) -> str:
+def record_in(
+    config: Config, connection: Connection, job: Job, results: dict[str, Result], owner: str
+) -> str:
     """What each recipient's server said, in the caller's transaction (the delivery
-    role group-commits these); returns the message's new state."""
+    role group-commits these); returns the message's new state, or LOST (nothing
+    written) when `owner` no longer holds the claim: its lease ran out and the message
+    went back to the queue, maybe to another node, which records its own tries."""
+    held = connection.execute(_HELD, {"b_id": job.id, "b_owner": owner}).first()
+    if held is None:
+        return LOST
     now = utcnow()
     final = _record_recipients(config, connection, job, results, now)
     states = {state for _, state in final}
@@ -177,6 +185,17 @@ _RECIPIENT_RESULT = prepared(
     "outbound_recipient_result",
     lambda: update(_rc).where(_rc.c.id == bindparam("b_id")),
     ("state", "attempts", "last_reply", "updated_at"),
+)
+# The claim, locked until the outcome is committed (PostgreSQL): no other node can
+# take the message back between this look and the writes.
+_HELD = (
+    select(_om.c.id)
+    .where(
+        _om.c.id == bindparam("b_id"),
+        _om.c.state == DeliveryState.SENDING.value,
+        _om.c.claimed_by == bindparam("b_owner"),
+    )
+    .with_for_update()
 )
 _MESSAGE_RESULT = prepared(
     "outbound_message_result",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from gateway.config.checks import host_port
 from gateway.config.core_sections import (
     AddressesConfig,
+    ClusterConfig,
     ContactsConfig,
     DatabaseConfig,
     DnsConfig,
@@ -42,6 +43,7 @@ __all__ = [
     "SECTIONS",
     "AddressesConfig",
     "CalendarConfig",
+    "ClusterConfig",
     "Config",
     "ContactsConfig",
     "DatabaseConfig",

@@ -32,6 +32,8 @@ def check(config: Config) -> None:
     if config.pipeline.batch_size < 1:
         raise config.error("pipeline.batch_size", "must be at least 1")
     _check_calendar(config)
+    if config.cluster.lease < 1:
+        raise config.error("cluster.lease", "must be at least 1 second")
     for role in config.serve.roles:
         if role not in ROLE_NAMES:
             raise config.error(

@@ -1,5 +1,5 @@
 """The sections every part of the gateway reads: paths, database, addresses,
-contacts, TLS, DNS, security, web, serve and log."""
+contacts, TLS, DNS, security, web, serve, cluster and log."""
 
 from __future__ import annotations
 
@@ -204,6 +204,29 @@ class WebhooksConfig:
     )
     poll_interval: float = field(
         default=1.0, metadata=doc("Seconds between looks for new events and due retries.")
+    )
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Several gateway nodes on one PostgreSQL: names, and how long claims live."""
+
+    node: str = field(
+        default="",
+        metadata=doc(
+            "This node's name among those sharing the database (empty: the host name). "
+            "Its claims carry it with the worker process's name; give each node its own."
+        ),
+    )
+    lease: float = field(
+        default=60.0,
+        metadata=doc(
+            "Seconds a claim (a message being delivered, a webhook being sent) lives "
+            "unless its node renews it; nodes renew theirs every third of it. A node that "
+            "dies loses its claims this long after its last renewal and others take them "
+            "over; a node that stopped renewing (frozen, cut off from the database) sends "
+            "nothing more and records nothing of what it held."
+        ),
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gateway.config.core_sections import (
     AddressesConfig,
+    ClusterConfig,
     ContactsConfig,
     DatabaseConfig,
     DnsConfig,
@@ -51,6 +52,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     log: LogConfig = field(default_factory=LogConfig)
     # Where relative paths are resolved from (the config file's directory).
     base_dir: Path = Path(".")

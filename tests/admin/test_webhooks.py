@@ -239,3 +239,40 @@ def test_meeting_events_reach_the_endpoints_subscribed_to_them(
     assert created["summary"] == "Contract review" and created["status"] == "confirmed"
     assert created["start"] == "2026-12-10T15:00:00+00:00" and created["method"] == "REQUEST"
     assert sent[1]["data"]["status"] == "cancelled"
+
+
+def test_a_claim_lost_to_another_node_is_not_recorded_and_a_renewed_one_stays(
+    db: Database, hooks_config: Config, account_id: int, receiver: Receiver
+) -> None:
+    """Fencing: A claims a delivery and stops renewing past [cluster] lease; B takes it
+    back and delivers it. What A records afterwards is refused. A claim that is
+    renewed is not taken back."""
+    from datetime import timedelta
+
+    from admin.webhook_delivery import LOST
+    from admin.webhook_http import Answer
+    from gateway.config import ClusterConfig
+    from gateway.models import utcnow
+
+    config = replace(hooks_config, cluster=ClusterConfig(lease=5.0))
+    endpoint(db, config, account_id, receiver.url)
+    new_contact(db, config, account_id, "carol@client.com")
+    new_contact(db, config, account_id, "dan@client.com")
+    a, b = Dispatcher(db, config, "node-a/webhooks"), Dispatcher(db, config, "node-b/webhooks")
+    a.fan_out()
+    lost, kept = a.claim(2)
+    with db.session() as session:
+        for job in (lost, kept):
+            session.get_one(WebhookDelivery, job.id).updated_at = utcnow() - timedelta(seconds=6)
+    assert a.renew({kept.id}) == {kept.id}  # A still speaks for this one
+    assert b.expire() == 1
+    [taken] = b.claim(5)
+    assert taken.id == lost.id and b.attempt(taken) == "delivered"
+    assert a.record(lost, Answer(500, None, "late")) == LOST
+    assert a.renew({lost.id}) == set()  # not A's any more
+    with db.session() as session:
+        row = session.get_one(WebhookDelivery, lost.id)
+        assert row.state == "delivered" and row.last_status == 204  # B's, not A's 500
+    assert a.attempt(kept) == "delivered"
+    a.close()
+    b.close()

@@ -14,6 +14,8 @@ from gateway.db import Database
 from gateway.mail_queue import retry
 from gateway.models import DeliveryState, OutboundMessage, OutboundRecipient
 from outbound.delivery import Delivery
+from outbound.results import LOST
+from outbound.smtp_client import Result
 from tests.helpers.outbound import (
     MESSAGE,
     client_test_mx,
@@ -83,11 +85,10 @@ def test_claims_of_a_host_gone_for_good_expire(
     db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
 ) -> None:
     """A process renews the claims of what it is sending; a claim not renewed for
-    CLAIM_LEASE seconds (its host died and never came back) is taken back by any
+    [cluster] lease seconds (its host died and never came back) is taken back by any
     other process, and the message is sent from there."""
 
     from gateway.models import utcnow
-    from outbound.claims import CLAIM_LEASE
 
     cfg = outbound_config(config, zone_server, direct_port=mx.port)
     client_test_mx(zone_server)
@@ -99,7 +100,7 @@ def test_claims_of_a_host_gone_for_good_expire(
     )
     [job_lost] = gone.claim(1)
     [job_alive] = here.claim(1)
-    long_ago = utcnow() - timedelta(seconds=CLAIM_LEASE + 1)
+    long_ago = utcnow() - timedelta(seconds=cfg.cluster.lease + 1)
     with db.session() as session:
         for message_id in (lost, alive):
             session.get_one(OutboundMessage, message_id).updated_at = long_ago
@@ -232,3 +233,89 @@ def test_retry_and_cancel(
     deliver_once(delivery)
     assert states(db, second)[0] == "cancelled"
     assert [r.recipients for r in mx.received] == [["carol@client.test"]]
+
+
+def test_a_node_that_lost_its_claim_sends_nothing_and_records_nothing(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
+) -> None:
+    """Fencing. Node A claims a message, then stops renewing (frozen, or cut off from
+    the database) past the lease; node B takes the message back and sends it. When A
+    wakes: what it tries to record is refused (the claim is B's), and it sends nothing
+    more until a renewal goes through."""
+    from dataclasses import replace
+
+    from gateway.config import ClusterConfig
+    from gateway.models import utcnow
+
+    cfg = outbound_config(config, zone_server, direct_port=mx.port)
+    cfg = replace(cfg, cluster=ClusterConfig(lease=5.0))
+    client_test_mx(zone_server)
+    message = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
+    a, b = Delivery(db, cfg, owner="node-a/delivery"), Delivery(db, cfg, owner="node-b/delivery")
+    [job_a] = a.claim(1)
+    with db.session() as session:  # A says nothing for longer than the lease
+        session.get_one(OutboundMessage, message).updated_at = utcnow() - timedelta(seconds=6)
+    assert b.expire() == 1
+    deliver_once(b)  # B takes it over and sends it
+    assert states(db, message)[0] == "sent" and len(mx.received) == 1
+    # A wakes up holding a claim it lost: its outcome is not written.
+    with db.connection() as connection:
+        assert a.record_in(connection, job_a, {"carol@client.test": Result(250, "ok")}) == LOST
+    assert states(db, message)[0] == "sent"
+    # A renewal finds the claim is not A's any more; past the lease A sends nothing.
+    a.renew({job_a.id})
+    a.claimed_at[job_a.id] -= 6
+    assert not a.holds(job_a.id)
+    assert a.attempt(job_a) == {} and len(mx.received) == 1
+
+
+def test_renewing_keeps_a_claim_alive_past_the_lease(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
+) -> None:
+    from dataclasses import replace
+
+    from gateway.config import ClusterConfig
+    from gateway.models import utcnow
+
+    cfg = replace(
+        outbound_config(config, zone_server, direct_port=mx.port), cluster=ClusterConfig(lease=5.0)
+    )
+    message = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
+    a, b = Delivery(db, cfg, owner="node-a/delivery"), Delivery(db, cfg, owner="node-b/delivery")
+    [job] = a.claim(1)
+    a.claimed_at[job.id] -= 6  # claimed longer ago than the lease...
+    with db.session() as session:
+        session.get_one(OutboundMessage, message).updated_at = utcnow() - timedelta(seconds=6)
+    a.renew({job.id})  # ...but renewed before anyone took it back
+    assert a.holds(job.id) and b.expire() == 0 and states(db, message)[0] == "sending"
+
+
+def test_the_heartbeat_keeps_a_slow_send_its_own(
+    db: Database, config: Config, account_id: int, zone_server: ZoneServer, mx: Sink
+) -> None:
+    """A server that takes longer than the lease to answer: the delivery role's
+    heartbeat renews the claim meanwhile, so another node looking for expired claims
+    the whole time takes nothing back, and the message is sent once."""
+    import time
+    from dataclasses import replace
+
+    from gateway.config import ClusterConfig
+    from outbound.delivery_role import DeliveryRole
+    from tests.helpers.roles import running
+    from tests.helpers.wait import eventually
+
+    cfg = outbound_config(config, zone_server, direct_port=mx.port, timeout=10.0)
+    cfg = replace(cfg, cluster=ClusterConfig(lease=1.5))
+    client_test_mx(zone_server)
+    mx.hang = 4.0  # more than twice the lease
+    message = queue_message(db, cfg, MESSAGE, ["carol@client.test"])
+    other = Delivery(db, cfg, owner="node-b/delivery")
+    taken_back = 0
+    with running({"delivery": DeliveryRole(db, cfg, owner="node-a/delivery")}):
+        eventually(lambda: states(db, message)[0] == "sending", 10)
+        deadline = time.monotonic() + 3.5
+        while time.monotonic() < deadline:
+            taken_back += other.expire()
+            time.sleep(0.25)
+        eventually(lambda: states(db, message)[0] == "sent", 15)
+    assert taken_back == 0 and len(mx.received) == 1
