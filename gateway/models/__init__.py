@@ -4,6 +4,7 @@ from gateway.models.accounts import Account, Plan, User, UserAddress
 from gateway.models.base import Base, table_of, utcnow
 from gateway.models.contacts import Contact, ContactEmail
 from gateway.models.events import Event
+from gateway.models.leases import Lease
 from gateway.models.mailboxes import (
     FolderRole,
     Mailbox,
@@ -71,6 +72,7 @@ __all__ = [
     "FolderRole",
     "IdempotencyKey",
     "Keep",
+    "Lease",
     "Mailbox",
     "MailboxFolder",
     "MailboxState",

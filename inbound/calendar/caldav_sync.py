@@ -36,6 +36,7 @@ from gateway.imap.connection import AUTH, PROTOCOL, UNREACHABLE, MailboxError
 from gateway.models import Calendar, CalendarKind
 from inbound.calendar.entries import (
     CalendarWriter,
+    Fence,
     Resource,
     Tally,
     calendar_row,
@@ -76,7 +77,13 @@ def client_of(access: Access, config: Config) -> Any:
 
 
 def sync_caldav(
-    db: Database, config: Config, mailbox_id: int, access: Access, *, use_sync_token: bool = True
+    db: Database,
+    config: Config,
+    mailbox_id: int,
+    access: Access,
+    *,
+    use_sync_token: bool = True,
+    fence: Fence | None = None,
 ) -> Tally:
     """Sync every calendar of the mailbox's CalDAV account; what changed, summed."""
     total = Tally()
@@ -86,7 +93,7 @@ def sync_caldav(
                 row_id = calendar_row(
                     db, mailbox_id, CalendarKind.CALDAV, str(remote.url), _name(remote)
                 )
-                tally = _sync_one(db, config, row_id, remote, use_sync_token)
+                tally = _sync_one(db, config, row_id, remote, use_sync_token, fence)
                 total.changed += tally.changed
                 total.removed += tally.removed
                 total.meetings += tally.meetings
@@ -106,9 +113,14 @@ def sync_caldav(
 
 
 def _sync_one(
-    db: Database, config: Config, calendar_id: int, remote: Any, use_sync_token: bool
+    db: Database,
+    config: Config,
+    calendar_id: int,
+    remote: Any,
+    use_sync_token: bool,
+    fence: Fence | None,
 ) -> Tally:
-    writer = CalendarWriter(db, config, calendar_id, CalendarKind.CALDAV.value)
+    writer = CalendarWriter(db, config, calendar_id, CalendarKind.CALDAV.value, fence)
     with db.read() as session:
         row = session.get_one(Calendar, calendar_id)
         token, ctag = row.sync_token, row.ctag

@@ -11,7 +11,7 @@ still holds the UID or the meeting came by mail too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,6 +34,9 @@ from gateway.models import Calendar, CalendarEntry, CalendarKind, Mailbox, Meeti
 log = logging.getLogger(__name__)
 
 
+Fence = Callable[[Session], None]  # raises when the sync's lease was lost (gateway.leases)
+
+
 @dataclass(frozen=True)
 class Resource:
     href: str
@@ -51,8 +54,16 @@ class Tally:
 class CalendarWriter:
     """Writes the resources of one calendar of a mailbox."""
 
-    def __init__(self, db: Database, config: Config, calendar_id: int, source: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        calendar_id: int,
+        source: str,
+        fence: Fence | None = None,
+    ) -> None:
         self.db = db
+        self.fence = fence  # in the transaction of every write
         self.config = config
         self.calendar_id = calendar_id
         self.source = source
@@ -80,6 +91,7 @@ class CalendarWriter:
             return
         origin = Origin(self.source, user_id=self.user_id, snapshot=True)
         with self.db.session() as session:
+            self._fenced(session)
             directory = AccountDirectory.load_by_id(session, self.account_id, self.config)
             try:
                 with session.begin_nested():  # the page at once, as a rule
@@ -151,6 +163,7 @@ class CalendarWriter:
         if not hrefs:
             return
         with self.db.session() as session:
+            self._fenced(session)
             gone = session.execute(
                 select(CalendarEntry.href, CalendarEntry.uid).where(
                     CalendarEntry.calendar_id == self.calendar_id,
@@ -184,6 +197,7 @@ class CalendarWriter:
     ) -> None:
         """A sync of the calendar went through: where it stands, and how many events."""
         with self.db.session() as session:
+            self._fenced(session)
             row = session.get_one(Calendar, self.calendar_id)
             if sync_token is not None:
                 row.sync_token = sync_token
@@ -196,6 +210,10 @@ class CalendarWriter:
             row.events = int(session.scalar(counted) or 0)
             row.synced_at = utcnow()
             row.last_error = None
+
+    def _fenced(self, session: Session) -> None:
+        if self.fence is not None:
+            self.fence(session)
 
     def _held_elsewhere(self, session: Session, uid: str) -> bool:
         entries = session.scalar(

@@ -33,6 +33,7 @@ from gateway.models import Calendar, CalendarKind
 from gateway.oauth2 import Tokens
 from inbound.calendar.entries import (
     CalendarWriter,
+    Fence,
     Resource,
     Tally,
     calendar_row,
@@ -68,11 +69,12 @@ def sync_graph(
     refresh: Refresh,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    fence: Fence | None = None,
 ) -> Tally:
     """Sync the mailbox's calendar view through Graph; what changed."""
     view = f"{base.rstrip('/')}/me/calendarView/delta"
     calendar_id = calendar_row(db, mailbox_id, CalendarKind.GRAPH, view, "Calendar")
-    writer = CalendarWriter(db, config, calendar_id, CalendarKind.GRAPH.value)
+    writer = CalendarWriter(db, config, calendar_id, CalendarKind.GRAPH.value, fence)
     with db.read() as session:
         delta = session.get_one(Calendar, calendar_id).sync_token
     graph = _Graph(config, base, tokens, refresh, sleep)

@@ -12,29 +12,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
+from gateway import leases
 from gateway.config import Config
 from gateway.db import Database
 from gateway.errors import GatewayError
 from gateway.imap.connection import AUTH, PROTOCOL, MailboxError
 from gateway.imap.session import refreshed
-from gateway.models import Calendar, Mailbox, MailboxState
+from gateway.models import Calendar, Mailbox, MailboxState, utcnow
 from gateway.oauth2 import TokenError, Tokens
 from gateway.resolver import Resolver
 from gateway.role import RoleContext
 from gateway.vault import Vault
 from inbound.calendar.caldav_sync import Access, sync_caldav
-from inbound.calendar.entries import Tally
+from inbound.calendar.entries import Fence, Tally
 from inbound.calendar.graph_sync import sync_graph
 from inbound.calendar.where import calendar_service, check_url
 from inbound.imap.mailboxes import needs_reconnect
 
 log = logging.getLogger(__name__)
 LOOK_EVERY = 30.0  # seconds between looks for mailboxes due a sync
+KIND = "calendar"  # the leases of mailboxes' calendar syncs
+BATCH = 10  # mailboxes claimed at a time
 
 
 @dataclass(frozen=True)
@@ -45,9 +49,15 @@ class CalendarReport:
 
 
 def sync_calendars(
-    db: Database, config: Config, vault: Vault, resolver: Resolver, mailbox_id: int
+    db: Database,
+    config: Config,
+    vault: Vault,
+    resolver: Resolver,
+    mailbox_id: int,
+    fence: Fence | None = None,
 ) -> CalendarReport:
-    """Sync one mailbox's calendars now. Refused credentials: reconnect_required."""
+    """Sync one mailbox's calendars now. Refused credentials: reconnect_required.
+    `fence` runs in the transaction of every write (the role's lease)."""
     with db.read() as session:
         mailbox = session.get_one(Mailbox, mailbox_id)
         email, username, provider = mailbox.email, mailbox.username, mailbox.provider
@@ -64,16 +74,24 @@ def sync_calendars(
                 service.url,
                 tokens,
                 lambda t: _graph_token(db, config, vault, mailbox_id, provider, t),
+                fence=fence,
             )
         else:
             check_url(config, resolver, service.url)
             if auth == "oauth2":
                 tally = _caldav_with_token(
-                    db, config, vault, mailbox_id, provider, service.url, Tokens.from_json(plain)
+                    db,
+                    config,
+                    vault,
+                    mailbox_id,
+                    provider,
+                    service.url,
+                    Tokens.from_json(plain),
+                    fence,
                 )
             else:
                 access = Access(service.url, username or email, password=plain, verify=verify)
-                tally = sync_caldav(db, config, mailbox_id, access)
+                tally = sync_caldav(db, config, mailbox_id, access, fence=fence)
     except MailboxError as exc:
         if exc.needs_person:
             needs_reconnect(db, mailbox_id, exc)
@@ -114,18 +132,21 @@ def _caldav_with_token(
     provider: str,
     url: str,
     tokens: Tokens,
+    fence: Fence | None = None,
 ) -> Tally:
     """CalDAV with the mailbox's OAuth2 access token (Google): refreshed first when it
     has expired, and once more when the server refuses it, as for IMAP."""
     if tokens.expired():
         tokens = refreshed(db, config, vault, mailbox_id, provider, tokens)
     try:
-        return sync_caldav(db, config, mailbox_id, Access(url, "", bearer=tokens.access_token))
+        access = Access(url, "", bearer=tokens.access_token)
+        return sync_caldav(db, config, mailbox_id, access, fence=fence)
     except MailboxError as exc:
         if exc.kind != AUTH or not tokens.refresh_token:
             raise
     tokens = refreshed(db, config, vault, mailbox_id, provider, tokens)
-    return sync_caldav(db, config, mailbox_id, Access(url, "", bearer=tokens.access_token))
+    access = Access(url, "", bearer=tokens.access_token)
+    return sync_caldav(db, config, mailbox_id, access, fence=fence)
 
 
 def _note(db: Database, mailbox_id: int, error: str) -> None:
@@ -138,10 +159,16 @@ def _note(db: Database, mailbox_id: int, error: str) -> None:
 
 
 class CalendarRole:
-    def __init__(self, db: Database, config: Config) -> None:
+    """Syncs the calendars of the active mailboxes whose turn it is. Any number of
+    nodes may run it: each mailbox's sync is claimed (gateway.leases, kind
+    "calendar"), renewed by a heartbeat while it runs, done once per [calendar]
+    interval by whichever node claims it, and its writes are fenced."""
+
+    def __init__(self, db: Database, config: Config, owner: str = "calendar") -> None:
         self.db = db
         self.config = config
-        self.last: dict[int, float] = {}  # mailbox id -> monotonic time of its last sync
+        self.owner = owner
+        self.held: dict[str, int] = {}  # mailbox id -> generation, being synced here
 
     async def start(self) -> None:
         pass
@@ -150,47 +177,84 @@ class CalendarRole:
         if not self.config.calendar.enabled:
             await stop.wait()
             return
+        heartbeat = asyncio.ensure_future(self._heartbeat(stop))
+        try:
+            while not stop.is_set():
+                try:
+                    await asyncio.to_thread(self.pass_once)
+                except GatewayError as exc:  # the database away for a moment: next time
+                    log.warning("calendar: a pass stopped: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    wait = min(LOOK_EVERY, self.config.calendar.interval)
+                    await asyncio.wait_for(stop.wait(), wait)
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Every third of [cluster] lease: the syncs running here keep their leases."""
         while not stop.is_set():
-            try:
-                await asyncio.to_thread(self.pass_once)
-            except GatewayError as exc:  # the database away for a moment: next time
-                log.warning("calendar: a pass stopped: %s", exc)
+            await asyncio.to_thread(self.renew)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), min(LOOK_EVERY, self.config.calendar.interval))
+                await asyncio.wait_for(stop.wait(), self.config.cluster.lease / 3)
+
+    def renew(self) -> None:
+        held = dict(self.held)
+        if not held:
+            return
+        try:
+            kept = leases.renew(self.db, KIND, self.owner, held, self.config.cluster.lease)
+        except GatewayError:
+            log.warning("calendar: leases not renewed (the database is away)")
+            return
+        for key in set(held) - kept:
+            log.warning("calendar: mailbox %s: its lease was lost; its sync stops", key)
 
     def pass_once(self) -> int:
-        """Sync each active mailbox whose last sync is older than the interval."""
+        """Claim the active mailboxes whose calendars are due, sync them one after
+        another, and set each one's next turn [calendar] interval later."""
         with self.db.read() as session:
-            ids = list(
-                session.scalars(
-                    select(Mailbox.id).where(Mailbox.state == MailboxState.ACTIVE.value)
-                )
-            )
-        now = time.monotonic()
-        due = [i for i in ids if now - self.last.get(i, -1e18) >= self.config.calendar.interval]
-        if not due:
+            ids = session.scalars(
+                select(Mailbox.id).where(Mailbox.state == MailboxState.ACTIVE.value)
+            ).all()
+        lease = self.config.cluster.lease
+        claimed = leases.claim_due(self.db, KIND, self.owner, (str(i) for i in ids), BATCH, lease)
+        if not claimed:
             return 0
         vault = Vault.load(self.config.secret_key_file)
         resolver = Resolver(self.config.dns)
-        for mailbox_id in due:
-            self.last[mailbox_id] = time.monotonic()
+        for key, generation in claimed.items():
+            self.held[key] = generation
             try:
-                report = sync_calendars(self.db, self.config, vault, resolver, mailbox_id)
-            except GatewayError as exc:
-                log.warning("calendar: mailbox %s not synced: %s", mailbox_id, exc)
-                continue
-            if report.tally.changed or report.tally.removed:
-                log.info(
-                    "calendar: mailbox %s (%s): %s changed, %s removed, %s meetings",
-                    mailbox_id,
-                    report.service,
-                    report.tally.changed,
-                    report.tally.removed,
-                    report.tally.meetings,
-                )
-        return len(due)
+                self._sync(vault, resolver, int(key), generation)
+            finally:
+                del self.held[key]
+                due = utcnow() + timedelta(seconds=self.config.calendar.interval)
+                leases.finish(self.db, KIND, self.owner, key, generation, due)
+        return len(claimed)
+
+    def _sync(self, vault: Vault, resolver: Resolver, mailbox_id: int, generation: int) -> None:
+        def fenced(session: Session) -> None:
+            leases.fence(session, KIND, str(mailbox_id), self.owner, generation)
+
+        try:
+            report = sync_calendars(self.db, self.config, vault, resolver, mailbox_id, fenced)
+        except GatewayError as exc:
+            log.warning("calendar: mailbox %s not synced: %s", mailbox_id, exc)
+            return
+        except Exception:  # a server's answer the libraries choke on: the next turn
+            log.exception("calendar: mailbox %s not synced", mailbox_id)
+            return
+        if report.tally.changed or report.tally.removed:
+            log.info(
+                "calendar: mailbox %s (%s): %s changed, %s removed, %s meetings",
+                mailbox_id,
+                report.service,
+                report.tally.changed,
+                report.tally.removed,
+                report.tally.meetings,
+            )
 
 
 def build(ctx: RoleContext) -> CalendarRole:
     """The `calendar` role (gateway.registry)."""
-    return CalendarRole(ctx.db, ctx.config)
+    return CalendarRole(ctx.db, ctx.config, ctx.owner)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from gateway.config import Config, DnsConfig, SecurityConfig
 from gateway.db import Database
 from gateway.imap.connection import MailboxError
-from gateway.models import Calendar, Event, Mailbox, Meeting
+from gateway.models import Calendar, Event, Mailbox, Meeting, utcnow
 from gateway.resolver import Resolver
 from gateway.vault import Vault, ensure_key_file
 from inbound.calendar.caldav_sync import Access, sync_caldav
@@ -229,15 +229,46 @@ def test_caldav_with_an_oauth2_token_refreshed_when_refused(
 def test_the_calendar_role_syncs_each_active_mailbox_once_an_interval(
     db, cal_config, radicale, mailbox_id
 ) -> None:
+    """Two nodes run the role: the mailbox is synced by one of them, once per
+    [calendar] interval; one that needs a person is not synced at all."""
+    from gateway.models import Lease
     from inbound.calendar.role import CalendarRole
 
     radicale.calendar().save_event(event("r@x", "20261212T100000Z", "20261212T110000Z"))
-    role = CalendarRole(db, cal_config)
-    assert role.pass_once() == 1 and "r@x" in meetings(db)
-    assert role.pass_once() == 0  # not due again before [calendar] interval
+    a = CalendarRole(db, cal_config, "node-a/background")
+    b = CalendarRole(db, cal_config, "node-b/background")
+    assert a.pass_once() == 1 and "r@x" in meetings(db)
+    assert b.pass_once() == 0 and a.pass_once() == 0  # not due again before the interval
+    with db.session() as session:
+        lease = session.get_one(Lease, ("calendar", str(mailbox_id)))
+        assert lease.holder is None and lease.generation == 1
+        lease.due_at = lease.due_at.replace(year=2000)  # its turn again
+    assert b.pass_once() == 1  # whichever node looks first
     with db.session() as session:
         session.get_one(Mailbox, mailbox_id).state = "reconnect_required"
-    assert CalendarRole(db, cal_config).pass_once() == 0  # a mailbox that needs a person
+        session.get_one(Lease, ("calendar", str(mailbox_id))).due_at = utcnow()
+    assert a.pass_once() == 0  # a mailbox that needs a person
+
+
+def test_a_node_that_lost_its_lease_writes_nothing(db, cal_config, radicale, mailbox_id) -> None:
+    """Fencing: the sync of a node whose lease was taken over stops at its next write."""
+    from gateway.leases import LeaseLost, claim_due, fence
+
+    radicale.calendar().save_event(event("f@x", "20261212T100000Z", "20261212T110000Z"))
+    held = claim_due(db, "calendar", "node-a", [str(mailbox_id)], 1, lease=60)
+    with db.session() as session:  # node A froze; node B took the lease over
+        from gateway.models import Lease
+
+        lease = session.get_one(Lease, ("calendar", str(mailbox_id)))
+        lease.holder, lease.generation = "node-b", lease.generation + 1
+
+    def fenced(session):
+        fence(session, "calendar", str(mailbox_id), "node-a", held[str(mailbox_id)])
+
+    vault = Vault.load(cal_config.secret_key_file)
+    with pytest.raises(LeaseLost):
+        sync_calendars(db, cal_config, vault, Resolver(cal_config.dns), mailbox_id, fenced)
+    assert meetings(db) == {}
 
 
 def test_where_the_calendars_are(db, cal_config, zone_server, mailbox_id) -> None:

@@ -1,0 +1,122 @@
+"""Leases of work that one node at a time may do, shared through the database.
+
+    claim_due   the due and free ones of some keys (no holder, or its lease ran
+                out), now this holder's for [cluster] lease seconds, their generation
+                one higher (FOR UPDATE SKIP LOCKED on PostgreSQL)
+    renew       the holder's heartbeat: its leases live on; those it lost are told
+    finish      done: free again, due next at the time given (refused if lost)
+    fence       in the transaction of a write: raises LeaseLost unless the lease is
+                still this holder's, of this generation, and not run out (the row is
+                locked until the commit, so no other node can claim it meanwhile)
+
+A node that dies loses its leases when they run out; others claim them then. A node
+that froze past its lease (a long pause, a partition from the database) writes
+nothing more: its next fenced write finds the generation moved on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from gateway.db import Database, insert_ignore
+from gateway.errors import GatewayError
+from gateway.models import Lease, table_of, utcnow
+
+
+class LeaseLost(GatewayError):
+    """The lease is another holder's now (or ran out): the work stops, unwritten."""
+
+
+def claim_due(
+    db: Database,
+    kind: str,
+    holder: str,
+    keys: Iterable[str],
+    limit: int,
+    lease: float,
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """Up to `limit` of `keys` that are due and free, now held by `holder`: key ->
+    the generation its writes are fenced with."""
+    keys = sorted(set(keys))
+    if not keys or limit < 1:
+        return {}
+    now = now or utcnow()
+    with db.session() as session:
+        fresh = [{"kind": kind, "key": k, "generation": 0, "due_at": now} for k in keys]
+        insert_ignore(session, table_of(Lease), fresh, ["kind", "key"])
+        free = or_(Lease.holder.is_(None), Lease.expires_at.is_(None), Lease.expires_at < now)
+        rows = session.execute(
+            select(Lease.key, Lease.generation)
+            .where(Lease.kind == kind, Lease.key.in_(keys), Lease.due_at <= now, free)
+            .order_by(Lease.due_at, Lease.key)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        held = {}
+        until = now + timedelta(seconds=lease)
+        for key, generation in rows:
+            session.execute(
+                update(Lease)
+                .where(Lease.kind == kind, Lease.key == key)
+                .values(holder=holder, generation=generation + 1, expires_at=until)
+            )
+            held[key] = generation + 1
+        return held
+
+
+def renew(db: Database, kind: str, holder: str, held: dict[str, int], lease: float) -> set[str]:
+    """Move the holder's leases on; the keys still its own (the others are lost)."""
+    if not held:
+        return set()
+    now = utcnow()
+    mine = or_(*(and_(Lease.key == k, Lease.generation == g) for k, g in held.items()))
+    with db.session() as session:
+        renewed = session.execute(
+            update(Lease)
+            .where(Lease.kind == kind, Lease.holder == holder, Lease.expires_at >= now, mine)
+            .values(expires_at=now + timedelta(seconds=lease))
+            .returning(Lease.key)
+        )
+        return {str(k) for k in renewed.scalars()}
+
+
+def finish(
+    db: Database, kind: str, holder: str, key: str, generation: int, due_at: datetime
+) -> bool:
+    """The work is done: the lease is free again, due next at `due_at`. False when it
+    was lost meanwhile (then whoever holds it now decides)."""
+    with db.session() as session:
+        done = session.execute(
+            update(Lease)
+            .where(
+                Lease.kind == kind,
+                Lease.key == key,
+                Lease.holder == holder,
+                Lease.generation == generation,
+            )
+            .values(holder=None, expires_at=None, due_at=due_at)
+        )
+        return bool(getattr(done, "rowcount", 0))
+
+
+def fence(session: Session, kind: str, key: str, holder: str, generation: int) -> None:
+    """Raise LeaseLost unless the lease is still `holder`'s at `generation` and has
+    not run out; on PostgreSQL the row stays locked until this transaction commits."""
+    found = session.execute(
+        select(Lease.generation)
+        .where(
+            Lease.kind == kind,
+            Lease.key == key,
+            Lease.holder == holder,
+            Lease.generation == generation,
+            Lease.expires_at >= utcnow(),
+        )
+        .with_for_update()
+    ).first()
+    if found is None:
+        raise LeaseLost(f"the {kind} lease of {key} is not {holder}'s any more")
