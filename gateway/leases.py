@@ -1,8 +1,10 @@
 """Leases of work that one node at a time may do, shared through the database.
 
-    claim_due   the due and free ones of some keys (no holder, or its lease ran
-                out), now this holder's for [cluster] lease seconds, their generation
-                one higher (FOR UPDATE SKIP LOCKED on PostgreSQL)
+    claim_due   the due and free ones of some keys (no holder, its lease ran out,
+                or its holder is this one's predecessor), now this holder's for
+                [cluster] lease seconds, their generation one higher (FOR UPDATE SKIP
+                LOCKED on PostgreSQL)
+    announce    a holder says it is alive; who else is (each takes its share)
     renew       the holder's heartbeat: its leases live on; those it lost are told
     finish      done: free again, due next at the time given (refused if lost)
     fence       in the transaction of a write: raises LeaseLost unless the lease is
@@ -16,7 +18,7 @@ nothing more: its next fenced write finds the generation moved on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
@@ -25,6 +27,8 @@ from sqlalchemy.orm import Session
 from gateway.db import Database, insert_ignore
 from gateway.errors import GatewayError
 from gateway.models import Lease, table_of, utcnow
+
+Fence = Callable[[Session], None]  # run in the transaction of a write: raises LeaseLost
 
 
 class LeaseLost(GatewayError):
@@ -49,7 +53,14 @@ def claim_due(
     with db.session() as session:
         fresh = [{"kind": kind, "key": k, "generation": 0, "due_at": now} for k in keys]
         insert_ignore(session, table_of(Lease), fresh, ["kind", "key"])
-        free = or_(Lease.holder.is_(None), Lease.expires_at.is_(None), Lease.expires_at < now)
+        # Free: nobody's, run out, or this holder's own from before (a process started
+        # in place of one that died takes its work back at once, fenced anew).
+        free = or_(
+            Lease.holder.is_(None),
+            Lease.holder == holder,
+            Lease.expires_at.is_(None),
+            Lease.expires_at < now,
+        )
         rows = session.execute(
             select(Lease.key, Lease.generation)
             .where(Lease.kind == kind, Lease.key.in_(keys), Lease.due_at <= now, free)
@@ -102,6 +113,29 @@ def finish(
             .values(holder=None, expires_at=None, due_at=due_at)
         )
         return bool(getattr(done, "rowcount", 0))
+
+
+def announce(db: Database, kind: str, holder: str, lease: float) -> set[str]:
+    """`holder` is alive and shares the work of `kind` for `lease` seconds more; the
+    holders alive now (this one included), so that each takes its share."""
+    now = utcnow()
+    with db.session() as session:
+        row = {"kind": f"{kind}:nodes", "key": holder, "generation": 0, "due_at": now}
+        insert_ignore(session, table_of(Lease), [row], ["kind", "key"])
+        session.execute(
+            update(Lease)
+            .where(Lease.kind == f"{kind}:nodes", Lease.key == holder)
+            .values(holder=holder, expires_at=now + timedelta(seconds=lease))
+        )
+        alive = session.scalars(
+            select(Lease.key).where(Lease.kind == f"{kind}:nodes", Lease.expires_at >= now)
+        )
+        return {str(k) for k in alive}
+
+
+def fencing(kind: str, key: str, holder: str, generation: int) -> Fence:
+    """The fence of one lease, for the writes of the work it covers."""
+    return lambda session: fence(session, kind, key, holder, generation)
 
 
 def fence(session: Session, kind: str, key: str, holder: str, generation: int) -> None:

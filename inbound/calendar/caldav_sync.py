@@ -33,10 +33,10 @@ from gateway.calendar_invites import Invite, parse
 from gateway.config import Config
 from gateway.db import Database
 from gateway.imap.connection import AUTH, PROTOCOL, UNREACHABLE, MailboxError
+from gateway.leases import Fence
 from gateway.models import Calendar, CalendarKind
 from inbound.calendar.entries import (
     CalendarWriter,
-    Fence,
     Resource,
     Tally,
     calendar_row,

@@ -11,7 +11,7 @@ still holds the UID or the meeting came by mail too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,6 +22,7 @@ from gateway.calendar_invites import Invite
 from gateway.config import Config
 from gateway.db import Database
 from gateway.directory import AccountDirectory
+from gateway.leases import Fence
 from gateway.meetings import (
     Origin,
     apply_invite,
@@ -32,9 +33,6 @@ from gateway.meetings import (
 from gateway.models import Calendar, CalendarEntry, CalendarKind, Mailbox, Meeting, utcnow
 
 log = logging.getLogger(__name__)
-
-
-Fence = Callable[[Session], None]  # raises when the sync's lease was lost (gateway.leases)
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from gateway.calendar_invites import Attendee, Invite, iana_zone
 from gateway.config import Config
 from gateway.db import Database
 from gateway.imap.connection import AUTH, PROTOCOL, THROTTLED, UNREACHABLE, MailboxError
+from gateway.leases import Fence
 from gateway.models import Calendar, CalendarKind
 from gateway.oauth2 import Tokens
 from inbound.calendar.entries import (
     CalendarWriter,
-    Fence,
     Resource,
     Tally,
     calendar_row,

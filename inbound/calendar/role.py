@@ -24,13 +24,14 @@ from gateway.db import Database
 from gateway.errors import GatewayError
 from gateway.imap.connection import AUTH, PROTOCOL, MailboxError
 from gateway.imap.session import refreshed
+from gateway.leases import Fence
 from gateway.models import Calendar, Mailbox, MailboxState, utcnow
 from gateway.oauth2 import TokenError, Tokens
 from gateway.resolver import Resolver
 from gateway.role import RoleContext
 from gateway.vault import Vault
 from inbound.calendar.caldav_sync import Access, sync_caldav
-from inbound.calendar.entries import Fence, Tally
+from inbound.calendar.entries import Tally
 from inbound.calendar.graph_sync import sync_graph
 from inbound.calendar.where import calendar_service, check_url
 from inbound.imap.mailboxes import needs_reconnect

@@ -60,7 +60,7 @@ def _audit_folder(
             line.missing,
             line.repaired,
         )
-    with target.db.session() as session:
+    with target.session() as session:
         folder = session.get_one(MailboxFolder, state.id)
         folder.missing = line.missing - line.repaired
         folder.audited_at = utcnow()
@@ -86,7 +86,7 @@ def _audit_batch(
     if not (repair and missing):
         return
     found = bodies(client, missing, headers)
-    with target.db.session() as session:
+    with target.session() as session:
         for uid in sorted(found):
             accept_in(session, found[uid], target.arrival(state, uid, scanned.get(uid)))
         folder = session.get_one(MailboxFolder, state.id)

@@ -142,7 +142,7 @@ def _write(
 ) -> None:
     """One transaction: the batch's messages, its header index and the checkpoint."""
     scanned, wanted, held, fetched = found.scanned, found.wanted, found.held, found.bodies
-    with target.db.session() as session:
+    with target.session() as session:
         accept_batch_in(
             session,
             [

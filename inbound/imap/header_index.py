@@ -114,7 +114,7 @@ def _fetch(target: Target, client: ImapClient, state: MailboxFolder, batch: list
         items.append("X-GM-MSGID")
     meta = fetch_headers(client, batch, items)
     found = bodies(client, batch, meta)
-    with target.db.session() as session:
+    with target.session() as session:
         for uid in sorted(found):
             gm = meta.get(uid, {}).get(b"X-GM-MSGID")
             known = Scanned(set(), None, None, int(gm) if gm is not None else None)
@@ -135,7 +135,7 @@ def _fetch(target: Target, client: ImapClient, state: MailboxFolder, batch: list
 def purge(target: Target) -> None:
     """Forget indexed headers that fell out of the window."""
     since = utcnow() - timedelta(days=target.config.imap.window_days)
-    with target.db.session() as session:
+    with target.session() as session:
         session.execute(
             delete(ScannedMessage).where(
                 ScannedMessage.mailbox_id == target.mailbox_id, ScannedMessage.sent_at < since

@@ -1,7 +1,11 @@
 """The `imap` role: every active mailbox synced at once, each in a thread of its own.
 
-    ImapRole (event loop)        every few seconds: start a MailboxRunner for each
-                                 active mailbox, stop those removed or needing a person
+    ImapRole (event loop)        every few seconds: renew the leases of the mailboxes
+                                 it syncs, claim its share of the others (a lease in
+                                 the database: any number of nodes run the role, each
+                                 mailbox synced by one at a time), start a MailboxRunner
+                                 for each, stop those removed, needing a person, lost,
+                                 or handed back to even the load
     MailboxRunner (a thread)     connect -> sync pass -> wait for mail -> sync pass ...
         wait for mail            IDLE on INBOX where offered (DONE and again before
                                  [imap] idle_refresh, and at least every poll_interval
@@ -32,12 +36,22 @@ from typing import Any
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy import select
 
+from gateway import leases
 from gateway.config import Config
 from gateway.db import Database
+from gateway.errors import GatewayError
 from gateway.imap.client import ImapClient
 from gateway.imap.connection import MailboxError, close, is_throttling
 from gateway.imap.session import open_session, settings_of
-from gateway.models import FolderRole, Mailbox, MailboxFolder, MailboxState, ScannedMessage
+from gateway.leases import Fence, LeaseLost
+from gateway.models import (
+    FolderRole,
+    Mailbox,
+    MailboxFolder,
+    MailboxState,
+    ScannedMessage,
+    utcnow,
+)
 from gateway.pipeline import Pipeline
 from gateway.providers import preset
 from gateway.role import RoleContext
@@ -54,6 +68,7 @@ from inbound.imap.sync import AuditFolder, MailboxSync, SyncReport
 log = logging.getLogger(__name__)
 
 RESCAN = 5.0  # seconds between looks for added, removed or reconnected mailboxes
+KIND = "imap"  # the leases of mailboxes' IMAP sync
 NETWORK_ERRORS = (OSError, socket.timeout, ssl.SSLError, imaplib.IMAP4.error, IMAPClientError)
 
 
@@ -100,10 +115,12 @@ class MailboxRunner:
         vault: Vault,
         mailbox_id: int,
         stored: Callable[[], None],
+        fence: Fence | None = None,
     ) -> None:
         self.db, self.config, self.vault = db, config, vault
         self.mailbox_id = mailbox_id
         self.stored = stored
+        self.fence = fence  # the role's lease of the mailbox: every write checks it
         self.stopping = threading.Event()
         self.nudged = threading.Event()  # work waits (a contact's older mail): sync now
         self.audited = time.monotonic()
@@ -124,6 +141,9 @@ class MailboxRunner:
         while not self.stopping.is_set():
             try:
                 self._session()
+                return
+            except LeaseLost:
+                log.warning("mailbox %s: another node syncs it now; stopping here", self.mailbox_id)
                 return
             except MailboxError as exc:
                 if exc.needs_person:
@@ -159,7 +179,9 @@ class MailboxRunner:
         client = open_session(self.db, self.config, self.vault, self.mailbox_id)
         set_phase(self.db, self.mailbox_id, "listing_folders")
         try:
-            sync = MailboxSync(self.db, self.config, self.mailbox_id, stored=self.stored)
+            sync = MailboxSync(
+                self.db, self.config, self.mailbox_id, stored=self.stored, fence=self.fence
+            )
             idle = preset(settings.provider).idle and client.has_capability("IDLE")
             while not self.stopping.is_set():
                 self.nudged.clear()
@@ -225,12 +247,21 @@ def _news(response: Any) -> bool:
 
 
 class ImapRole:
-    """Runs a MailboxRunner for every active mailbox (the `imap` role of `gateway serve`)."""
+    """Runs a MailboxRunner for each mailbox this node holds the lease of (the `imap`
+    role of `gateway serve`). The leases (gateway.leases, kind "imap") are renewed
+    every pass; a node takes about its share of the active mailboxes (their number
+    over the nodes holding leases), hands back one a pass while it holds more, so a
+    node that joins gets its share gradually, and gives all back when it stops. A
+    runner's writes are fenced by its lease: one that lost it stops, unwritten."""
 
-    def __init__(self, db: Database, config: Config, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, db: Database, config: Config, wake: Callable[[], None], owner: str = "imap"
+    ) -> None:
         self.db, self.config = db, config
         self.wake = wake
+        self.owner = owner
         self.runners: dict[int, tuple[MailboxRunner, asyncio.Future[None]]] = {}
+        self.held: dict[int, int] = {}  # mailbox id -> the generation of its lease
         self.over_limit = False
 
     async def start(self) -> None:
@@ -248,36 +279,36 @@ class ImapRole:
         try:
             vault: Vault | None = None
             while not stop.is_set():
-                active = await asyncio.to_thread(self._active)
-                limit = self.config.imap.max_connections
-                if len(active) > limit and not self.over_limit:
-                    log.warning(
-                        "%s active mailboxes but [imap] max_connections is %s: the rest wait "
-                        "until one stops",
-                        len(active),
-                        limit,
-                    )
-                self.over_limit = len(active) > limit
-                if active and vault is None:
+                try:
+                    active = await asyncio.to_thread(self._active)
+                    await asyncio.to_thread(self._keep_leases)
+                    self._stop_runners(active)
+                    await asyncio.to_thread(self._release_stopped)
+                    share = await asyncio.to_thread(self._share, len(active))
+                    self._hand_back(share)
+                    claimed = await asyncio.to_thread(self._claim, active, share)
+                except GatewayError as exc:  # the database away: the runners go on
+                    log.warning("imap: mailboxes not looked at: %s", exc)
+                    claimed = {}
+                if claimed and vault is None:
                     vault = Vault.load(self.config.secret_key_file)
-                for mailbox_id in list(self.runners):
-                    runner, future = self.runners[mailbox_id]
-                    if mailbox_id not in active or future.done():
-                        runner.stop()
-                        if future.done():
-                            del self.runners[mailbox_id]
-                nudge = await asyncio.to_thread(self._with_wanted_mail)
-                nudge |= await asyncio.to_thread(take_sync_requests, self.db)
+                for mailbox_id, generation in claimed.items():
+                    assert vault is not None
+                    self.held[mailbox_id] = generation
+                    fence = leases.fencing(KIND, str(mailbox_id), self.owner, generation)
+                    runner = MailboxRunner(self.db, self.config, vault, mailbox_id, stored, fence)
+                    self.runners[mailbox_id] = (runner, loop.run_in_executor(executor, runner.run))
+                try:
+                    nudge = await asyncio.to_thread(self._with_wanted_mail)
+                    nudge |= await asyncio.to_thread(take_sync_requests, self.db)
+                except GatewayError:
+                    nudge = set()
                 for mailbox_id in nudge:
                     if mailbox_id in self.runners:
                         self.runners[mailbox_id][0].nudge()
-                for mailbox_id in active:
-                    if mailbox_id not in self.runners and vault is not None:
-                        runner = MailboxRunner(self.db, self.config, vault, mailbox_id, stored)
-                        future = loop.run_in_executor(executor, runner.run)
-                        self.runners[mailbox_id] = (runner, future)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), RESCAN)
+                with contextlib.suppress(TimeoutError):  # and renew the leases in time
+                    wait = min(RESCAN, self.config.cluster.lease / 3)
+                    await asyncio.wait_for(stop.wait(), wait)
         finally:
             for runner, _ in self.runners.values():
                 runner.stop()
@@ -285,6 +316,70 @@ class ImapRole:
             if futures:
                 await asyncio.wait(futures, timeout=self.config.imap.timeout + 5)
             executor.shutdown(wait=False, cancel_futures=True)
+            with contextlib.suppress(GatewayError):  # others take them over at once
+                await asyncio.to_thread(self._give_back, list(self.held))
+
+    def _keep_leases(self) -> None:
+        """Renew the leases held; a runner whose lease was lost stops at once."""
+        held = {str(k): g for k, g in self.held.items()}
+        kept = leases.renew(self.db, KIND, self.owner, held, self.config.cluster.lease)
+        for mailbox_id in [m for m in self.held if str(m) not in kept]:
+            log.warning("imap: mailbox %s: its lease was lost; another node syncs it", mailbox_id)
+            del self.held[mailbox_id]
+            if mailbox_id in self.runners:
+                self.runners[mailbox_id][0].stop()
+
+    def _stop_runners(self, active: set[int]) -> None:
+        for mailbox_id, (runner, future) in self.runners.items():
+            if mailbox_id not in active or future.done():
+                runner.stop()
+
+    def _release_stopped(self) -> None:
+        """Runners that ended: their leases free again (due now, for any node)."""
+        ended = [m for m, (_, future) in self.runners.items() if future.done()]
+        for mailbox_id in ended:
+            del self.runners[mailbox_id]
+        self._give_back([m for m in ended if m in self.held])
+
+    def _give_back(self, mailbox_ids: list[int]) -> None:
+        for mailbox_id in mailbox_ids:
+            generation = self.held.pop(mailbox_id, None)
+            if generation is not None:
+                leases.finish(self.db, KIND, self.owner, str(mailbox_id), generation, utcnow())
+
+    def _share(self, active: int) -> int:
+        """This node's share of the active mailboxes: their number over the nodes
+        running the role now (each says so every pass), at most [imap] max_connections."""
+        nodes = leases.announce(self.db, KIND, self.owner, self.config.cluster.lease)
+        share = -(-active // len(nodes))
+        limit = self.config.imap.max_connections
+        if active > limit and not self.over_limit:
+            log.warning(
+                "%s active mailboxes for this node but [imap] max_connections is %s: the "
+                "rest wait until one stops",
+                share,
+                limit,
+            )
+        self.over_limit = share > limit
+        return min(share, limit)
+
+    def _hand_back(self, share: int) -> None:
+        """Holding more than the share (a node joined): stop one runner a pass; its
+        lease is given back once it has stopped."""
+        running = [m for m, (runner, _) in self.runners.items() if not runner.stopping.is_set()]
+        if len(running) > share:
+            mailbox_id = max(running)
+            log.info("imap: mailbox %s handed back to even the load", mailbox_id)
+            self.runners[mailbox_id][0].stop()
+
+    def _claim(self, active: set[int], share: int) -> dict[int, int]:
+        want = share - len(self.runners)
+        if want <= 0:
+            return {}
+        free = [str(m) for m in active if m not in self.runners and m not in self.held]
+        lease = self.config.cluster.lease
+        claimed = leases.claim_due(self.db, KIND, self.owner, free, want, lease)
+        return {int(k): g for k, g in claimed.items()}
 
     def _with_wanted_mail(self) -> set[int]:
         with self.db.read() as session:
@@ -305,4 +400,4 @@ class ImapRole:
 
 def build(ctx: RoleContext) -> ImapRole:
     """The `imap` role (gateway.registry): stored mail wakes the pipeline."""
-    return ImapRole(ctx.db, ctx.config, ctx.stored)
+    return ImapRole(ctx.db, ctx.config, ctx.stored, ctx.owner)

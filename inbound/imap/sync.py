@@ -41,6 +41,7 @@ from gateway.db import Database
 from gateway.imap.client import ImapClient
 from gateway.imap.folders import find_folders
 from gateway.imap.rawfetch import search_uids
+from gateway.leases import Fence
 from gateway.models import ScannedMessage, utcnow
 from gateway.models.mailboxes import FolderRole, Mailbox, MailboxFolder
 from inbound.imap import scanning
@@ -68,8 +69,9 @@ class MailboxSync:
         mailbox_id: int,
         *,
         stored: Callable[[], None] | None = None,
+        fence: Fence | None = None,
     ) -> None:
-        self.target = Target.load(db, config, mailbox_id, stored or (lambda: None))
+        self.target = Target.load(db, config, mailbox_id, stored or (lambda: None), fence)
         self.db, self.config, self.mailbox_id = db, config, mailbox_id
 
     def run(self, client: ImapClient) -> SyncReport:
@@ -84,7 +86,7 @@ class MailboxSync:
                 report.folders.append(self.sync_folder(client, role, name))
         backfill(self.target, client, report)
         purge(self.target)
-        with self.db.session() as session:
+        with self.target.session() as session:
             mailbox = session.get_one(Mailbox, self.mailbox_id)
             mailbox.last_sync_at = utcnow()
             if not history_was_in and self._history_in(session):
@@ -143,7 +145,7 @@ class MailboxSync:
         self, role: FolderRole, name: str, uidvalidity: int, report: FolderReport
     ) -> MailboxFolder:
         """The folder's checkpoint, forgotten when its UIDVALIDITY or name changed."""
-        with self.db.session() as session:
+        with self.target.session() as session:
             folder = session.scalar(
                 select(MailboxFolder).where(
                     MailboxFolder.mailbox_id == self.mailbox_id, MailboxFolder.role == role.value

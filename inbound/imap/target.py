@@ -4,7 +4,8 @@ stores is known again (its sighting's source key), and which are held already.""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from gateway.config import Config
 from gateway.db import Database
+from gateway.leases import Fence
 from gateway.models import Keep, Message, Sighting, SightingState, Source, utcnow
 from gateway.models.mailboxes import Mailbox, MailboxFolder
 from gateway.store import Arrival
@@ -28,10 +30,16 @@ class Target:
     user_id: int
     sync_mode: str
     stored: Callable[[], None]  # told when messages were stored (wakes the pipeline)
+    fence: Fence | None = None  # the imap role's lease of the mailbox: every write checks it
 
     @classmethod
     def load(
-        cls, db: Database, config: Config, mailbox_id: int, stored: Callable[[], None]
+        cls,
+        db: Database,
+        config: Config,
+        mailbox_id: int,
+        stored: Callable[[], None],
+        fence: Fence | None = None,
     ) -> Target:
         with db.read() as session:
             mailbox = session.get_one(Mailbox, mailbox_id)
@@ -43,7 +51,17 @@ class Target:
                 mailbox.user_id,
                 mailbox.sync_mode,
                 stored,
+                fence,
             )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A write transaction of the sync, fenced by the mailbox's lease when held:
+        a node that lost the lease writes nothing (gateway.leases.LeaseLost)."""
+        with self.db.session() as session:
+            if self.fence is not None:
+                self.fence(session)
+            yield session
 
     @property
     def case(self) -> str:
@@ -108,7 +126,7 @@ class Target:
 
     def update(self, state: MailboxFolder, **values: Any) -> None:
         """Set the folder's values, in the database and in `state`."""
-        with self.db.session() as session:
+        with self.session() as session:
             folder = session.get_one(MailboxFolder, state.id)
             for key, value in values.items():
                 setattr(folder, key, value)

@@ -40,3 +40,11 @@ def test_finish_sets_the_next_turn(db: Database) -> None:
     with db.session() as session:
         session.get_one(Lease, ("job", "dns")).due_at = utcnow() - timedelta(seconds=1)
     assert claim_due(db, "job", "node-b", ["dns"], limit=1, lease=60) == {"dns": 2}
+
+
+def test_a_holder_started_again_takes_its_own_back_fenced_anew(db: Database) -> None:
+    first = claim_due(db, "imap", "host/background", ["7"], limit=1, lease=60)
+    again = claim_due(db, "imap", "host/background", ["7"], limit=1, lease=60)
+    assert again == {"7": first["7"] + 1}  # the dead process's writes are fenced out
+    with db.session() as session, pytest.raises(LeaseLost):
+        fence(session, "imap", "7", "host/background", first["7"])

@@ -101,3 +101,93 @@ def test_a_new_contact_gets_their_older_mail_from_a_running_sync(
         contacts(db, imap_config, account_id, "carol@client.com")
         # Neither IDLE (no new mail) nor polling (10 minutes): the role's nudge.
         eventually(lambda: attached_subjects(db) == ["old"])
+
+
+def test_two_nodes_share_the_mailboxes_one_node_each_and_take_over(
+    db, imap_config, account_id, dovecot_server
+) -> None:
+    """Two nodes run the imap role on one database: each mailbox is synced by one node
+    at a time (the leases, counted per holder), the load spreads, a node that joins
+    takes its share, and when one stops the other takes its mailboxes over."""
+    from gateway.config import ClusterConfig
+    from gateway.models import Lease
+    from inbound.imap.service import ImapRole
+    from tests.helpers.roles import running
+
+    config = replace(
+        imap_config,
+        cluster=ClusterConfig(lease=3.0),
+        imap=replace(imap_config.imap, poll_interval=0.5),
+    )
+    vault = Vault.load(config.secret_key_file)
+    with db.session() as session:
+        for i in range(6):
+            add_user(session, config, get_account(session), f"u{i}@acme.com", f"U{i}")
+    for i in range(6):
+        user = ImapUser(dovecot_server, f"share{i}-{account_id}", "pw")
+        dovecot_server.add_user(user.name, user.password)
+        request = MailboxRequest(
+            email=f"u{i}@acme.com",
+            imap_host="127.0.0.1",
+            imap_port=dovecot_server.port,
+            imap_security="none",
+            username=user.name,
+        )
+        add_mailbox(db, config, vault, request, user.password)
+
+    def holders() -> dict[str, int]:
+        with db.read() as session:
+            rows = session.scalars(
+                select(Lease.holder).where(Lease.kind == "imap", Lease.holder.is_not(None))
+            ).all()
+        counted: dict[str, int] = {}
+        for holder in rows:
+            counted[holder] = counted.get(holder, 0) + 1
+        return counted
+
+    node_a = ImapRole(db, config, lambda: None, owner="node-a/background")
+    node_b = ImapRole(db, config, lambda: None, owner="node-b/background")
+    with running({"imap": node_a}):
+        eventually(lambda: holders() == {"node-a/background": 6})
+        with running({"imap": node_b}):
+            # B joins: A hands mailboxes back one a pass until each holds three.
+            eventually(lambda: holders() == {"node-a/background": 3, "node-b/background": 3}, 60)
+            assert not set(node_a.held) & set(node_b.held)  # never one mailbox twice
+            assert set(node_a.runners).isdisjoint(node_b.runners)
+        # B stopped (and gave its leases back): A takes them all over.
+        eventually(lambda: holders() == {"node-a/background": 6}, 30)
+    assert holders() == {}  # A gave them back when it stopped
+
+
+def test_a_node_that_lost_a_mailboxs_lease_writes_nothing(
+    db, imap_config, account_id, imap_user
+) -> None:
+    """Fencing: a sync pass under a lease another node has taken over stops at its
+    first write; no checkpoint, no message of it is stored."""
+    import pytest
+
+    from gateway.imap.connection import close
+    from gateway.imap.session import open_session
+    from gateway.leases import LeaseLost, claim_due, fencing
+    from gateway.models import Lease, Sighting
+    from inbound.imap.sync import MailboxSync
+
+    contacts(db, imap_config, account_id, "carol@client.com")
+    imap_user.append("INBOX", make_message(from_="carol@client.com", subject="hi"))
+    box = connect_mailbox(db, imap_config, imap_user)
+    [(key, generation)] = claim_due(db, "imap", "node-a", [str(box.id)], 1, 60).items()
+    with db.session() as session:  # node A froze; node B took the mailbox over
+        lease = session.get_one(Lease, ("imap", key))
+        lease.holder, lease.generation = "node-b", generation + 1
+    client = open_session(db, imap_config, Vault.load(imap_config.secret_key_file), box.id)
+    try:
+        sync = MailboxSync(
+            db, imap_config, box.id, fence=fencing("imap", key, "node-a", generation)
+        )
+        with pytest.raises(LeaseLost):
+            sync.run(client)
+    finally:
+        close(client)
+    with db.read() as session:
+        assert session.scalars(select(MailboxFolder)).all() == []
+        assert session.scalars(select(Sighting)).all() == []
