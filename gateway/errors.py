@@ -26,6 +26,7 @@ problem of any of them from admin.problems, the CLI's exit code from gateway.cli
     ├── DnsTempError                       DNS timed out or SERVFAIL (gateway.resolver)
     ├── TokenError(kind)                   an OAuth2 token endpoint said no (gateway.oauth2)
     ├── MailboxError(kind)                 an IMAP mailbox cannot be used (gateway.imap.connection)
+    ├── LeaseLost                          another node holds the work now (gateway.leases)
     ├── SigningError                       a DKIM signature failed (outbound.dkim_sign)
     └── StartFailed                        a worker could not start (gateway.supervisor)
 
