@@ -25,6 +25,7 @@ from gateway.errors import Conflict, InputError, NotFound
 from gateway.imap.connection import ImapSettings, MailboxError, close, connect
 from gateway.imap.reasons import reconnect_reason
 from gateway.imap.session import Connector, settings_of
+from gateway.leases import Fence
 from gateway.models import (
     Account,
     Mailbox,
@@ -216,10 +217,15 @@ def remove_id(db: Database, mailbox_id: int) -> None:
         session.delete(mailbox)
 
 
-def needs_reconnect(db: Database, mailbox_id: int, error: MailboxError) -> None:
+def needs_reconnect(
+    db: Database, mailbox_id: int, error: MailboxError, fence: Fence | None = None
+) -> None:
     """Credentials refused: stop syncing until a person reconnects the mailbox. The
-    event says why (gateway.imap.reasons) and the server's words."""
+    event says why (gateway.imap.reasons) and the server's words. `fence`: the
+    syncing node's lease (a node that lost it says nothing)."""
     with db.session() as session:
+        if fence is not None:
+            fence(session)
         mailbox = session.get(Mailbox, mailbox_id)
         if mailbox is None or mailbox.state == MailboxState.RECONNECT_REQUIRED.value:
             return
@@ -238,9 +244,11 @@ def needs_reconnect(db: Database, mailbox_id: int, error: MailboxError) -> None:
         )
 
 
-def set_phase(db: Database, mailbox_id: int, phase: str) -> None:
+def set_phase(db: Database, mailbox_id: int, phase: str, fence: Fence | None = None) -> None:
     """Where a sync stands before its folders tell (connecting, listing_folders)."""
     with db.session() as session:
+        if fence is not None:
+            fence(session)
         session.execute(
             update(Mailbox)
             .where(
@@ -251,12 +259,16 @@ def set_phase(db: Database, mailbox_id: int, phase: str) -> None:
         )
 
 
-def take_sync_requests(db: Database) -> set[int]:
-    """The mailboxes someone asked to sync now (the API's "sync now"), cleared."""
+def take_sync_requests(db: Database, among: set[int] | None = None) -> set[int]:
+    """The mailboxes someone asked to sync now (the API's "sync now"), cleared; only
+    those `among` the ones this node syncs (the others' nodes take theirs)."""
+    if among is not None and not among:
+        return set()
+    asked = select(Mailbox.id).where(Mailbox.sync_requested_at.is_not(None))
+    if among is not None:
+        asked = asked.where(Mailbox.id.in_(sorted(among)))
     with db.session() as session:
-        wanted = set(
-            session.scalars(select(Mailbox.id).where(Mailbox.sync_requested_at.is_not(None)))
-        )
+        wanted = set(session.scalars(asked))
         if wanted:
             session.execute(
                 update(Mailbox).where(Mailbox.id.in_(wanted)).values(sync_requested_at=None)
@@ -264,8 +276,12 @@ def take_sync_requests(db: Database) -> set[int]:
         return wanted
 
 
-def record_error(db: Database, mailbox_id: int, reason: str | None) -> None:
+def record_error(
+    db: Database, mailbox_id: int, reason: str | None, fence: Fence | None = None
+) -> None:
     with db.session() as session:
+        if fence is not None:
+            fence(session)
         mailbox = session.get(Mailbox, mailbox_id)
         if mailbox is not None and mailbox.last_error != reason:
             mailbox.last_error = reason[:2000] if reason else None

@@ -148,7 +148,8 @@ class MailboxRunner:
             except MailboxError as exc:
                 if exc.needs_person:
                     log.warning("mailbox %s: %s; needs a person", self.mailbox_id, exc)
-                    needs_reconnect(self.db, self.mailbox_id, exc)
+                    with contextlib.suppress(LeaseLost):  # then its node will say
+                        needs_reconnect(self.db, self.mailbox_id, exc, self.fence)
                     return
                 self._failed(str(exc), at_least=exc.retry_after)
             except NETWORK_ERRORS as exc:
@@ -161,7 +162,11 @@ class MailboxRunner:
                 self._failed(f"{type(exc).__name__}: {exc}")
 
     def _failed(self, reason: str, at_least: float | None = None) -> None:
-        record_error(self.db, self.mailbox_id, reason)
+        try:
+            record_error(self.db, self.mailbox_id, reason, self.fence)
+        except LeaseLost:  # another node syncs it now: this runner is done
+            self.stopping.set()
+            return
         delay = random.uniform(0.5, 1.0) * self.backoff  # jitter
         if at_least is not None:
             delay = max(delay, at_least)
@@ -175,9 +180,9 @@ class MailboxRunner:
             if mailbox is None or mailbox.state != MailboxState.ACTIVE.value:
                 return
             settings = settings_of(mailbox)
-        set_phase(self.db, self.mailbox_id, "connecting")
+        set_phase(self.db, self.mailbox_id, "connecting", self.fence)
         client = open_session(self.db, self.config, self.vault, self.mailbox_id)
-        set_phase(self.db, self.mailbox_id, "listing_folders")
+        set_phase(self.db, self.mailbox_id, "listing_folders", self.fence)
         try:
             sync = MailboxSync(
                 self.db, self.config, self.mailbox_id, stored=self.stored, fence=self.fence
@@ -188,7 +193,7 @@ class MailboxRunner:
                 sync.run(client)
                 if self._audit_due():
                     sync.audit(client)
-                record_error(self.db, self.mailbox_id, None)
+                record_error(self.db, self.mailbox_id, None, self.fence)
                 self.backoff = 1.0
                 self._wait_for_mail(client, idle)
         finally:
@@ -300,7 +305,8 @@ class ImapRole:
                     self.runners[mailbox_id] = (runner, loop.run_in_executor(executor, runner.run))
                 try:
                     nudge = await asyncio.to_thread(self._with_wanted_mail)
-                    nudge |= await asyncio.to_thread(take_sync_requests, self.db)
+                    mine = set(self.runners)
+                    nudge |= await asyncio.to_thread(take_sync_requests, self.db, mine)
                 except GatewayError:
                     nudge = set()
                 for mailbox_id in nudge:

@@ -191,3 +191,19 @@ def test_a_node_that_lost_a_mailboxs_lease_writes_nothing(
     with db.read() as session:
         assert session.scalars(select(MailboxFolder)).all() == []
         assert session.scalars(select(Sighting)).all() == []
+
+
+def test_a_node_takes_only_the_sync_requests_of_the_mailboxes_it_syncs(
+    db, imap_config, account_id, imap_user
+) -> None:
+    """ "Sync now" on a mailbox another node syncs is left for that node."""
+    from gateway.models import utcnow
+    from inbound.imap.mailboxes import take_sync_requests
+
+    box = connect_mailbox(db, imap_config, imap_user)
+    with db.session() as session:
+        session.get_one(Mailbox, box.id).sync_requested_at = utcnow()
+    assert take_sync_requests(db, {box.id + 1}) == set()  # not this node's
+    assert take_sync_requests(db, set()) == set()
+    assert take_sync_requests(db, {box.id}) == {box.id}
+    assert take_sync_requests(db, {box.id}) == set()  # taken once
