@@ -196,7 +196,7 @@ def test_a_node_that_lost_a_mailboxs_lease_writes_nothing(
 def test_a_node_takes_only_the_sync_requests_of_the_mailboxes_it_syncs(
     db, imap_config, account_id, imap_user
 ) -> None:
-    """ "Sync now" on a mailbox another node syncs is left for that node."""
+    """A "sync now" of a mailbox another node syncs is left for that node."""
     from gateway.models import utcnow
     from inbound.imap.mailboxes import take_sync_requests
 
