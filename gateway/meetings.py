@@ -74,28 +74,16 @@ def apply_invite(
         meeting = find(session, directory.account_id, invite.uid, invite.recurrence_id or "")
     was_cancelled = meeting is not None and meeting.status == MeetingStatus.CANCELLED.value
     created = meeting is None
-    if meeting is None:
-        meeting = Meeting(
-            account_id=directory.account_id,
-            owner_user_id=origin.user_id,
-            uid=invite.uid,
-            recurrence_id=invite.recurrence_id or "",
-            source=origin.source,
-            from_reply=invite.method == "REPLY",
-            sequence=0,
-            status=MeetingStatus.CONFIRMED.value,
-            organizer="",
-            attendees=[],
-        )
-        session.add(meeting)
     case = config.addresses.local_part_case
-    if created:
-        _details(meeting, invite, case)
+    if meeting is None:
+        meeting = _new_meeting(directory, invite, origin, case, utcnow())
+        session.add(meeting)
     if invite.method == "REPLY" and not origin.snapshot:
         changed = _answers(meeting, invite, case) or created
     elif created or origin.snapshot or meeting.from_reply or invite.version > _version(meeting):
         if invite.method != "CANCEL" or created:  # a CANCEL changes only the status
-            _details(meeting, invite, case)
+            if not created:  # a new one has its details already
+                _details(meeting, invite, case)
             _attendees(meeting, invite, case)
         changed = True
     else:
@@ -176,25 +164,7 @@ def create_meetings(
         return []
     case = config.addresses.local_part_case
     now = utcnow()
-    made = []
-    for invite in invites:
-        meeting = Meeting(
-            account_id=directory.account_id,
-            owner_user_id=origin.user_id,
-            uid=invite.uid,
-            recurrence_id=invite.recurrence_id or "",
-            sequence=invite.sequence,
-            dtstamp=invite.dtstamp,
-            from_reply=False,
-            organizer="",
-            status=(MeetingStatus.CANCELLED if invite.cancelled else MeetingStatus.CONFIRMED).value,
-            source=origin.source,
-            message_id=origin.message_id,
-            created_at=now,
-            updated_at=now,
-        )
-        _details(meeting, invite, case)
-        made.append(meeting)
+    made = [_new_meeting(directory, invite, origin, case, now) for invite in invites]
     columns = [c.key for c in Meeting.__table__.columns if c.key != "id"]
     rows = [{name: getattr(m, name) for name in columns} for m in made]
     ids = session.execute(
@@ -318,6 +288,33 @@ def describe(meeting: Meeting, attendees: list[dict[str, Any]] | None = None) ->
 
 
 # -- the parts of an invitation ------------------------------------------------------------
+
+
+def _new_meeting(
+    directory: AccountDirectory, invite: Invite, origin: Origin, case: str, now: datetime
+) -> Meeting:
+    """A meeting first learnt from `invite`, not yet in the session. Known only from an
+    answer, it takes no version or status from it: any invitation replaces it."""
+    reply = invite.method == "REPLY" and not origin.snapshot
+    cancelled = invite.cancelled and not reply
+    meeting = Meeting(
+        account_id=directory.account_id,
+        owner_user_id=origin.user_id,
+        uid=invite.uid,
+        recurrence_id=invite.recurrence_id or "",
+        sequence=0 if reply else invite.sequence,
+        dtstamp=None if reply else invite.dtstamp,
+        from_reply=reply,
+        organizer="",
+        status=(MeetingStatus.CANCELLED if cancelled else MeetingStatus.CONFIRMED).value,
+        source=origin.source,
+        message_id=origin.message_id,
+        created_at=now,
+        updated_at=now,
+        attendees=[],
+    )
+    _details(meeting, invite, case)
+    return meeting
 
 
 def _version(meeting: Meeting) -> tuple[int, datetime]:
