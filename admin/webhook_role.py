@@ -13,7 +13,6 @@ claim of a process that died is taken back after the lease.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from typing import Any
 from admin.webhook_delivery import Dispatcher, Job
 from gateway.config import Config
 from gateway.db import Database
-from gateway.role import RoleContext, until_any
+from gateway.role import RoleContext, heartbeat, until_any
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ class WebhooksRole:
         loop = asyncio.get_running_loop()
         flying: set[asyncio.Future[None]] = set()
         settings = self.config.webhooks
-        heartbeat = asyncio.ensure_future(self._heartbeat(stop))
+        beating = asyncio.ensure_future(heartbeat(stop, self.config.cluster.lease / 3, self._lease))
         try:
             while not stop.is_set():
                 self.wake_event.clear()
@@ -86,24 +85,21 @@ class WebhooksRole:
                 await asyncio.to_thread(self.dispatcher.give_back, waiting)
             if flying:
                 await asyncio.gather(*flying, return_exceptions=True)
-            heartbeat.cancel()
+            beating.cancel()
             self.pool.shutdown(wait=False)
             await asyncio.to_thread(self.dispatcher.close)
 
-    async def _heartbeat(self, stop: asyncio.Event) -> None:
-        """Every third of the lease: renew the claims held here, take back expired ones."""
-        while not stop.is_set():
-            try:
-                await asyncio.to_thread(self.dispatcher.renew, set(self.held))
-                expired = await asyncio.to_thread(self.dispatcher.expire)
-                if expired:
-                    log.warning(
-                        "webhooks: %s delivery(ies) of a process gone are due again", expired
-                    )
-            except Exception:
-                log.warning("webhooks: claims not renewed (the database is away)")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.cluster.lease / 3)
+    def _lease(self) -> None:
+        """The heartbeat, every third of the lease: renew the claims held here; take
+        back those of processes gone for good."""
+        try:
+            self.dispatcher.renew(set(self.held))
+            expired = self.dispatcher.expire()
+        except Exception:
+            log.warning("webhooks: claims not renewed (the database is away)")
+            return
+        if expired:
+            log.warning("webhooks: %s delivery(ies) of a process gone are due again", expired)
 
     def _room(self, endpoint_id: int) -> int:
         """Deliveries to the endpoint that may be claimed now: per_endpoint sending and

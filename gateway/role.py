@@ -113,6 +113,15 @@ async def until_any(
                 await waiter
 
 
+async def heartbeat(stop: asyncio.Event, every: float, beat: Callable[[], None]) -> None:
+    """`beat` in a thread now and every `every` seconds until `stop`: a role's lease
+    and claim renewals, kept apart from its own work so that no slow step delays them."""
+    while not stop.is_set():
+        await asyncio.to_thread(beat)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+
+
 async def run_roles(roles: Mapping[str, Role], stop: asyncio.Event) -> None:
     async with asyncio.TaskGroup() as group:
         for name, role in roles.items():

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gateway.config import Config
 from gateway.db import Database
-from gateway.role import RoleContext, first_of, until_any
+from gateway.role import RoleContext, first_of, heartbeat, until_any
 from gateway.vault import Vault
 from outbound.claims import Job
 from outbound.delivery import Delivery, SentCopy
@@ -60,14 +60,14 @@ class DeliveryRole:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop_of = asyncio.get_running_loop()
-        heartbeat = asyncio.ensure_future(self._heartbeat(stop))
+        beating = asyncio.ensure_future(heartbeat(stop, self.config.cluster.lease / 3, self._lease))
         try:
             if self.delivery.sent_copy is not None:
                 await asyncio.gather(self._loop(stop), self._copy_loop(stop))
             else:
                 await self._loop(stop)
         finally:
-            heartbeat.cancel()
+            beating.cancel()
             await asyncio.to_thread(self.delivery.close)
             self.pool.shutdown(wait=False)
             self.copy_pool.shutdown(wait=False)
@@ -142,15 +142,9 @@ class DeliveryRole:
         except Exception:
             log.exception("delivery: copy of message %s to Sent failed", message_id)
 
-    async def _heartbeat(self, stop: asyncio.Event) -> None:
-        """Every third of the lease: renew the claims in flight, take back expired ones."""
-        beat = self.config.cluster.lease / 3
-        while not stop.is_set():
-            await asyncio.to_thread(self._lease)
-            await first_of(stop, asyncio.Event(), beat)
-
     def _lease(self) -> None:
-        """Renew this process's claims; take back those of processes gone for good."""
+        """The heartbeat, every third of the lease: renew the claims in flight; take back
+        those of processes gone for good."""
         try:
             self.delivery.renew(set(self.sending))
             expired = self.delivery.expire()

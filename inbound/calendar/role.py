@@ -28,7 +28,7 @@ from gateway.leases import Fence
 from gateway.models import Calendar, Mailbox, MailboxState, utcnow
 from gateway.oauth2 import TokenError, Tokens
 from gateway.resolver import Resolver
-from gateway.role import RoleContext
+from gateway.role import RoleContext, heartbeat
 from gateway.vault import Vault
 from inbound.calendar.caldav_sync import Access, sync_caldav
 from inbound.calendar.entries import Tally
@@ -178,7 +178,7 @@ class CalendarRole:
         if not self.config.calendar.enabled:
             await stop.wait()
             return
-        heartbeat = asyncio.ensure_future(self._heartbeat(stop))
+        beating = asyncio.ensure_future(heartbeat(stop, self.config.cluster.lease / 3, self.renew))
         try:
             while not stop.is_set():
                 try:
@@ -189,16 +189,11 @@ class CalendarRole:
                     wait = min(LOOK_EVERY, self.config.calendar.interval)
                     await asyncio.wait_for(stop.wait(), wait)
         finally:
-            heartbeat.cancel()
-
-    async def _heartbeat(self, stop: asyncio.Event) -> None:
-        """Every third of [cluster] lease: the syncs running here keep their leases."""
-        while not stop.is_set():
-            await asyncio.to_thread(self.renew)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.cluster.lease / 3)
+            beating.cancel()
 
     def renew(self) -> None:
+        """The heartbeat, every third of [cluster] lease: the syncs running here keep
+        their leases."""
         held = dict(self.held)
         if not held:
             return

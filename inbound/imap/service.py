@@ -359,7 +359,7 @@ class ImapRole:
         nodes = leases.announce(self.db, KIND, self.owner, self.config.cluster.lease)
         share = -(-active // len(nodes))
         limit = self.config.imap.max_connections
-        if active > limit and not self.over_limit:
+        if share > limit and not self.over_limit:
             log.warning(
                 "%s active mailboxes for this node but [imap] max_connections is %s: the "
                 "rest wait until one stops",
