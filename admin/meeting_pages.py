@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from admin.page_kit import Visit, db_of, minutes, page, visit
-from gateway.meeting_queries import MeetingFilter, contacts_of, meetings_by_time
+from gateway.meeting_queries import MeetingContact, MeetingFilter, contacts_of, meetings_by_time
 from gateway.message_queries import Reader
 from gateway.models import Contact, Meeting, utcnow
 
@@ -78,15 +78,13 @@ def rows(
     with when it happens (next)."""
     meetings = [m for m, _ in timed]
     contacts = contacts_of(session, account_id, meetings)
-    names = _contact_names(session, [cid for found in contacts.values() for cid, _ in found])
-    return [_row(m, when, contacts.get(m.id, []), names) for m, when in timed]
+    return [_row(m, when, contacts.get(m.id, [])) for m, when in timed]
 
 
 def _row(
     meeting: Meeting,
     when: datetime | None,
-    contacts: list[tuple[int, str]],
-    names: dict[int, str],
+    contacts: list[MeetingContact],
 ) -> dict[str, Any]:
     people = [a for a in meeting.attendees if not a.resource]
     start = when or meeting.start_at
@@ -110,21 +108,8 @@ def _row(
             if not a.organizer
         ],
         "rooms": [a.name or a.address for a in meeting.attendees if a.resource],
-        "contacts": [
-            {"id": cid, "name": names.get(cid) or email} for cid, email in dict(contacts).items()
-        ],
-        "source": {
-            "mail": "from an invitation",
-            "caldav": "from a calendar",
-            "graph": "from a calendar",
-        }.get(meeting.source, meeting.source),
+        "contacts": list(  # one each, however many of its addresses take part
+            {c.id: {"id": c.id, "name": c.name or c.email} for c in contacts}.values()
+        ),
+        "source": SOURCES.get(meeting.source, meeting.source),
     }
-
-
-def _contact_names(session: Session, ids: list[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    found = session.execute(
-        select(Contact.id, Contact.name).where(Contact.id.in_(sorted(set(ids))))
-    )
-    return {int(cid): str(name) for cid, name in found}

@@ -26,7 +26,13 @@ from admin.params import ItemId, OptionalId
 from admin.sessions import in_session
 from gateway.config import Config
 from gateway.errors import NotFound
-from gateway.meeting_queries import MeetingFilter, contacts_of, meeting_page, visible_meeting
+from gateway.meeting_queries import (
+    MeetingContact,
+    MeetingFilter,
+    contacts_of,
+    meeting_page,
+    visible_meeting,
+)
 from gateway.meetings import describe
 from gateway.message_queries import Reader
 from gateway.models import Meeting
@@ -49,7 +55,7 @@ class AttendeeOut(BaseModel):
     resource: bool = Field(description="a room or equipment, never a contact")
 
 
-class MeetingContact(BaseModel):
+class ContactOut(BaseModel):
     id: int
     email: str
 
@@ -72,7 +78,7 @@ class MeetingOut(BaseModel):
     source: str = Field(description="where it was learnt first: mail, caldav or graph")
     message_id: int | None = Field(description="the last invitation mail that changed it")
     attendees: list[AttendeeOut]
-    contacts: list[MeetingContact]
+    contacts: list[ContactOut]
     created_at: str
     updated_at: str
 
@@ -140,13 +146,13 @@ def _out(session: Session, account_id: int, meetings: Any) -> list[dict[str, Any
     return [_one(m, contacts.get(m.id, [])) for m in meetings]
 
 
-def _one(meeting: Meeting, contacts: list[tuple[int, str]]) -> dict[str, Any]:
+def _one(meeting: Meeting, contacts: list[MeetingContact]) -> dict[str, Any]:
     body = describe(meeting)
     body["id"] = body.pop("meeting_id")
     body.update(
         source=meeting.source,
         message_id=meeting.message_id,
-        contacts=[{"id": cid, "email": email} for cid, email in contacts],
+        contacts=[{"id": c.id, "email": c.email} for c in contacts],
         created_at=meeting.created_at.isoformat(),
         updated_at=meeting.updated_at.isoformat(),
     )

@@ -19,7 +19,7 @@ from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from gateway.message_queries import Reader
-from gateway.models import ContactEmail, Meeting, MeetingAttendee, UserAddress
+from gateway.models import Contact, ContactEmail, Meeting, MeetingAttendee, UserAddress
 
 
 @dataclass(frozen=True)
@@ -138,21 +138,24 @@ def visible_meeting(session: Session, reader: Reader, meeting_id: int) -> Meetin
     return session.scalar(query.options(selectinload(Meeting.attendees)))
 
 
+@dataclass(frozen=True)
+class MeetingContact:
+    id: int
+    email: str  # the address it takes part by
+    name: str
+
+
 def contacts_of(
     session: Session, account_id: int, meetings: Sequence[Meeting]
-) -> dict[int, list[tuple[int, str]]]:
-    """meeting id -> [(contact id, address)] of the contacts among its people."""
+) -> dict[int, list[MeetingContact]]:
+    """meeting id -> the contacts among its people, with the address each came by."""
     addresses = {a.address for m in meetings for a in m.attendees}
     if not addresses:
         return {}
     rows = session.execute(
-        select(ContactEmail.address, ContactEmail.contact_id).where(
-            ContactEmail.account_id == account_id,
-            ContactEmail.address.in_(sorted(addresses)),
-        )
+        select(ContactEmail.address, Contact.id, Contact.name)
+        .join(Contact, Contact.id == ContactEmail.contact_id)
+        .where(ContactEmail.account_id == account_id, ContactEmail.address.in_(sorted(addresses)))
     )
-    found = {str(address): int(contact_id) for address, contact_id in rows}
-    return {
-        m.id: [(found[a.address], a.address) for a in m.attendees if a.address in found]
-        for m in meetings
-    }
+    found = {str(a): MeetingContact(int(c), str(a), str(n)) for a, c, n in rows}
+    return {m.id: [found[a.address] for a in m.attendees if a.address in found] for m in meetings}
