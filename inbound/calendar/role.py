@@ -64,7 +64,7 @@ def sync_calendars(
         email, username, provider = mailbox.email, mailbox.username, mailbox.provider
         auth, verify = mailbox.auth, mailbox.tls_verify
         plain = vault.decrypt(mailbox.credentials) if mailbox.credentials else ""
-        service = calendar_service(mailbox, config, resolver)
+    service = calendar_service(mailbox, config, resolver)  # DNS: outside the transaction
     try:
         if service.kind == "graph":
             tokens = Tokens.from_json(plain)
@@ -78,7 +78,8 @@ def sync_calendars(
                 fence=fence,
             )
         else:
-            check_url(config, resolver, service.url)
+            if service.how == "preset":  # a discovered one was checked as it was found
+                check_url(config, resolver, service.url)
             if auth == "oauth2":
                 tally = _caldav_with_token(
                     db,
