@@ -32,12 +32,18 @@ problem of any of them from admin.problems, the CLI's exit code from gateway.cli
 
 A MailRejected's class and its reply agree: a 4xx reply is raised as TryLater
 (the client tries again), a 5xx as one of the others (it gives up).
+
+The database's own errors stay SQLAlchemy's (OperationalError when it is away).
+A background role's round survives ROUND_FAILURES: it logs them and tries again at
+its next round, so a database restart costs a round, not the worker process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import NamedTuple
+
+from sqlalchemy.exc import SQLAlchemyError
 
 
 class GatewayError(Exception):
@@ -160,3 +166,7 @@ class MessageRejected(MailRejected):
 
 class TryLater(MailRejected):
     temporary = True  # a 4xx: the client tries again later
+
+
+# What a background role's round survives (module docstring).
+ROUND_FAILURES: tuple[type[Exception], ...] = (GatewayError, SQLAlchemyError)

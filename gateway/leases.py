@@ -43,15 +43,18 @@ def claim_due(
     limit: int,
     lease: float,
     now: datetime | None = None,
+    first_due: datetime | None = None,
 ) -> dict[str, int]:
     """Up to `limit` of `keys` that are due and free, now held by `holder`: key ->
-    the generation its writes are fenced with."""
+    the generation its writes are fenced with. A key seen for the first time is due
+    at `first_due` (default: now)."""
     keys = sorted(set(keys))
     if not keys or limit < 1:
         return {}
     now = now or utcnow()
     with db.session() as session:
-        fresh = [{"kind": kind, "key": k, "generation": 0, "due_at": now} for k in keys]
+        first = first_due or now
+        fresh = [{"kind": kind, "key": k, "generation": 0, "due_at": first} for k in keys]
         insert_ignore(session, table_of(Lease), fresh, ["kind", "key"])
         # Free: nobody's, run out, or this holder's own from before (a process started
         # in place of one that died takes its work back at once, fenced anew).
@@ -133,14 +136,35 @@ def announce(db: Database, kind: str, holder: str, lease: float) -> set[str]:
         return {str(k) for k in alive}
 
 
-def fencing(kind: str, key: str, holder: str, generation: int) -> Fence:
-    """The fence of one lease, for the writes of the work it covers."""
-    return lambda session: fence(session, kind, key, holder, generation)
+def holder_of(db: Database, kind: str, key: str) -> str | None:
+    """Who holds the lease now (None: nobody, or it ran out)."""
+    with db.read() as session:
+        return session.scalar(
+            select(Lease.holder).where(
+                Lease.kind == kind, Lease.key == key, Lease.expires_at >= utcnow()
+            )
+        )
 
 
-def fence(session: Session, kind: str, key: str, holder: str, generation: int) -> None:
+def fencing(
+    kind: str, key: str, holder: str, generation: int, extend: float | None = None
+) -> Fence:
+    """The fence of one lease, for the writes of the work it covers (each write moving
+    the lease on by `extend` seconds, when given: work with no heartbeat of its own)."""
+    return lambda session: fence(session, kind, key, holder, generation, extend)
+
+
+def fence(
+    session: Session,
+    kind: str,
+    key: str,
+    holder: str,
+    generation: int,
+    extend: float | None = None,
+) -> None:
     """Raise LeaseLost unless the lease is still `holder`'s at `generation` and has
-    not run out; on PostgreSQL the row stays locked until this transaction commits."""
+    not run out; on PostgreSQL the row stays locked until this transaction commits.
+    With `extend`, the lease then lives that many seconds from now."""
     found = session.execute(
         select(Lease.generation)
         .where(
@@ -154,3 +178,9 @@ def fence(session: Session, kind: str, key: str, holder: str, generation: int) -
     ).first()
     if found is None:
         raise LeaseLost(f"the {kind} lease of {key} is not {holder}'s any more")
+    if extend is not None:
+        session.execute(
+            update(Lease)
+            .where(Lease.kind == kind, Lease.key == key)
+            .values(expires_at=utcnow() + timedelta(seconds=extend))
+        )

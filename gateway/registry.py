@@ -92,6 +92,12 @@ ROLES: tuple[RoleEntry, ...] = (
         BACKGROUND,
         "syncs the calendars of connected mailboxes (CalDAV, Microsoft Graph)",
     ),
+    RoleEntry(
+        "housekeeping",
+        "gateway.housekeeping:build",
+        BACKGROUND,
+        "the periodic cleanup and retention jobs, each on one node per period",
+    ),
 )
 ROLE_NAMES: tuple[str, ...] = tuple(entry.name for entry in ROLES)
 

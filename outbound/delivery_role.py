@@ -148,8 +148,8 @@ class DeliveryRole:
         try:
             self.delivery.renew(set(self.sending))
             expired = self.delivery.expire()
-        except Exception:
-            log.warning("delivery: claims not renewed (the database is away)")
+        except Exception as exc:  # the database away, most likely: next beat
+            log.warning("delivery: claims not renewed: %s: %s", type(exc).__name__, exc)
             return
         if expired:
             log.warning(

@@ -14,7 +14,7 @@ import logging
 
 from gateway.config import Config
 from gateway.db import Database
-from gateway.errors import GatewayError
+from gateway.errors import ROUND_FAILURES, GatewayError
 from gateway.role import RoleContext
 from gateway.vault import Vault
 from outbound.sending_domains import check, due
@@ -35,7 +35,7 @@ class DnsRole:
         while not stop.is_set():
             try:
                 await asyncio.to_thread(self.pass_once)
-            except GatewayError as exc:  # the database away for a moment: next time
+            except ROUND_FAILURES as exc:  # the database away for a moment: next time
                 log.warning("dns: a pass of checks stopped: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(

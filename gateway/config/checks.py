@@ -34,6 +34,10 @@ def check(config: Config) -> None:
     _check_calendar(config)
     if config.cluster.lease < 1:
         raise config.error("cluster.lease", "must be at least 1 second")
+    if config.housekeeping.interval < 1:
+        raise config.error("housekeeping.interval", "must be at least 1 second")
+    if not 0 <= config.housekeeping.keep_days <= 36500:
+        raise config.error("housekeeping.keep_days", "must be from 0 (for ever) to 36500")
     for role in config.serve.roles:
         if role not in ROLE_NAMES:
             raise config.error(

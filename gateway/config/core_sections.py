@@ -1,5 +1,5 @@
 """The sections every part of the gateway reads: paths, database, addresses,
-contacts, TLS, DNS, security, web, serve, cluster and log."""
+contacts, TLS, DNS, security, web, housekeeping, serve, cluster and log."""
 
 from __future__ import annotations
 
@@ -231,6 +231,30 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class HousekeepingConfig:
+    """The periodic jobs of the `housekeeping` role: each runs on one node per period."""
+
+    interval: float = field(
+        default=3600.0,
+        metadata=doc(
+            "Seconds between runs of the cleanup (expired sign-in sessions and failures, "
+            "idempotency keys, dropbox refusals, leases of removed mailboxes and of nodes "
+            "long gone) and of the retention job. Whichever node holds a job's lease runs "
+            "it, once per period."
+        ),
+    )
+    keep_days: int = field(
+        default=30,
+        metadata=doc(
+            "Days the finished records are kept: events and their webhook deliveries "
+            "once delivered or failed, and the delivery queue's sent, bounced, failed and "
+            "cancelled messages (the mail itself stays on the contacts' timelines). 0 "
+            "keeps them for ever."
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     """What `gateway serve` runs."""
 
@@ -245,6 +269,7 @@ class ServeConfig:
             "webhooks",
             "dns",
             "calendar",
+            "housekeeping",
         ),
         metadata=doc(
             'Roles started by `gateway serve`: "dropbox" (the BCC dropbox SMTP server), '
@@ -254,8 +279,9 @@ class ServeConfig:
             'mail), "delivery" (sends queued mail by each user\'s route; with [outbound] '
             'default_route = "hold" nothing leaves until a route is set), "webhooks" '
             '(delivers events to the CRM\'s endpoints), "dns" (re-checks the sending '
-            'domains\' DNS records every [dns_checks] interval) and "calendar" (syncs the '
-            "calendars of connected mailboxes every [calendar] interval)."
+            'domains\' DNS records every [dns_checks] interval), "calendar" (syncs the '
+            'calendars of connected mailboxes every [calendar] interval) and "housekeeping" '
+            "(the periodic cleanup and retention jobs of [housekeeping])."
         ),
     )
     workers: int = field(

@@ -13,6 +13,7 @@ from gateway.config.core_sections import (
     ContactsConfig,
     DatabaseConfig,
     DnsConfig,
+    HousekeepingConfig,
     LogConfig,
     PathsConfig,
     SecurityConfig,
@@ -51,6 +52,7 @@ class Config:
     dns_checks: DnsChecksConfig = field(default_factory=DnsChecksConfig)
     web: WebConfig = field(default_factory=WebConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    housekeeping: HousekeepingConfig = field(default_factory=HousekeepingConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     log: LogConfig = field(default_factory=LogConfig)

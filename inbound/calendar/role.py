@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from gateway import leases
 from gateway.config import Config
 from gateway.db import Database
-from gateway.errors import GatewayError
+from gateway.errors import ROUND_FAILURES, GatewayError
 from gateway.imap.connection import AUTH, PROTOCOL, MailboxError
 from gateway.imap.session import refreshed
 from gateway.leases import Fence
@@ -184,7 +184,7 @@ class CalendarRole:
             while not stop.is_set():
                 try:
                     await asyncio.to_thread(self.pass_once)
-                except GatewayError as exc:  # the database away for a moment: next time
+                except ROUND_FAILURES as exc:  # the database away for a moment: next time
                     log.warning("calendar: a pass stopped: %s", exc)
                 with contextlib.suppress(TimeoutError):
                     wait = min(LOOK_EVERY, self.config.calendar.interval)
@@ -200,8 +200,8 @@ class CalendarRole:
             return
         try:
             kept = leases.renew(self.db, KIND, self.owner, held, self.config.cluster.lease)
-        except GatewayError:
-            log.warning("calendar: leases not renewed (the database is away)")
+        except ROUND_FAILURES as exc:
+            log.warning("calendar: leases not renewed: %s", exc)
             return
         for key in set(held) - kept:
             log.warning("calendar: mailbox %s: its lease was lost; its sync stops", key)

@@ -6,7 +6,11 @@ import io
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from gateway.db import Database
+from gateway.leases import claim_due, finish, holder_of
+from gateway.models import Mailbox, utcnow
 from tests.helpers.cli import Run
 from tests.helpers.mail import make_message
 from tests.peers.dovecot import ImapUser
@@ -159,3 +163,26 @@ def test_gateway_serve_syncs_a_mailbox_and_stops_cleanly(
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=40) == 0
         db.dispose()
+
+
+def test_a_foreground_sync_holds_the_mailboxs_lease_and_waits_for_no_node(
+    imap_cli: Run, imap_user: ImapUser, monkeypatch: pytest.MonkeyPatch, db: Database
+) -> None:
+    """`gateway mailbox sync` and `audit` take the mailbox's lease as a node's runner
+    does: refused while a node syncs it (naming the node), given back after."""
+    assert add(imap_cli, imap_user, imap_user.password, monkeypatch).code == 0
+    [mailbox_id] = [str(m) for m in _mailbox_ids(db)]
+    held = claim_due(db, "imap", "node-2/background", [mailbox_id], 1, 60)
+    for verb in ("sync", "audit"):
+        refused = imap_cli("mailbox", verb, "bob@acme.com")
+        assert refused.code == 1 and "being synced by node-2/background" in refused.err
+    assert finish(db, "imap", "node-2/background", mailbox_id, held[mailbox_id], utcnow())
+    synced = imap_cli("mailbox", "sync", "bob@acme.com")
+    assert synced.code == 0, synced.err
+    assert holder_of(db, "imap", mailbox_id) is None  # given back: a node takes it at once
+    assert claim_due(db, "imap", "node-2/background", [mailbox_id], 1, 60)
+
+
+def _mailbox_ids(db: Database) -> list[int]:
+    with db.read() as session:
+        return list(session.scalars(select(Mailbox.id)))

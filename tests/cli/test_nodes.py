@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from email import message_from_bytes
@@ -18,16 +17,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from gateway.accounts import add_user, get_account
 from gateway.config import Config
 from gateway.db import Database
-from gateway.models import Lease, OutboundMessage, Sighting
-from gateway.vault import Vault, ensure_key_file
-from inbound.imap.mailboxes import MailboxRequest, add_mailbox
+from gateway.models import OutboundMessage, Sighting
 from tests.helpers.mail import make_message
+from tests.helpers.nodes import mailboxes_on_dovecot, node, node_config, spread, stop
 from tests.helpers.outbound import queue_message
 from tests.helpers.pipeline import contact
-from tests.helpers.serve import start
 from tests.helpers.wait import eventually
 from tests.peers.dovecot import Dovecot
 from tests.peers.smtp_sink import Sink
@@ -47,68 +43,14 @@ def cluster(
     sink: Sink,
 ) -> Iterator[tuple[Path, Sink]]:
     """MAILBOXES mailboxes on Dovecot, a relay with STARTTLS and AUTH, and the nodes'
-    config file (each node names itself by GATEWAY_CLUSTER__NODE)."""
-    config = imap_config
-    ensure_key_file(config.secret_key_file)
-    vault = Vault.load(config.secret_key_file)
-    contact(db, config, account_id, "carol@client.com")  # each mailbox's message is hers
-    with db.session() as session:
-        for i in range(MAILBOXES):
-            add_user(session, config, get_account(session), f"n{i}@acme.com", f"N{i}")
-    for i in range(MAILBOXES):
-        name = f"node{i}-{os.getpid()}-{tmp_path.name[-8:]}"
-        dovecot_server.add_user(name, "pw")
-        dovecot_server.append(
-            name, "INBOX", [make_message(from_="carol@client.com", to=f"n{i}@acme.com")]
-        )
-        request = MailboxRequest(
-            email=f"n{i}@acme.com",
-            imap_host="127.0.0.1",
-            imap_port=dovecot_server.port,
-            imap_security="none",
-            username=name,
-        )
-        add_mailbox(db, config, vault, request, "pw")
-    config_file = tmp_path / "config.toml"
-    config_file.write_text(
-        f'[paths]\nvar_dir = "{config.paths.var_dir}"\n'
-        f'[database]\nurl = "{config.database_url}"\n'
-        '[security]\nallowed_private_networks = ["127.0.0.0/8"]\n'
-        f"[cluster]\nlease = {LEASE}\n"
-        "[imap]\npoll_interval = 1.0\n"
-        '[outbound]\ndefault_route = "relay"\n'
-        f'relay_url = "smtp://relayuser:relaypass@127.0.0.1:{sink.port}"\n'
-        "relay_tls_verify = false\npoll_interval = 0.2\n"
-    )
-    yield config_file, sink
-
-
-def node(config_file: Path, name: str) -> subprocess.Popen[bytes]:
-    return start(config_file, "--roles", "imap,delivery", env={"GATEWAY_CLUSTER__NODE": name})
-
-
-def holders(db: Database) -> Counter[str]:
-    with db.read() as session:
-        found = session.scalars(
-            select(Lease.holder).where(Lease.kind == "imap", Lease.holder.is_not(None))
-        ).all()
-    return Counter(str(h).split("/")[0] for h in found)
-
-
-def spread(db: Database, nodes: set[str]) -> bool:
-    """Every mailbox held, by these nodes only, none of them with two more than another."""
-    counted = holders(db)
-    return (
-        set(counted) == nodes
-        and sum(counted.values()) == MAILBOXES
-        and max(counted.values()) - min(counted.values()) <= 1
-    )
-
-
-def stop(proc: subprocess.Popen[bytes], how: int = signal.SIGTERM) -> None:
-    with_group = os.getpgid(proc.pid)
-    os.killpg(with_group, how)
-    proc.wait(timeout=60)
+    config file (each node names itself by GATEWAY_CLUSTER__NODE). On PostgreSQL the
+    larger test_nodes_at_scale runs instead."""
+    if db.dialect == "postgresql":
+        pytest.skip("on PostgreSQL, tests/cli/test_nodes_at_scale.py covers this and more")
+    contact(db, imap_config, account_id, "carol@client.com")  # each mailbox's message is hers
+    tag = f"{os.getpid()}-{tmp_path.name[-8:]}"
+    mailboxes_on_dovecot(db, imap_config, dovecot_server, MAILBOXES, tag)
+    yield node_config(tmp_path / "config.toml", imap_config, sink, LEASE), sink
 
 
 @pytest.mark.slow
@@ -121,7 +63,7 @@ def test_nodes_share_the_mailboxes_and_the_queue_and_take_over_from_a_dead_one(
         queue_message(db, config, raw, ["carol@client.test"])
     nodes = {name: node(config_file, name) for name in ("node-1", "node-2", "node-3")}
     try:
-        eventually(lambda: spread(db, {"node-1", "node-2", "node-3"}), 60)
+        eventually(lambda: spread(db, {"node-1", "node-2", "node-3"}, MAILBOXES), 60)
 
         def delivered() -> bool:
             with db.read() as session:
@@ -135,20 +77,20 @@ def test_nodes_share_the_mailboxes_and_the_queue_and_take_over_from_a_dead_one(
 
         # A node dies: its mailboxes go to the others within the lease.
         stop(nodes.pop("node-3"), signal.SIGKILL)
-        eventually(lambda: spread(db, {"node-1", "node-2"}), 30)
+        eventually(lambda: spread(db, {"node-1", "node-2"}, MAILBOXES), 30)
 
         # A node freezes past its lease: the other takes everything over; when it
         # resumes, its runners find their leases lost, and it takes its share again.
         os.killpg(os.getpgid(nodes["node-2"].pid), signal.SIGSTOP)
         try:
-            eventually(lambda: spread(db, {"node-1"}), 30)
+            eventually(lambda: spread(db, {"node-1"}, MAILBOXES), 30)
         finally:
             os.killpg(os.getpgid(nodes["node-2"].pid), signal.SIGCONT)
-        eventually(lambda: spread(db, {"node-1", "node-2"}), 60)
+        eventually(lambda: spread(db, {"node-1", "node-2"}, MAILBOXES), 60)
 
         # A node joins: the load spreads again.
         nodes["node-4"] = node(config_file, "node-4")
-        eventually(lambda: spread(db, {"node-1", "node-2", "node-4"}), 60)
+        eventually(lambda: spread(db, {"node-1", "node-2", "node-4"}, MAILBOXES), 60)
         assert _sightings(db) == MAILBOXES  # nothing stored twice through all that
     finally:
         for proc in nodes.values():

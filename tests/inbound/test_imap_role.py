@@ -207,3 +207,117 @@ def test_a_node_takes_only_the_sync_requests_of_the_mailboxes_it_syncs(
     assert take_sync_requests(db, set()) == set()
     assert take_sync_requests(db, {box.id}) == {box.id}
     assert take_sync_requests(db, {box.id}) == set()  # taken once
+
+
+def test_the_audit_is_due_once_an_interval_whichever_node_syncs_the_mailbox(
+    db, imap_config, account_id, imap_user
+) -> None:
+    """The completeness audit's schedule lives in the database: the first one an
+    interval after the mailbox is first synced, then once an interval, and a mailbox
+    that moves to another node (or a node that restarts) keeps it."""
+    from datetime import timedelta
+
+    from gateway.config import ImapConfig
+    from gateway.models import Lease, utcnow
+    from inbound.imap.service import MailboxRunner
+
+    config = replace(imap_config, imap=replace(ImapConfig(), audit_interval=3600.0))
+    box = connect_mailbox(db, config, imap_user)
+    vault = Vault.load(config.secret_key_file)
+    audits: list[str] = []
+
+    class Sync:
+        def __init__(self, node: str) -> None:
+            self.node = node
+
+        def audit(self, client: object) -> None:
+            audits.append(self.node)
+
+    def audit_on(node: str) -> None:
+        runner = MailboxRunner(db, config, vault, box.id, lambda: None, owner=node)
+        runner._audit_if_due(Sync(node), None)  # type: ignore[arg-type]
+
+    def an_hour_passes() -> None:
+        with db.session() as session:
+            lease = session.get_one(Lease, ("audit", str(box.id)))
+            lease.due_at = utcnow() - timedelta(seconds=1)
+
+    audit_on("node-a")
+    assert audits == []  # an interval after the first sync
+    an_hour_passes()
+    audit_on("node-a")
+    audit_on("node-a")
+    audit_on("node-b")  # the mailbox moved: not due again yet
+    assert audits == ["node-a"]
+    an_hour_passes()
+    audit_on("node-b")
+    assert audits == ["node-a", "node-b"]
+
+
+def test_a_runner_whose_lease_was_not_renewed_in_time_ends_its_session(
+    db, imap_config, account_id, imap_user
+) -> None:
+    """The database away: the role cannot renew the lease, so another node may take
+    the mailbox once it runs out. The runner ends its IMAP session before then (by
+    its own clock), so Dovecot never sees two nodes' sessions of one mailbox."""
+    import threading
+    import time
+
+    from gateway.leases import claim_due, fencing
+    from inbound.imap.service import MailboxRunner
+    from tests.helpers.nodes import open_sessions
+
+    contacts(db, imap_config, account_id, "carol@client.com")
+    box = connect_mailbox(db, imap_config, imap_user)
+    [(key, generation)] = claim_due(db, "imap", "node-a", [str(box.id)], 1, 60).items()
+    config = replace(imap_config, imap=replace(imap_config.imap, poll_interval=600.0))
+    deadline = time.monotonic() + 4.0  # renewed until then, then never again
+    runner = MailboxRunner(
+        db,
+        config,
+        Vault.load(config.secret_key_file),
+        box.id,
+        lambda: None,
+        fencing("imap", key, "node-a", generation),
+        "node-a",
+        lambda: deadline,
+    )
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        eventually(lambda: runner.idling)  # synced, waiting for mail in IDLE
+        log = imap_user.server.root / "dovecot.log"
+        assert imap_user.name in open_sessions(log.read_text())
+        thread.join(timeout=10)
+        assert not thread.is_alive()  # it ended by itself, about when the lease lapsed
+        assert time.monotonic() >= deadline
+        eventually(lambda: imap_user.name not in open_sessions(log.read_text()))
+    finally:
+        runner.stop()
+        thread.join(timeout=10)
+
+
+def test_a_session_is_logged_out_whatever_fails_after_the_login(
+    db, imap_config, account_id, imap_user
+) -> None:
+    """The lease lost (or the database gone) right after the login: the runner stops
+    and its session is logged out, not left open beside the next node's."""
+    from gateway.leases import LeaseLost
+    from inbound.imap.service import MailboxRunner
+    from tests.helpers.nodes import open_sessions
+
+    box = connect_mailbox(db, imap_config, imap_user)
+    writes: list[str] = []
+
+    def fence(session: object) -> None:
+        writes.append("write")
+        if len(writes) > 1:  # the first write (before the login) passes
+            raise LeaseLost("another node holds it now")
+
+    runner = MailboxRunner(
+        db, imap_config, Vault.load(imap_config.secret_key_file), box.id, lambda: None, fence
+    )
+    runner.run()  # returns: the lease is lost
+    log = imap_user.server.root / "dovecot.log"
+    assert "Login: user=<" + imap_user.name in log.read_text()  # it did sign in
+    eventually(lambda: imap_user.name not in open_sessions(log.read_text()))

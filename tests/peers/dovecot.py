@@ -275,6 +275,18 @@ class Dovecot:
                 client.append(folder, raw, flags=tuple(flags))
             client.logout()
 
+    def deliver(self, user: str, raw: bytes, folder: str = "INBOX") -> None:
+        """New mail for `user` as the MTA's delivery agent brings it: saved straight
+        into the folder (doveadm save), with no IMAP session of its own."""
+        if self._proc is None:
+            raise RuntimeError("dovecot is not running")
+        subprocess.run(
+            [DOVEADM, "-c", str(self.conf), "save", "-u", user, "-m", folder],
+            input=raw,
+            capture_output=True,
+            check=True,
+        )
+
     def kick(self, user: str) -> None:
         """Drop every IMAP session of `user` (a server-side disconnect)."""
         self.doveadm("kick", user)
