@@ -49,6 +49,7 @@ class Job:
     age: float  # seconds since it was queued
     message_id: str = ""  # the Message-ID header's value
     copy: bool = False  # the user has a connected mailbox: a copy goes to their Sent
+    raw_message_id: int | None = None  # where `raw` is stored
 
 
 class Claims:
@@ -143,6 +144,7 @@ class Claims:
                         (now - row.created_at).total_seconds(),
                         row.message_id_header,
                         row.user_id in copying,
+                        row.raw_message_id,
                     )
                 )
             for route, claimed in by_route.items():
@@ -164,6 +166,7 @@ _DUE = (
         _om.c.created_at,
         _om.c.message_id_header,
         _users.c.route,
+        _om.c.raw_message_id,
         _raws.c.data,
     )
     .join(_users, _users.c.id == _om.c.user_id)

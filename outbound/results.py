@@ -14,10 +14,11 @@ pipeline attaches to the recipients' contacts.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 
 from gateway.config import Config
 from gateway.events import emit
@@ -49,11 +50,12 @@ def record_in(
     role group-commits these); returns the message's new state, or LOST (nothing
     written) when `owner` no longer holds the claim: its lease ran out and the message
     went back to the queue, maybe to another node, which records its own tries."""
-    held = connection.execute(_HELD, {"b_id": job.id, "b_owner": owner}).first()
-    if held is None:
+    # The recipients, read only while the claim is still `owner`'s (one statement).
+    held = connection.execute(_HELD_RECIPIENTS, {"b_id": job.id, "b_owner": owner}).all()
+    if not held:  # a queued message has at least one recipient: the claim is gone
         return LOST
     now = utcnow()
-    final = _record_recipients(config, connection, job, results, now)
+    final = _record_recipients(config, connection, job, results, now, held)
     states = {state for _, state in final}
     attempts = job.attempts + 1
     next_attempt, sent_copy = now, None
@@ -90,15 +92,14 @@ def _record_recipients(
     job: Job,
     results: dict[str, Result],
     now: datetime,
+    recipients: Sequence[Row[int, str, str, int]],
 ) -> list[tuple[str, str]]:
     """Each tried recipient's new state and the remote's reply (message.bounced for
     each bounce); returns (address, state) of every recipient of the message."""
     expired = job.age > config.outbound.max_age
     changes: list[dict[str, Any]] = []
     final: list[tuple[str, str]] = []
-    for recipient_id, address, state, attempts in _RECIPIENTS(connection).execute(
-        connection, {"b_message": job.id}
-    ):
+    for recipient_id, address, state, attempts in recipients:
         result = results.get(address)
         if result is None or state not in PENDING:
             final.append((address, state))
@@ -149,7 +150,9 @@ def _sent(connection: Connection, job: Job, final: list[tuple[str, str]]) -> Non
     """The sent message joins the user's mail like any other: the pipeline attaches it
     to the recipients' contacts (and auto-creates new To, Cc and Bcc recipients where
     the account allows), and the copy the IMAP sync later finds in Sent is the same
-    message, another sighting. Event message.sent."""
+    message, another sighting. Event message.sent. Its key cannot exist yet (this runs
+    once, under the claim that moves the message to sent) and its bytes are the
+    queued ones, stored already: one statement, not four."""
     accept_in(
         connection,
         job.raw,
@@ -159,7 +162,9 @@ def _sent(connection: Connection, job: Job, final: list[tuple[str, str]]) -> Non
             Keep.ALWAYS,
             source_key=f"outbound:{job.id}",
             account_id=job.account_id,
+            new_key=True,
         ),
+        job.raw_message_id,
     )
     emit(
         connection,
@@ -173,29 +178,24 @@ def _sent(connection: Connection, job: Job, final: list[tuple[str, str]]) -> Non
 
 
 _om, _rc = table_of(OutboundMessage), table_of(OutboundRecipient)
-_RECIPIENTS = prepared(
-    "outbound_recipients_of",
-    lambda: (
-        select(_rc.c.id, _rc.c.address, _rc.c.state, _rc.c.attempts)
-        .where(_rc.c.message_id == bindparam("b_message"))
-        .order_by(_rc.c.id)
-    ),
-)
 _RECIPIENT_RESULT = prepared(
     "outbound_recipient_result",
     lambda: update(_rc).where(_rc.c.id == bindparam("b_id")),
     ("state", "attempts", "last_reply", "updated_at"),
 )
-# The claim, locked until the outcome is committed (PostgreSQL): no other node can
-# take the message back between this look and the writes.
-_HELD = (
-    select(_om.c.id)
+# The message's recipients while the claim is still the process's, the claim locked
+# until the outcome is committed (PostgreSQL): no other node can take the message
+# back between this look and the writes.
+_HELD_RECIPIENTS = (
+    select(_rc.c.id, _rc.c.address, _rc.c.state, _rc.c.attempts)
+    .join(_om, _om.c.id == _rc.c.message_id)
     .where(
         _om.c.id == bindparam("b_id"),
         _om.c.state == DeliveryState.SENDING.value,
         _om.c.claimed_by == bindparam("b_owner"),
     )
-    .with_for_update()
+    .order_by(_rc.c.id)
+    .with_for_update(of=_om)
 )
 _MESSAGE_RESULT = prepared(
     "outbound_message_result",

@@ -20,6 +20,7 @@ from gateway.models import Direction, Keep, Role, SightingState, utcnow
 from gateway.parsing import ParsedMessage
 from gateway.pipeline.autocreate import auto_create, creatable
 from gateway.pipeline.invitations import apply_meetings, read_invites
+from gateway.pipeline.lookups import BatchLookups
 from gateway.pipeline.statements import FLAGS_OF, INSERT_MESSAGE, SET_FLAGS
 from gateway.pipeline.work import Outcome, Work, discard
 from gateway.pipeline.writes import Writes
@@ -43,12 +44,14 @@ def new_message(
     identity: str,
     seen: Mapping[int, str],
     directory: AccountDirectory,
+    lookups: BatchLookups | None = None,
 ) -> Outcome:
-    roles = _roles(parsed)
+    roles = roles_of(parsed)
     candidates = list(
         dict.fromkeys(a.normalized for _, a in roles if directory.can_be_contact(a.normalized))
     )
-    matched = match_contacts(session, work.account_id, candidates)
+    known = lookups.matched(work.account_id, candidates) if lookups is not None else None
+    matched = known if known is not None else match_contacts(session, work.account_id, candidates)
     can_create = creatable(config, roles, matched, directory, parsed)
     if not matched and not can_create and work.keep == Keep.IF_MATCHED.value:
         discard(session, work)
@@ -71,6 +74,8 @@ def new_message(
     message_id = _insert_message(session, work, parsed, identity, directory, flags, conversation_id)
     record_references(session, work.account_id, message_id, parsed)
     created = auto_create(session, writes, directory, can_create, message_id, parsed)
+    if created and lookups is not None:
+        lookups.contacts_created()
     matched.update(created)
     _store_addresses(writes, work.account_id, message_id, roles)
     contact_ids = _attach(writes, message_id, roles, matched)
@@ -96,6 +101,8 @@ def new_message(
         flags=flags,
     )
     found = work.invites if work.invites is not None else read_invites(work.data)
+    if found.invites and lookups is not None:  # its attendees may become contacts
+        lookups.contacts_created()
     meetings = apply_meetings(session, writes, config, work, directory, message_id, found)
     return Outcome(
         work.sighting_id,
@@ -173,7 +180,8 @@ def _insert_message(
     return int(cursor.fetchone()[0])
 
 
-def _roles(parsed: ParsedMessage) -> list[tuple[Role, Address]]:
+def roles_of(parsed: ParsedMessage) -> list[tuple[Role, Address]]:
+    """Each address of the message with its role (From, To, Cc, ...)."""
     out: list[tuple[Role, Address]] = []
     for header, role in _ROLE_OF_HEADER.items():
         if role is Role.FROM and "multiple_from" in parsed.flags:

@@ -16,8 +16,9 @@ from gateway.db import Database
 from gateway.directory import AccountDirectory
 from gateway.models import Sighting, SightingState
 from gateway.parsing import ParsedMessage, parse, parse_origin
-from gateway.pipeline.creation import new_message
+from gateway.pipeline.creation import new_message, roles_of
 from gateway.pipeline.invitations import read_invites
+from gateway.pipeline.lookups import BatchLookups, Wanted
 from gateway.pipeline.statements import SEEN
 from gateway.pipeline.work import Outcome, Work, claim, claim_after, still_pending
 from gateway.pipeline.writes import Writes
@@ -74,7 +75,8 @@ class Pipeline:
                 )
         try:
             with session.begin_nested():
-                done = [self._steps(session, w, directories[w.account_id]) for w in works]
+                lookups = self._lookups(session, works)
+                done = [self._steps(session, w, directories[w.account_id], lookups) for w in works]
                 self.writes.flush(session)
                 return done
         except Exception as exc:
@@ -120,21 +122,44 @@ class Pipeline:
             return parse_origin(work.origin, self.case)
         return parse(work.data, self.case)
 
-    def _steps(self, session: Session, work: Work, directory: AccountDirectory) -> Outcome:
+    def _lookups(self, session: Session, works: Sequence[Work]) -> BatchLookups | None:
+        """The batch's lookups in a few statements (gateway.pipeline.lookups), when
+        every message of it was parsed ahead; else each looks its own up."""
+        if len(works) < 2 or any(w.parsed is None for w in works):
+            return None
+        wanted = []
+        for work in works:
+            assert work.parsed is not None
+            addresses = [a.normalized for _, a in roles_of(work.parsed)]
+            wanted.append(
+                Wanted(work.account_id, work.parsed.identity(), work.parsed.message_id, addresses)
+            )
+        return BatchLookups.load(session, wanted)
+
+    def _steps(
+        self,
+        session: Session,
+        work: Work,
+        directory: AccountDirectory,
+        lookups: BatchLookups | None = None,
+    ) -> Outcome:
         if work.data is None:
             raise LookupError("raw bytes missing")
         parsed = work.parsed if work.parsed is not None else self._parse(work)
         identity = parsed.identity()
-        connection = session.connection()
-        found = SEEN(connection).execute(
-            connection,
-            {
-                "account_id": work.account_id,
-                "identity": identity,
-                "message_id": parsed.message_id or "",
-            },
-        )
-        seen = dict(found.fetchall())  # id -> identity (a row can match both ways)
+        if lookups is not None:
+            seen = lookups.seen(work.account_id, identity, parsed.message_id)
+        else:
+            connection = session.connection()
+            found = SEEN(connection).execute(
+                connection,
+                {
+                    "account_id": work.account_id,
+                    "identity": identity,
+                    "message_id": parsed.message_id or "",
+                },
+            )
+            seen = dict(found.fetchall())  # id -> identity (a row can match both ways)
         known = next((id_ for id_, ident in seen.items() if ident == identity), None)
         if known is not None:
             self.writes.done_with(work.sighting_id, known)
@@ -146,6 +171,9 @@ class Pipeline:
                 source=work.source,
             )
             return Outcome(work.sighting_id, SightingState.DONE.value, known)
-        return new_message(
-            session, self.writes, self.config, work, parsed, identity, seen, directory
+        outcome = new_message(
+            session, self.writes, self.config, work, parsed, identity, seen, directory, lookups
         )
+        if lookups is not None and outcome.created and outcome.message_id is not None:
+            lookups.stored(work.account_id, outcome.message_id, identity, parsed.message_id)
+        return outcome

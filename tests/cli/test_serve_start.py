@@ -71,7 +71,7 @@ def test_serve_runs_every_role_by_default_and_says_what_listens_where(
     finally:
         proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=40) == 0
-    roles = [line.split(":")[1].strip() for line in lines[:9]]
+    roles = [line.split(":")[1].strip() for line in lines[:10]]
     assert roles == [
         "dropbox",
         "pipeline",
@@ -82,9 +82,10 @@ def test_serve_runs_every_role_by_default_and_says_what_listens_where(
         "webhooks",
         "dns",
         "calendar",
+        "housekeeping",
     ]
     assert "on 127.0.0.1:0 (dropbox.listen)" in lines[0]
     assert "on 127.0.0.1:0 (web.listen)" in lines[3]
     assert "on 127.0.0.1:0 (submission.listen)" in lines[4]
-    assert "outbound mail is held: nothing leaves this machine" in lines[9]
+    assert "outbound mail is held: nothing leaves this machine" in lines[10]
     assert lines[-1] == "gateway: ready"
