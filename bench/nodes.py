@@ -158,13 +158,19 @@ class Cluster:
                 time.sleep(0.05)
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds so far of the nodes' processes, by kind (summed over the nodes)."""
+        """CPU seconds so far of the nodes' processes, by kind (summed over the nodes),
+        and of PostgreSQL's (every backend of the server: run nothing else on it)."""
         found: dict[str, float] = {}
         groups = {proc.pid for proc in self.procs.values() if proc.poll() is None}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
                 argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+                if argv[0].startswith(b"postgres"):  # the server's processes
+                    found["postgresql"] = found.get("postgresql", 0.0) + cpu_seconds(
+                        int(stat.parent.name)
+                    )
+                    continue
                 if int(fields[2]) not in groups:  # its process group: a node's
                     continue
                 kind = "supervisor"
@@ -485,7 +491,7 @@ def main() -> None:
         "PG round trips/msg",
         "queries/msg",
         "transactions/msg",
-        "CPU ms/msg by process kind (all nodes)",
+        "CPU ms/msg by process kind (all nodes, and PostgreSQL)",
         f"msg/s with {cores} cores busy",
         title="Nodes on one PostgreSQL (this machine)",
     )
@@ -508,7 +514,7 @@ def main() -> None:
     if takeover is not None:
         console.print(
             f"Takeover: a node killed with SIGKILL; the other two held all its mailboxes "
-            f"{takeover:.1f} s later ([cluster] lease {args.lease:.0f} s: "
+            f"{takeover:.1f} s later (\\[cluster] lease {args.lease:.0f} s: "
             f"{takeover / args.lease:.2f} of it)."
         )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import struct
 import sys
 from pathlib import Path
@@ -113,7 +114,9 @@ async def main(target: int, counts_file: Path, statements_file: Path | None) -> 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     print(server.sockets[0].getsockname()[1], flush=True)
     while True:
-        counts_file.write_text(f"{counts.round_trips} {counts.queries} {counts.connections}\n")
+        partial = counts_file.with_suffix(".new")  # replaced whole: never read half-written
+        partial.write_text(f"{counts.round_trips} {counts.queries} {counts.connections}\n")
+        os.replace(partial, counts_file)
         if statements is not None:
             statements.flush()
         await asyncio.sleep(0.1)
