@@ -72,7 +72,7 @@ log = logging.getLogger(__name__)
 
 RESCAN = 5.0  # seconds between looks for added, removed or reconnected mailboxes
 KIND = "imap"  # the leases of mailboxes' IMAP sync
-HAND_BACK = 4  # a node over its share hands back 1/HAND_BACK of the excess a pass
+HAND_BACK = 2  # a node over its share hands back 1/HAND_BACK of the excess a pass
 AUDIT = "audit"  # when each mailbox's completeness audit is due
 NETWORK_ERRORS = (OSError, socket.timeout, ssl.SSLError, imaplib.IMAP4.error, IMAPClientError)
 
@@ -315,7 +315,7 @@ class ImapRole:
     """Runs a MailboxRunner for each mailbox this node holds the lease of (the `imap`
     role of `gateway serve`). The leases (gateway.leases, kind "imap") are renewed
     every pass; a node takes about its share of the active mailboxes (their number
-    over the nodes holding leases), hands back a quarter of the excess a pass while
+    over the nodes holding leases), hands back half of the excess a pass while
     it holds more, so a node that joins gets its share gradually, and gives all back
     when it stops. A runner's writes are fenced by its lease: one that lost it stops,
     unwritten."""
@@ -454,7 +454,7 @@ class ImapRole:
         return min(share, limit)
 
     def _hand_back(self, share: int) -> None:
-        """Holding more than the share (a node joined): stop a quarter of the excess
+        """Holding more than the share (a node joined): stop half of the excess
         (at least one) a pass, the newest first; their leases are given back once
         they have stopped, and the nodes short of their share claim them."""
         running = [m for m, (runner, _) in self.runners.items() if not runner.stopping.is_set()]

@@ -29,9 +29,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from gateway.accounts import get_user
 from gateway.config import Config
 from gateway.db import Database
+from gateway.mail_queue import enqueue_in
 from gateway.models import Mailbox, OutboundMessage, RawMessage, Sighting
+from outbound.hygiene import prepare
 from tests.helpers.mail import make_message
 from tests.helpers.nodes import (
     held_by,
@@ -44,7 +47,6 @@ from tests.helpers.nodes import (
     spread,
     stop,
 )
-from tests.helpers.outbound import queue_message
 from tests.helpers.pipeline import contact
 from tests.helpers.wait import eventually
 from tests.peers.dovecot import Dovecot
@@ -73,6 +75,8 @@ def test_three_nodes_sixty_mailboxes_two_thousand_messages_and_every_failure(
     sink: Sink,
 ) -> None:
     _on_postgresql(db)
+    global _started
+    _started = time.monotonic()
     contact(db, imap_config, account_id, "carol@client.com")
     users = mailboxes_on_dovecot(db, imap_config, dovecot_server, MAILBOXES, tmp_path.name[-8:])
     config_file = node_config(tmp_path / "config.toml", imap_config, sink, LEASE)
@@ -87,6 +91,7 @@ def test_three_nodes_sixty_mailboxes_two_thousand_messages_and_every_failure(
         assert len(_received(sink, "first")) == MESSAGES
         eventually(lambda: _stored(db) == MAILBOXES, 60)
 
+        _mark("1. spread, 2,000 sent once, synced")
         # 2. A node dies while sending (the relay is slow: its claims are in flight).
         sink.hang = 1.0
         _queue(db, imap_config, "second", 300)
@@ -107,6 +112,7 @@ def test_three_nodes_sixty_mailboxes_two_thousand_messages_and_every_failure(
             dovecot_server.deliver(user, make_message(from_="carol@client.com"))
         eventually(lambda: _stored(db) == 2 * MAILBOXES, 60)
 
+        _mark("2. SIGKILL taken over")
         # 3. A node freezes past its lease, then wakes: it writes nothing of what it
         # held (fenced), and takes its share again.
         frozen_boxes = held_by(db, "node-2")
@@ -122,10 +128,12 @@ def test_three_nodes_sixty_mailboxes_two_thousand_messages_and_every_failure(
         woke = log_of(nodes["node-2"])  # it noticed, and stopped those syncs
         assert "its lease was lost" in woke or "was not renewed in time" in woke
 
+        _mark("3. SIGSTOP/SIGCONT")
         # 4. A node joins: the load spreads again.
         nodes["node-4"] = node(config_file, "node-4")
         eventually(lambda: spread(db, {"node-1", "node-2", "node-4"}, MAILBOXES), 90)
 
+        _mark("4. a node joined")
         # 5. PostgreSQL restarts under the running nodes; mail arrives meanwhile.
         _pg_ctl("stop")
         try:
@@ -142,6 +150,7 @@ def test_three_nodes_sixty_mailboxes_two_thousand_messages_and_every_failure(
         eventually(lambda: spread(db, {"node-1", "node-2", "node-4"}, MAILBOXES), 60)
         assert all(proc.poll() is None for proc in nodes.values())
 
+        _mark("5. PostgreSQL restarted")
         # Through all of it, Dovecot never saw one user's mail synced by two sessions.
         assert overlaps(dovecot_log.read_text(), users, ignore=frozen_sessions) == []
     finally:
@@ -149,10 +158,23 @@ def test_three_nodes_sixty_mailboxes_two_thousand_messages_and_every_failure(
             stop(proc)
 
 
+_started = time.monotonic()
+
+
+def _mark(phase: str) -> None:
+    """When each phase ended (pytest shows it with -s, or when the test fails)."""
+    print(f"{time.monotonic() - _started:6.1f} s  {phase}")
+
+
 def _queue(db: Database, config: Config, batch: str, count: int) -> None:
-    for i in range(count):
-        raw = make_message(from_="bob@acme.com", to="carol@client.test", subject=f"{batch} {i}")
-        queue_message(db, config, raw, ["carol@client.test"])
+    """`count` messages queued as the CRM would, in one transaction."""
+    with db.read() as session:
+        user = get_user(session, config, "bob@acme.com")
+        session.expunge(user)
+    with db.connection() as connection:
+        for i in range(count):
+            raw = make_message(from_="bob@acme.com", to="carol@client.test", subject=f"{batch} {i}")
+            enqueue_in(connection, user, "bob@acme.com", ["carol@client.test"], prepare(raw), "api")
 
 
 def _all_sent(db: Database, count: int) -> Callable[[], bool]:
