@@ -1,9 +1,10 @@
 """The `housekeeping` role's periodic jobs (gateway.periodic: one node per period).
 
     cleanup     rows that outlived their use: sign-in sessions ended or too old,
-                sign-in failures past [web] sign_in_window, idempotency keys past
-                their day, dropbox refusals past their week, the leases of removed
-                mailboxes and the announcements of nodes gone for a day
+                sign-in and submission AUTH failures past their windows,
+                idempotency keys past their day, dropbox refusals past their week,
+                the leases of removed mailboxes and the announcements of nodes
+                gone for a day
     retention   finished records older than [housekeeping] keep_days: webhook
                 deliveries delivered or failed, events fanned out with none of
                 their deliveries left, and the delivery queue's finished messages
@@ -76,7 +77,7 @@ def cleanup(db: Database, config: Config, fence: Fence) -> int:
                 db,
                 fence,
                 SignInFailure.id,
-                SignInFailure.at < now - timedelta(seconds=web.sign_in_window),
+                SignInFailure.at < now - timedelta(seconds=_failures_kept(config)),
             ),
             _delete_batches(
                 db, fence, IdempotencyKey.id, IdempotencyKey.created_at <= now - idempotency.KEEP
@@ -87,6 +88,12 @@ def cleanup(db: Database, config: Config, fence: Fence) -> int:
             _forget_leases(db, fence, now),
         )
     )
+
+
+def _failures_kept(config: Config) -> float:
+    """Sign-in failures count over [web] sign_in_window, the submission port's over
+    [submission] auth_failure_window: kept for the longer."""
+    return max(config.web.sign_in_window, config.submission.auth_failure_window)
 
 
 def _forget_leases(db: Database, fence: Fence, now: datetime) -> int:

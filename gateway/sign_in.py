@@ -24,6 +24,9 @@ from gateway.errors import TooManyAttempts
 from gateway.models import SignInFailure, User, utcnow
 
 WRONG = "The email address or the password is not right."  # never says which
+# The submission port's AUTH failures share the table under keys of their own
+# ("smtp:ip:..."), counted over [submission] auth_failure_window (outbound.submission).
+SMTP_FAILURES = "smtp:"
 
 
 def sign_in(session: Session, config: Config, email: str, password: str, ip: str) -> User | None:
@@ -72,4 +75,8 @@ def _failed(session: Session, config: Config, keys: tuple[str, str]) -> None:
     now = utcnow()
     session.add_all([SignInFailure(key=key[:400], at=now) for key in keys])
     old = now - timedelta(seconds=config.web.sign_in_window)
-    session.execute(delete(SignInFailure).where(SignInFailure.at < old))
+    session.execute(
+        delete(SignInFailure).where(
+            SignInFailure.at < old, SignInFailure.key.not_like(f"{SMTP_FAILURES}%")
+        )
+    )

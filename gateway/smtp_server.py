@@ -163,7 +163,13 @@ class GatewaySMTP(SMTP):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None
+        # aiosmtpd starts a new Session after STARTTLS (RFC 3207 4.2), and with it
+        # forgets what the load balancer's PROXY header said: the client's address
+        # would become the balancer's for SPF, the limits and the log. Keep it.
+        proxied = None if first or self.session is None else self.session.proxy_data
         super().connection_made(transport)
+        if proxied is not None and self.session is not None:
+            self.session.proxy_data = proxied
         if first and self.max_session_time is not None:
             self._deadline = self.loop.call_later(self.max_session_time, self._session_expired)
 

@@ -23,14 +23,13 @@ import base64
 import binascii
 import functools
 import logging
-import time
-from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 
 from gateway import smtp_replies as replies
 from gateway.addresses import parse_one
@@ -46,8 +45,9 @@ from gateway.errors import (
 )
 from gateway.group_commit import GroupCommitter
 from gateway.mail_queue import Sender, enqueue_in, sent_in_last_hour
-from gateway.models import UserAddress
+from gateway.models import SignInFailure, UserAddress, utcnow
 from gateway.role import RoleContext, cannot_listen
+from gateway.sign_in import SMTP_FAILURES
 from gateway.smtp_server import GatewayHandler, GatewaySMTP, reply_for, storage_error
 from gateway.tls import server_context
 from gateway.tokens import user_for_password
@@ -79,29 +79,39 @@ class Identity:
 
 @dataclass
 class AuthFailures:
-    """Failed AUTH attempts per key (a client IP, a user name) in a sliding window."""
+    """Failed AUTH attempts per key (a client IP, a user name) in a sliding window,
+    kept in the database (sign_in_failures, keys "smtp:<key>") so that every node
+    counts them together: behind N nodes a guesser gets no more tries than behind
+    one. Blocking calls: run them in a worker thread."""
 
+    db: Database
     limit: int
     window: float
-    clock: Callable[[], float] = time.monotonic
-    _seen: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
 
     def blocked(self, *keys: str) -> bool:
-        return any(len(self._recent(key)) >= self.limit for key in keys)
+        since = utcnow() - timedelta(seconds=self.window)
+        with self.db.read() as session:
+            counts = session.execute(
+                select(SignInFailure.key, func.count())
+                .where(SignInFailure.key.in_([_key(k) for k in keys]), SignInFailure.at > since)
+                .group_by(SignInFailure.key)
+            )
+            return any(count >= self.limit for _, count in counts)
 
     def failed(self, *keys: str) -> None:
-        now = self.clock()
-        for key in keys:
-            self._recent(key).append(now)
+        now = utcnow()
+        with self.db.session() as session:
+            session.add_all(SignInFailure(key=_key(k), at=now) for k in keys)
+            session.execute(
+                delete(SignInFailure).where(
+                    SignInFailure.key.like(f"{SMTP_FAILURES}%"),
+                    SignInFailure.at < now - timedelta(seconds=self.window),
+                )
+            )
 
-    def _recent(self, key: str) -> deque[float]:
-        seen = self._seen[key]
-        while seen and self.clock() - seen[0] > self.window:
-            seen.popleft()
-        if not seen:
-            del self._seen[key]
-            return self._seen[key]
-        return seen
+
+def _key(key: str) -> str:
+    return f"{SMTP_FAILURES}{key}"[:400]
 
 
 class SubmissionSMTP(GatewaySMTP):
@@ -130,7 +140,7 @@ class SubmissionSMTP(GatewaySMTP):
         authzid, login, password = parts
         if authzid and authzid.lower() != login.lower():
             # RFC 4616: acting as someone else. Not offered: refuse, and count it.
-            self._count_failure(login)
+            await asyncio.to_thread(self._count_failure, login)
             return _refused(replies.AUTHZID_REFUSED)
         return await self._sign_in(login, password)
 
@@ -153,14 +163,14 @@ class SubmissionSMTP(GatewaySMTP):
     async def _sign_in(self, login: bytes, password: bytes) -> AuthResult:
         handler, ip = self.submission, self._client_ip()
         user = login.decode("utf-8", "replace").strip().lower()
-        if handler.failures.blocked(ip, user):
+        if await asyncio.to_thread(handler.failures.blocked, ip, user):
             log.warning("submission: AUTH refused for %r from %s: too many failures", user, ip)
             return _refused(replies.AUTH_TOO_MANY_FAILURES)
         identity = await asyncio.to_thread(
             handler.authenticate, user, password.decode("utf-8", "replace")
         )
         if identity is None:
-            self._count_failure(login)
+            await asyncio.to_thread(self._count_failure, login)
             log.info("submission: AUTH failed for %r from %s", user, ip)
             await asyncio.sleep(handler.config.submission.auth_failure_delay)
             return _refused(replies.AUTH_INVALID)
@@ -172,7 +182,13 @@ class SubmissionSMTP(GatewaySMTP):
         self.submission.failures.failed(self._client_ip(), user)
 
     def _client_ip(self) -> str:
-        peer = self.session.peer if self.session is not None else None
+        """The client's address: the one a load balancer's PROXY header gave, if any."""
+        if self.session is None:
+            return "None"
+        proxy = self.session.proxy_data
+        if proxy is not None and getattr(proxy, "src_addr", None):
+            return str(proxy.src_addr)
+        peer = self.session.peer
         return str(peer[0]) if isinstance(peer, tuple) else str(peer)
 
 
@@ -203,7 +219,14 @@ class SubmissionHandler(GatewayHandler):
         self.queued = queued  # told once a message is committed (wakes the delivery role)
         self.committer = GroupCommitter(db.connection, name="submission-commit")
         submission = config.submission
-        self.failures = AuthFailures(submission.auth_failures, submission.auth_failure_window)
+        self.failures = AuthFailures(db, submission.auth_failures, submission.auth_failure_window)
+
+    async def handle_PROXY(
+        self, server: SMTP, session: Session, envelope: Envelope, proxy_data: Any
+    ) -> bool:
+        """[submission] proxy_protocol: serve the connection when the balancer's header
+        named the client's address."""
+        return getattr(proxy_data, "src_addr", None) is not None
 
     def authenticate(self, login: str, password: str) -> Identity | None:
         """The user these credentials sign in (in a worker thread: a password hash)."""
@@ -319,6 +342,9 @@ class SubmissionServer:
 
     def protocol(self, implicit_tls: bool) -> SubmissionSMTP:
         submission = self.config.submission
+        options: dict[str, Any] = {}
+        if submission.proxy_protocol and not implicit_tls:
+            options["proxy_protocol_timeout"] = 10
         return SubmissionSMTP(
             self.handler,
             max_errors=submission.max_errors,
@@ -332,6 +358,7 @@ class SubmissionServer:
             require_starttls=not implicit_tls,
             timeout=submission.timeout,
             loop=asyncio.get_running_loop(),
+            **options,
         )
 
     async def start(self) -> None:

@@ -40,7 +40,16 @@ class SubmissionConfig:
         default=5,
         metadata=doc(
             "Failed AUTH attempts allowed per client IP and per user within "
-            "auth_failure_window; past them AUTH is refused (454 4.7.0) until the window passes."
+            "auth_failure_window, counted in the database over every node; past them AUTH is "
+            "refused (454 4.7.0) until the window passes."
+        ),
+    )
+    proxy_protocol: bool = field(
+        default=False,
+        metadata=doc(
+            "Expect a PROXY protocol (v1 or v2) header first on the listen port (STARTTLS), as "
+            "behind a TCP load balancer: the client's address then counts for the AUTH "
+            "failures and the log. Not on tls_listen, whose TLS handshake comes first."
         ),
     )
     auth_failure_window: float = field(

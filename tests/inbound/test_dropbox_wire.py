@@ -140,3 +140,36 @@ def test_proxy_protocol_client_address_is_used(dropbox: Dropbox, db, version, dr
     assert deliver("203.0.113.9").startswith(b"250")  # trusted by its real address
     assert deliver("198.51.100.9").startswith(b"550 5.7.1")  # checked: not a user
     assert count(db, RawMessage) == 1
+
+
+@pytest.mark.parametrize(
+    "dropbox_options",
+    [{"proxy_protocol": True, "policy": "trust-network", "trusted_networks": ("203.0.113.0/24",)}],
+)
+def test_the_proxied_client_address_outlives_starttls(dropbox: Dropbox, db, dropbox_options):
+    """aiosmtpd starts a new session after STARTTLS; the client's address from the
+    PROXY header must not turn into the balancer's there (SPF, trust, limits)."""
+    import smtplib
+
+    rcpt = dropbox.address("bob@acme.com")
+    insecure = ssl.create_default_context()
+    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+
+    def deliver(client_ip: str) -> None:
+        class Proxied(smtplib.SMTP):
+            def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+                sock = socket.create_connection((host, port), timeout)
+                sock.sendall(f"PROXY TCP4 {client_ip} 127.0.0.1 40000 25\r\n".encode())
+                return sock
+
+        with Proxied("127.0.0.1", dropbox.port, timeout=10) as client:
+            client.starttls(context=insecure)
+            client.sendmail(
+                "stranger@nowhere.test", [rcpt], b"From: stranger@nowhere.test\r\n\r\nx\r\n"
+            )
+
+    deliver("203.0.113.9")  # trusted by its real address, after STARTTLS too
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        deliver("198.51.100.9")  # and checked by it: not a user
+    assert refused.value.smtp_code == 550
+    assert count(db, RawMessage) == 1

@@ -319,3 +319,56 @@ def test_a_user_over_the_hourly_limit_is_told_to_wait(submission: Submission) ->
         code, reply = client.mail("bob@acme.com")
     assert (code, reply[:5]) == (451, b"4.7.1")
     assert len(queued(submission)) == 2
+
+
+def test_failed_auth_is_counted_in_the_database_for_every_node(submission: Submission) -> None:
+    """Behind several nodes a guesser gets no more tries: the failures one node saw
+    lock the address and the user out on another (sharing the database), and they
+    do not count against the web sign-in's own limits."""
+    from gateway.models import SignInFailure
+    from outbound.submission import SubmissionHandler
+
+    other_node = SubmissionHandler(submission.db, submission.config)
+    assert not other_node.failures.blocked("127.0.0.1", "bob@acme.com")
+    with submission.client() as client:
+        for _ in range(submission.config.submission.auth_failures):
+            assert client.docmd("AUTH", "PLAIN " + _plain("", "bob@acme.com", "guess"))[0] == 535
+    assert other_node.failures.blocked("127.0.0.1")  # the address
+    assert other_node.failures.blocked("bob@acme.com")  # the user, from anywhere
+    assert not other_node.failures.blocked("192.0.2.1", "ann@acme.com")
+    with submission.db.read() as session:
+        keys = set(session.scalars(select(SignInFailure.key)))
+    assert keys == {"smtp:127.0.0.1", "smtp:bob@acme.com"}
+
+
+@pytest.mark.parametrize("submission_options", [{"proxy_protocol": True}])
+def test_behind_a_load_balancer_the_proxy_header_gives_the_clients_address(
+    submission: Submission,
+) -> None:
+    """[submission] proxy_protocol: the balancer's PROXY header comes first; the
+    client's address it gives is the one the AUTH failures count. A connection
+    without the header is not served."""
+    import socket
+
+    from gateway.models import SignInFailure
+
+    class Proxied(smtplib.SMTP):
+        def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+            sock = socket.create_connection((host, port), timeout)
+            sock.sendall(f"PROXY TCP4 203.0.113.9 127.0.0.1 40000 {port}\r\n".encode())
+            return sock
+
+    with Proxied("127.0.0.1", submission.port, timeout=30) as client:
+        client.ehlo("crm.test")
+        client.starttls(context=submission.client_tls)
+        client.ehlo("crm.test")
+        assert client.docmd("AUTH", "PLAIN " + _plain("", "bob@acme.com", "guess"))[0] == 535
+        client.login("bob@acme.com", submission.token)
+        client.sendmail("bob@acme.com", ["carol@client.test"], MESSAGE)
+    with submission.db.read() as session:
+        keys = set(session.scalars(select(SignInFailure.key)))
+    assert "smtp:203.0.113.9" in keys and "smtp:127.0.0.1" not in keys
+    assert len(queued(submission)) == 1
+    with socket.create_connection(("127.0.0.1", submission.port), timeout=30) as bare:
+        bare.sendall(b"EHLO crm.test\r\n")  # no PROXY header first: not served
+        assert bare.recv(1024) == b""  # closed, with no greeting
