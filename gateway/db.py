@@ -32,7 +32,13 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, idle_in_transaction: float | None = None
+    ) -> None:
+        """`idle_in_transaction` (PostgreSQL): seconds after which the server ends a
+        session of this process left idle inside a transaction, releasing its row
+        locks: a node frozen in the middle of a write (a long pause, a partition)
+        cannot keep the lease rows it locked from the other nodes past that."""
         self.url = url
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
@@ -54,7 +60,11 @@ class Database:
                 else None
             )
         else:
-            self.engine = create_engine(url, echo=echo, pool_pre_ping=True)
+            options: dict[str, str] = {}
+            if idle_in_transaction:
+                ms = max(1000, int(idle_in_transaction * 1000))
+                options["options"] = f"-c idle_in_transaction_session_timeout={ms}"
+            self.engine = create_engine(url, echo=echo, pool_pre_ping=True, connect_args=options)
             self.read_engine = self.engine
             self._write_lock = None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

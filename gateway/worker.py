@@ -40,7 +40,7 @@ class WorkerSpec:
 
 async def run_worker(spec: WorkerSpec) -> None:
     config = spec.config
-    db = Database(config.database_url)
+    db = Database(config.database_url, idle_in_transaction=config.cluster.lease / 2)
     stop = asyncio.Event()
     ctx = RoleContext(db, config, process=spec.name)
     channel = WorkerChannel(

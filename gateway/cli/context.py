@@ -38,7 +38,8 @@ class Context:
     @property
     def db(self) -> Database:
         if self._db is None:
-            self._db = Database(self.config.database_url)
+            lease = self.config.cluster.lease
+            self._db = Database(self.config.database_url, idle_in_transaction=lease / 2)
         return self._db
 
     def close(self) -> None:

@@ -118,3 +118,39 @@ def test_sqlite_writers_of_all_processes_queue_on_one_file_lock(tmp_path) -> Non
     finally:
         os.close(other)
         db.dispose()
+
+
+def test_a_session_frozen_inside_a_transaction_lets_go_of_its_locks(database_url: str) -> None:
+    """PostgreSQL: `idle_in_transaction` (the nodes set half of [cluster] lease) ends a
+    session left idle in a transaction, so a node frozen in the middle of a fenced
+    write cannot keep the lease row it locked from the node taking over."""
+    import time
+
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.orm import Session
+
+    from gateway.db import Database
+    from gateway.leases import claim_due, fence
+
+    frozen = Database(database_url, idle_in_transaction=2.0)
+    if frozen.dialect != "postgresql":
+        frozen.dispose()
+        pytest.skip("SQLite has one writer at a time and no row locks")
+    other = Database(database_url)
+    try:
+        with frozen.read() as session:
+            assert session.scalar(text("SHOW idle_in_transaction_session_timeout")) == "2s"
+        [(key, generation)] = claim_due(frozen, "imap", "node-a", ["7"], 1, 0.3).items()
+        with Session(frozen.engine) as session:
+            fence(session, "imap", key, "node-a", generation)  # locks the lease row
+            time.sleep(0.6)  # node A freezes here; its lease runs out meanwhile
+            assert claim_due(other, "imap", "node-b", ["7"], 1, 60) == {}  # still locked
+            time.sleep(2.5)  # past idle_in_transaction_session_timeout
+            assert claim_due(other, "imap", "node-b", ["7"], 1, 60) == {"7": generation + 1}
+            with pytest.raises(DBAPIError):  # node A wakes: its transaction is gone
+                session.execute(text("SELECT 1"))
+    finally:
+        frozen.dispose()
+        other.dispose()
