@@ -51,12 +51,13 @@ from gateway.contacts import add_contact
 from gateway.db import Database
 from gateway.directory import AccountDirectory
 from gateway.mail_queue import enqueue
-from gateway.models import Account, Lease, Mailbox, OutboundMessage, Sighting, User, utcnow
+from gateway.models import Account, Mailbox, OutboundMessage, Sighting, User, utcnow
 from gateway.tls import ensure_self_signed
 from gateway.vault import Vault, ensure_key_file
-from inbound.imap.mailboxes import MailboxRequest, add_mailbox
 from outbound.dkim_keys import generate
 from outbound.hygiene import prepare
+from tests.helpers.nodes import connect_dovecot
+from tests.helpers.nodes import holders as held
 from tests.peers.dovecot import Dovecot
 
 GATEWAY = (sys.executable, "-m", "gateway")
@@ -317,14 +318,9 @@ def sync(
                 with cluster.db.session() as session:
                     owner = session.get_one(Account, account)
                     add_user(session, cluster.config, owner, f"u{i}@acme.example")
-                request = MailboxRequest(
-                    email=f"u{i}@acme.example",
-                    imap_host="127.0.0.1",
-                    imap_port=dovecot.port,
-                    imap_security="none",
-                    username=name,
+                connect_dovecot(
+                    cluster.db, cluster.config, vault, dovecot, f"u{i}@acme.example", name
                 )
-                add_mailbox(cluster.db, cluster.config, vault, request, "pw")
             total = len(users) * per_mailbox
             stored = select(func.count()).select_from(Sighting).where(Sighting.source == "imap")
             # The nodes start with the mailboxes set aside, so that the figures leave
@@ -347,11 +343,7 @@ def _takeover(cluster: Cluster, mailboxes: int) -> float:
     """SIGKILL node-3: seconds until node-1 and node-2 hold every mailbox."""
 
     def holders() -> Counter[str]:
-        with cluster.db.read() as session:
-            found = session.scalars(
-                select(Lease.holder).where(Lease.kind == "imap", Lease.holder.is_not(None))
-            ).all()
-        return Counter(str(h).split("/")[0] for h in found)
+        return held(cluster.db)
 
     deadline = time.monotonic() + 120
     while set(holders()) != {"node-1", "node-2", "node-3"}:  # the load spread first

@@ -44,16 +44,23 @@ def mailboxes_on_dovecot(
         name = f"node{i}-{tag}"
         dovecot.add_user(name, "pw")
         dovecot.append(name, "INBOX", [make_message(from_="carol@client.com", to=f"n{i}@acme.com")])
-        request = MailboxRequest(
-            email=f"n{i}@acme.com",
-            imap_host="127.0.0.1",
-            imap_port=dovecot.port,
-            imap_security="none",
-            username=name,
-        )
-        add_mailbox(db, config, vault, request, "pw")
+        connect_dovecot(db, config, vault, dovecot, f"n{i}@acme.com", name)
         names.append(name)
     return names
+
+
+def connect_dovecot(
+    db: Database, config: Config, vault: Vault, dovecot: Dovecot, email: str, name: str
+) -> None:
+    """The user `email` connects Dovecot's user `name` (password "pw") as a mailbox."""
+    request = MailboxRequest(
+        email=email,
+        imap_host="127.0.0.1",
+        imap_port=dovecot.port,
+        imap_security="none",
+        username=name,
+    )
+    add_mailbox(db, config, vault, request, "pw")
 
 
 def node_config(path: Path, config: Config, sink: Sink, lease: float) -> Path:

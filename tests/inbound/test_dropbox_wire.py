@@ -155,14 +155,10 @@ def test_the_proxied_client_address_outlives_starttls(dropbox: Dropbox, db, drop
     insecure = ssl.create_default_context()
     insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
 
-    def deliver(client_ip: str) -> None:
-        class Proxied(smtplib.SMTP):
-            def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-                sock = socket.create_connection((host, port), timeout)
-                sock.sendall(f"PROXY TCP4 {client_ip} 127.0.0.1 40000 25\r\n".encode())
-                return sock
+    from tests.helpers.proxied import ProxiedSMTP
 
-        with Proxied("127.0.0.1", dropbox.port, timeout=10) as client:
+    def deliver(client_ip: str) -> None:
+        with ProxiedSMTP(client_ip, "127.0.0.1", dropbox.port, timeout=10) as client:
             client.starttls(context=insecure)
             client.sendmail(
                 "stranger@nowhere.test", [rcpt], b"From: stranger@nowhere.test\r\n\r\nx\r\n"

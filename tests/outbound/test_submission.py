@@ -351,14 +351,9 @@ def test_behind_a_load_balancer_the_proxy_header_gives_the_clients_address(
     import socket
 
     from gateway.models import SignInFailure
+    from tests.helpers.proxied import ProxiedSMTP
 
-    class Proxied(smtplib.SMTP):
-        def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-            sock = socket.create_connection((host, port), timeout)
-            sock.sendall(f"PROXY TCP4 203.0.113.9 127.0.0.1 40000 {port}\r\n".encode())
-            return sock
-
-    with Proxied("127.0.0.1", submission.port, timeout=30) as client:
+    with ProxiedSMTP("203.0.113.9", "127.0.0.1", submission.port) as client:
         client.ehlo("crm.test")
         client.starttls(context=submission.client_tls)
         client.ehlo("crm.test")
